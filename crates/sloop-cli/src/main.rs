@@ -1,0 +1,171 @@
+//! `sloop`: every core capability from the command line, with human output and `--json`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sloop_core::config::Config;
+use sloop_core::host::{self, CheckStatus, HostReport};
+use sloop_core::libvirt::Connection;
+use sloop_core::logging::{self, LogOptions};
+use sloop_core::machine::{self, MachineSummary};
+use sloop_core::paths::Paths;
+
+mod output;
+
+/// Sloop carries your analysis VM from the laptop to the grid, unchanged.
+#[derive(Debug, Parser)]
+#[command(name = "sloop", version, about)]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show more of what Sloop does (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that this host can run machines, and say how to fix what is missing.
+    Doctor {
+        /// Reuse the last acceleration test instead of booting a test guest again.
+        #[arg(long)]
+        cached: bool,
+    },
+    /// Your machines.
+    #[command(subcommand)]
+    Machine(MachineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MachineCommand {
+    /// List machines with their real state.
+    List,
+}
+
+/// Everything a command needs.
+struct Context {
+    paths: Paths,
+    config: Config,
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stderr_filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let setup = (|| -> anyhow::Result<_> {
+        let paths = Paths::from_env()?;
+        let config = Config::load(&paths.config_file())?;
+        let guard = logging::init(
+            &paths,
+            LogOptions {
+                stderr_filter: Some(stderr_filter.into()),
+                sink: None,
+            },
+        )?;
+        Ok((paths, config, guard))
+    })();
+    let (paths, config, _guard) = match setup {
+        Ok(setup) => setup,
+        Err(e) => return output::fail(&e),
+    };
+    let ctx = Context {
+        paths,
+        config,
+        json: cli.json,
+    };
+    match run(&ctx, cli.command).await {
+        Ok(code) => code,
+        Err(e) => output::fail(&e),
+    }
+}
+
+async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Doctor { cached } => doctor(ctx, cached).await,
+        Command::Machine(MachineCommand::List) => machine_list(ctx).await,
+    }
+}
+
+async fn doctor(ctx: &Context, cached: bool) -> anyhow::Result<ExitCode> {
+    let report = host::check_host(&ctx.paths, &ctx.config, !cached).await;
+    if ctx.json {
+        output::json(&report)?;
+    } else {
+        output::text(&render_report(&report));
+    }
+    // Scripts can tell "machines can run here" from the exit status.
+    Ok(if report.ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn render_report(report: &HostReport) -> String {
+    let mut out = String::new();
+    for check in &report.checks {
+        let mark = match check.status {
+            CheckStatus::Ok => "ok     ",
+            CheckStatus::Warning => "warning",
+            CheckStatus::Missing => "MISSING",
+        };
+        out.push_str(&format!("{mark}  {:<26} {}\n", check.title, check.detail));
+        if let Some(fix) = &check.fix {
+            out.push_str(&format!("{:<9}  {:<26} fix: {fix}\n", "", ""));
+        }
+    }
+    out.push('\n');
+    out.push_str(if report.ready {
+        "This host can run Sloop machines.\n"
+    } else {
+        "This host cannot run Sloop machines yet: fix the MISSING items above.\n"
+    });
+    out
+}
+
+async fn machine_list(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let conn = Connection::open(&ctx.config.libvirt_uri()).await?;
+    let machines = machine::list(&ctx.paths, &conn)
+        .await
+        .context("cannot list machines")?;
+    if ctx.json {
+        output::json(&machines)?;
+    } else if machines.is_empty() {
+        output::text("No machines yet.\n");
+    } else {
+        output::text(&render_machines(&machines));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_machines(machines: &[MachineSummary]) -> String {
+    let mut out = format!(
+        "{:<20} {:<14} {:>5} {:>8} {:>6}  {}\n",
+        "NAME", "STATE", "VCPUS", "MEMORY", "SSH", "IMAGE"
+    );
+    for m in machines {
+        out.push_str(&format!(
+            "{:<20} {:<14} {:>5} {:>5}MiB {:>6}  {}\n",
+            m.name,
+            serde_json::to_value(m.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            m.vcpus,
+            m.memory_mib,
+            m.ssh_port,
+            m.image
+        ));
+    }
+    out
+}

@@ -1,0 +1,101 @@
+//! The user's settings (`config.toml`), with defaults that work on a fresh machine.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Overrides the libvirt connection URI, whatever the config file says.
+pub const LIBVIRT_URI_ENV: &str = "SLOOP_LIBVIRT_URI";
+
+/// Settings read from `config.toml`. Every field is optional in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// libvirt connection URI. Default: `qemu:///system` for root, `qemu:///session` otherwise.
+    pub libvirt_uri: Option<String>,
+    /// Grid trust anchors (IGTF layout). Default: `X509_CERT_DIR`, else `/etc/grid-security/certificates`.
+    pub ca_dir: Option<PathBuf>,
+}
+
+/// The config file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file")]
+    Read(#[source] std::io::Error),
+    #[error("config file {path} is not valid: {message}; fix or remove it")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads `path`; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match fs_err::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(ConfigError::Read(e)),
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })
+    }
+
+    /// The libvirt URI in force: the environment, then the file, then the default for this user.
+    pub fn libvirt_uri(&self) -> String {
+        if let Ok(uri) = std::env::var(LIBVIRT_URI_ENV)
+            && !uri.is_empty()
+        {
+            return uri;
+        }
+        self.libvirt_uri.clone().unwrap_or_else(|| {
+            if nix::unistd::geteuid().is_root() {
+                "qemu:///system".to_string()
+            } else {
+                "qemu:///session".to_string()
+            }
+        })
+    }
+
+    /// The grid trust anchors' folder in force.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.ca_dir
+            .clone()
+            .or_else(|| std::env::var_os("X509_CERT_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/etc/grid-security/certificates"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Config::load(&dir.path().join("none.toml")).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "libvirt_url = \"x\"\n").unwrap();
+        let message = Config::load(&path).unwrap_err().to_string();
+        assert!(message.contains("libvirt_url"), "{message}");
+        assert!(message.contains("config.toml"), "{message}");
+    }
+
+    #[test]
+    fn file_sets_uri() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "libvirt_uri = \"test:///default\"\n").unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap().libvirt_uri,
+            Some("test:///default".into())
+        );
+    }
+}

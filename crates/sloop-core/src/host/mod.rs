@@ -1,0 +1,524 @@
+//! The host check (`sloop doctor`, the app's status panel): is everything a machine needs here,
+//! and if not, which command fixes it.
+
+pub mod acceleration;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::process::Command;
+use ts_rs::TS;
+
+pub use acceleration::Acceleration;
+
+use crate::config::Config;
+use crate::libvirt::Connection;
+use crate::paths::Paths;
+
+/// One thing the check looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub enum CheckId {
+    Libvirt,
+    Emulator,
+    Acceleration,
+    DiskTool,
+    IsoTool,
+    WorkShare,
+    Proxy,
+    TrustAnchors,
+}
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "lowercase")]
+#[ts(export)]
+pub enum CheckStatus {
+    /// Ready.
+    Ok,
+    /// Works, with a limit the user should know (TCG instead of KVM, no proxy yet).
+    Warning,
+    /// Machines cannot run until it is fixed.
+    Missing,
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[ts(export)]
+pub struct Check {
+    pub id: CheckId,
+    /// What was checked, in a few words.
+    pub title: String,
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// The command or step that fixes it, when it is not ok.
+    pub fix: Option<String>,
+}
+
+/// How the user's work directory is shared into machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "lowercase")]
+#[ts(export)]
+pub enum ShareKind {
+    Virtiofs,
+    #[serde(rename = "9p")]
+    NineP,
+}
+
+/// Everything the host check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct HostReport {
+    pub libvirt_uri: String,
+    /// How guests will run; `None` when QEMU cannot run one at all.
+    pub acceleration: Option<Acceleration>,
+    pub work_share: Option<ShareKind>,
+    pub checks: Vec<Check>,
+    /// True when no check is `missing`: machines can be created and started.
+    pub ready: bool,
+}
+
+/// Finds an executable by name on `PATH`, and in the sbin folders (not on a normal user's PATH).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/libexec"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The QEMU system emulator for x86-64 guests.
+pub fn qemu_binary() -> Option<PathBuf> {
+    find_program("qemu-system-x86_64")
+}
+
+/// The ISO 9660 tool Sloop writes cloud-init seeds with.
+pub fn iso_tool() -> Option<PathBuf> {
+    ["genisoimage", "xorrisofs", "mkisofs"]
+        .into_iter()
+        .find_map(find_program)
+}
+
+/// The Rust virtiofsd (Debian's `virtiofsd` package puts it in /usr/libexec), when the host has
+/// one. QEMU 7.2's old C daemon in /usr/lib/qemu is not used: it needs root and is deprecated.
+pub fn virtiofsd() -> Option<PathBuf> {
+    find_program("virtiofsd")
+}
+
+/// libvirt runs virtiofsd for unprivileged users (qemu:///session) only from 10.0 on.
+const VIRTIOFS_SESSION_MIN_LIBVIRT: u32 = 10_000_000;
+
+const INSTALL_QEMU: &str = "sudo apt-get install qemu-system-x86 qemu-utils";
+
+fn check(
+    id: CheckId,
+    title: &str,
+    status: CheckStatus,
+    detail: String,
+    fix: Option<&str>,
+) -> Check {
+    Check {
+        id,
+        title: title.to_string(),
+        status,
+        detail,
+        fix: fix.map(str::to_string),
+    }
+}
+
+/// Runs every check. Acceleration is tried for real (a guest is booted), which takes a few
+/// seconds; pass `fresh = false` to reuse the answer cached for this QEMU and kernel.
+pub async fn check_host(paths: &Paths, config: &Config, fresh: bool) -> HostReport {
+    let uri = config.libvirt_uri();
+    let qemu = qemu_binary();
+    let (libvirt, accel, share) = tokio::join!(
+        check_libvirt(&uri),
+        check_acceleration(qemu.as_deref(), &paths.cache_dir, fresh),
+        check_work_share(qemu.as_deref(), &uri),
+    );
+    let (accel_check, acceleration) = accel;
+    let (share_check, work_share) = share;
+
+    let mut checks = vec![libvirt];
+    checks.push(match &qemu {
+        Some(path) => check(
+            CheckId::Emulator,
+            "QEMU emulator",
+            CheckStatus::Ok,
+            path.display().to_string(),
+            None,
+        ),
+        None => check(
+            CheckId::Emulator,
+            "QEMU emulator",
+            CheckStatus::Missing,
+            "qemu-system-x86_64 is not installed".into(),
+            Some(INSTALL_QEMU),
+        ),
+    });
+    checks.push(accel_check);
+    checks.push(match find_program("qemu-img") {
+        Some(path) => check(
+            CheckId::DiskTool,
+            "Disk tool (qemu-img)",
+            CheckStatus::Ok,
+            path.display().to_string(),
+            None,
+        ),
+        None => check(
+            CheckId::DiskTool,
+            "Disk tool (qemu-img)",
+            CheckStatus::Missing,
+            "qemu-img is not installed; it makes each machine's overlay".into(),
+            Some("sudo apt-get install qemu-utils"),
+        ),
+    });
+    checks.push(match iso_tool() {
+        Some(path) => check(CheckId::IsoTool, "Seed tool (ISO 9660)", CheckStatus::Ok, path.display().to_string(), None),
+        None => check(
+            CheckId::IsoTool,
+            "Seed tool (ISO 9660)",
+            CheckStatus::Missing,
+            "no genisoimage, xorrisofs or mkisofs; Sloop writes each machine's cloud-init seed with one".into(),
+            Some("sudo apt-get install genisoimage"),
+        ),
+    });
+    checks.push(share_check);
+    checks.push(check_proxy());
+    checks.push(check_trust_anchors(&config.ca_dir()));
+
+    let ready = checks.iter().all(|c| c.status != CheckStatus::Missing);
+    HostReport {
+        libvirt_uri: uri,
+        acceleration,
+        work_share,
+        checks,
+        ready,
+    }
+}
+
+async fn check_libvirt(uri: &str) -> Check {
+    const TITLE: &str = "libvirt";
+    match Connection::open(uri).await {
+        Ok(conn) => {
+            let version = conn.version().await.unwrap_or_else(|_| "unknown".into());
+            check(
+                CheckId::Libvirt,
+                TITLE,
+                CheckStatus::Ok,
+                format!("libvirt {version} at {}", conn.uri()),
+                None,
+            )
+        }
+        Err(e) => {
+            // The fix is part of the error's own message; show libvirt's words as the detail.
+            let (detail, fix) = match &e {
+                crate::libvirt::LibvirtError::Unreachable { failure, fix, .. } => {
+                    (format!("{uri}: {failure}"), fix.to_string())
+                }
+                other => (
+                    other.to_string(),
+                    "check the libvirt daemon's log".to_string(),
+                ),
+            };
+            check(
+                CheckId::Libvirt,
+                TITLE,
+                CheckStatus::Missing,
+                detail,
+                Some(&fix),
+            )
+        }
+    }
+}
+
+async fn check_acceleration(
+    qemu: Option<&Path>,
+    cache_dir: &Path,
+    fresh: bool,
+) -> (Check, Option<Acceleration>) {
+    use acceleration::Trial;
+    const TITLE: &str = "Acceleration";
+    let Some(qemu) = qemu else {
+        return (
+            check(
+                CheckId::Acceleration,
+                TITLE,
+                CheckStatus::Missing,
+                "cannot try without QEMU".into(),
+                Some(INSTALL_QEMU),
+            ),
+            None,
+        );
+    };
+    let probed = if fresh {
+        let result = acceleration::probe(qemu).await;
+        if let Ok(probe) = &result {
+            acceleration::store(cache_dir, probe);
+        }
+        result
+    } else {
+        acceleration::probe_cached(qemu, cache_dir).await
+    };
+    let probe = match probed {
+        Ok(probe) => probe,
+        Err(e) => {
+            return (
+                check(
+                    CheckId::Acceleration,
+                    TITLE,
+                    CheckStatus::Missing,
+                    format!("could not run QEMU: {e}"),
+                    Some(INSTALL_QEMU),
+                ),
+                None,
+            );
+        }
+    };
+    let why_not_kvm = match &probe.kvm {
+        Trial::Ran => String::new(),
+        Trial::Hung => "KVM is present but a test guest did not run".to_string(),
+        Trial::Refused(reason) => format!("KVM is not usable ({reason})"),
+    };
+    let c = match probe.chosen {
+        Some(Acceleration::Kvm) => check(
+            CheckId::Acceleration,
+            TITLE,
+            CheckStatus::Ok,
+            "KVM: a test guest ran with hardware virtualisation".into(),
+            None,
+        ),
+        Some(Acceleration::Tcg) => {
+            let fix = match &probe.kvm {
+                Trial::Refused(reason) if reason.contains("does not exist") => {
+                    "for speed: enable virtualisation (VT-x/AMD-V) in the firmware settings, then load kvm_intel or kvm_amd"
+                }
+                Trial::Refused(reason) if reason.contains("ermission") => {
+                    "for speed: let your user use /dev/kvm (sudo adduser $USER kvm), then log in again"
+                }
+                // KVM is there but broken (often nested virtualisation): nothing the user can
+                // fix here; machines still work.
+                _ => {
+                    "none needed; for speed, run Sloop where KVM works (in a VM: enable nested virtualisation)"
+                }
+            };
+            check(
+                CheckId::Acceleration,
+                TITLE,
+                CheckStatus::Warning,
+                format!("{why_not_kvm}; machines run under TCG (software emulation, slower)"),
+                Some(fix),
+            )
+        }
+        None => check(
+            CheckId::Acceleration,
+            TITLE,
+            CheckStatus::Missing,
+            format!(
+                "{why_not_kvm}; and QEMU could not run a test guest under TCG either: {:?}",
+                probe.tcg
+            ),
+            Some("reinstall QEMU: sudo apt-get install --reinstall qemu-system-x86"),
+        ),
+    };
+    (c, probe.chosen)
+}
+
+/// 9p needs QEMU's virtio-9p device; virtiofs needs the Rust virtiofsd, and on
+/// qemu:///session a libvirt of 10.0 or later.
+async fn check_work_share(qemu: Option<&Path>, uri: &str) -> (Check, Option<ShareKind>) {
+    const TITLE: &str = "Work directory sharing";
+    if let Some(daemon) = virtiofsd() {
+        let libvirt_can = uri.contains("/system")
+            || virt::connect::Connect::version().is_ok_and(|v| v >= VIRTIOFS_SESSION_MIN_LIBVIRT);
+        if libvirt_can {
+            return (
+                check(
+                    CheckId::WorkShare,
+                    TITLE,
+                    CheckStatus::Ok,
+                    format!("virtiofs ({})", daemon.display()),
+                    None,
+                ),
+                Some(ShareKind::Virtiofs),
+            );
+        }
+    }
+    let has_9p = match qemu {
+        Some(qemu) => qemu_has_device(qemu, "virtio-9p-pci").await,
+        None => false,
+    };
+    if has_9p {
+        (
+            check(
+                CheckId::WorkShare,
+                TITLE,
+                CheckStatus::Ok,
+                "9p (QEMU virtio-9p); virtiofs would need the virtiofsd package".into(),
+                None,
+            ),
+            Some(ShareKind::NineP),
+        )
+    } else {
+        (
+            check(
+                CheckId::WorkShare,
+                TITLE,
+                CheckStatus::Missing,
+                "neither virtiofsd nor QEMU's virtio-9p device is available".into(),
+                Some(INSTALL_QEMU),
+            ),
+            None,
+        )
+    }
+}
+
+async fn qemu_has_device(qemu: &Path, device: &str) -> bool {
+    let output = Command::new(qemu)
+        .args(["-nodefaults", "-machine", "none", "-device", "help"])
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), output).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).contains(&format!("\"{device}\"")),
+        _ => false,
+    }
+}
+
+fn check_proxy() -> Check {
+    const TITLE: &str = "Grid proxy";
+    let path = crate::proxy::default_path();
+    match crate::proxy::summarize(&path) {
+        Ok(Some(p)) if p.seconds_left > 0 => check(
+            CheckId::Proxy,
+            TITLE,
+            CheckStatus::Ok,
+            format!(
+                "{}: {}, {} left",
+                p.path.display(),
+                p.subject,
+                human_duration(p.seconds_left)
+            ),
+            None,
+        ),
+        Ok(Some(p)) => check(
+            CheckId::Proxy,
+            TITLE,
+            CheckStatus::Warning,
+            format!("{}: expired at {}", p.path.display(), p.not_after),
+            Some("renew it with arcproxy or voms-proxy-init"),
+        ),
+        Ok(None) => check(
+            CheckId::Proxy,
+            TITLE,
+            CheckStatus::Warning,
+            format!(
+                "no proxy at {}; grid services will not be reachable from machines",
+                path.display()
+            ),
+            Some("make one with arcproxy or voms-proxy-init"),
+        ),
+        Err(e) => check(
+            CheckId::Proxy,
+            TITLE,
+            CheckStatus::Warning,
+            e.to_string(),
+            Some("make a new one with arcproxy or voms-proxy-init"),
+        ),
+    }
+}
+
+fn check_trust_anchors(dir: &Path) -> Check {
+    const TITLE: &str = "Grid trust anchors";
+    let anchors = fs_err::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".0"))
+                .count()
+        })
+        .unwrap_or(0);
+    if anchors > 0 {
+        check(
+            CheckId::TrustAnchors,
+            TITLE,
+            CheckStatus::Ok,
+            format!("{anchors} CA certificates in {}", dir.display()),
+            None,
+        )
+    } else {
+        check(
+            CheckId::TrustAnchors,
+            TITLE,
+            CheckStatus::Warning,
+            format!("no CA certificates (<hash>.0) in {}", dir.display()),
+            Some("install your grid's IGTF CA bundle there, or set X509_CERT_DIR"),
+        )
+    }
+}
+
+/// "3 h 12 min", "45 min", "20 s".
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(20), "20 s");
+        assert_eq!(human_duration(45 * 60), "45 min");
+        assert_eq!(human_duration(3 * 3600 + 12 * 60), "3 h 12 min");
+        assert_eq!(human_duration(-5), "0 s");
+    }
+
+    #[test]
+    fn empty_ca_dir_is_a_warning_with_a_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = check_trust_anchors(dir.path());
+        assert_eq!(c.status, CheckStatus::Warning);
+        assert!(c.fix.is_some());
+    }
+
+    /// The whole check against the test driver: every check reports, none panics, and a libvirt
+    /// that answers is reported with its URI.
+    #[tokio::test]
+    async fn report_against_test_driver() {
+        let home = tempfile::tempdir().unwrap();
+        let paths = Paths::under(home.path().to_path_buf()).unwrap();
+        let config = Config {
+            libvirt_uri: Some("test:///default".into()),
+            ca_dir: Some(home.path().join("no-cas")),
+        };
+        // SAFETY of the test: SLOOP_LIBVIRT_URI is not set in the test environment.
+        assert!(std::env::var_os(crate::config::LIBVIRT_URI_ENV).is_none());
+        let report = check_host(&paths, &config, true).await;
+        let libvirt = &report.checks[0];
+        assert_eq!(libvirt.status, CheckStatus::Ok, "{libvirt:?}");
+        assert!(libvirt.detail.contains("test:///default"));
+        assert_eq!(report.checks.len(), 8);
+        assert!(
+            report.acceleration.is_some(),
+            "QEMU must run a guest at least under TCG"
+        );
+        assert!(home.path().join("cache/acceleration.json").exists());
+    }
+}

@@ -1,0 +1,224 @@
+//! SSH to machines (russh), always against a pinned host key.
+//!
+//! Sloop made every machine's host key itself, so a key other than the pinned one is never
+//! "new": it is refused, whatever the user would answer.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use russh::client::{self, Handle};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect};
+
+use crate::machine::keys::fingerprint;
+
+/// One TCP connect or SSH handshake may take this long before it is tried again.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts while the guest is still booting.
+const RETRY_PAUSE: Duration = Duration::from_millis(150);
+
+/// SSH failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error(
+        "the machine at {addr} presented host key {presented}, not its own {expected}: refusing to connect. Something else answers on that port, or the machine's disk was replaced"
+    )]
+    HostKeyMismatch {
+        addr: SocketAddr,
+        expected: String,
+        presented: String,
+    },
+    #[error("no SSH login at {addr} within {seconds} s (last problem: {last})")]
+    Timeout {
+        addr: SocketAddr,
+        seconds: u64,
+        last: String,
+    },
+    #[error("the machine refused the SSH login as {user}")]
+    AuthRejected { user: String },
+    #[error("SSH failed")]
+    Protocol(#[from] russh::Error),
+}
+
+/// The handler that pins the host key and remembers what the server showed.
+struct PinnedHost {
+    expected: PublicKey,
+    presented: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for PinnedHost {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        // A host certificate counts only through the key it certifies.
+        let key_data = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.key_data().clone(),
+            PublicKeyOrCertificate::Certificate(certificate) => certificate.public_key().clone(),
+        };
+        let same = &key_data == self.expected.key_data();
+        if !same {
+            let shown = PublicKey::new(key_data, "");
+            *self.presented.lock().unwrap_or_else(|e| e.into_inner()) = Some(fingerprint(&shown));
+        }
+        Ok(same)
+    }
+}
+
+/// An authenticated SSH session to a machine.
+pub struct Session {
+    handle: Handle<PinnedHost>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ssh::Session")
+    }
+}
+
+/// A command's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The exit status; `None` when the command was killed by a signal.
+    pub status: Option<u32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+enum Attempt {
+    Done(Session),
+    /// Worth trying again while the guest boots.
+    Retry(String),
+    Fatal(SshError),
+}
+
+/// Logs in to `addr` as `user` with `client_key`, accepting only `host_key`. Keeps trying until
+/// `within` has passed, because the port may accept connections before the guest's SSH server
+/// listens. A wrong host key ends the attempts at once.
+#[tracing::instrument(skip(client_key, host_key))]
+pub async fn connect(
+    addr: SocketAddr,
+    user: &str,
+    client_key: &PrivateKey,
+    host_key: &PublicKey,
+    within: Duration,
+) -> Result<Session, SshError> {
+    let started = Instant::now();
+    let key = Arc::new(client_key.clone());
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let last = match attempt(addr, user, &key, host_key).await {
+            Attempt::Done(session) => {
+                tracing::debug!(
+                    tries,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "SSH login"
+                );
+                return Ok(session);
+            }
+            Attempt::Fatal(e) => return Err(e),
+            Attempt::Retry(why) => why,
+        };
+        if started.elapsed() + RETRY_PAUSE >= within {
+            return Err(SshError::Timeout {
+                addr,
+                seconds: within.as_secs(),
+                last,
+            });
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+async fn attempt(
+    addr: SocketAddr,
+    user: &str,
+    key: &Arc<PrivateKey>,
+    host_key: &PublicKey,
+) -> Attempt {
+    let stream =
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Err(_) => return Attempt::Retry("TCP connect timed out".into()),
+            Ok(Err(e)) => return Attempt::Retry(format!("TCP connect: {e}")),
+            Ok(Ok(stream)) => stream,
+        };
+    let _ = stream.set_nodelay(true);
+    let presented = Arc::new(Mutex::new(None));
+    let handler = PinnedHost {
+        expected: host_key.clone(),
+        presented: presented.clone(),
+    };
+    let config = Arc::new(client::Config {
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        ..Default::default()
+    });
+    let handshake = client::connect_stream(config, stream, handler);
+    let mut handle = match tokio::time::timeout(ATTEMPT_TIMEOUT, handshake).await {
+        Err(_) => return Attempt::Retry("SSH handshake timed out".into()),
+        Ok(Err(e)) => {
+            if let Some(presented) = presented.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Attempt::Fatal(SshError::HostKeyMismatch {
+                    addr,
+                    expected: fingerprint(host_key),
+                    presented,
+                });
+            }
+            return Attempt::Retry(format!("SSH handshake: {e}"));
+        }
+        Ok(Ok(handle)) => handle,
+    };
+    let hash = match handle.best_supported_rsa_hash().await {
+        Ok(hash) => hash.flatten(),
+        Err(e) => return Attempt::Retry(format!("SSH: {e}")),
+    };
+    let auth = handle
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), hash))
+        .await;
+    match auth {
+        Ok(result) if result.success() => Attempt::Done(Session { handle }),
+        // While a guest boots, its SSH server may run before the user's key is in place.
+        Ok(_) => Attempt::Retry(
+            SshError::AuthRejected {
+                user: user.to_string(),
+            }
+            .to_string(),
+        ),
+        Err(e) => Attempt::Retry(format!("SSH authentication: {e}")),
+    }
+}
+
+impl Session {
+    /// Runs `command` (through the login shell of the remote user) and collects its output.
+    #[tracing::instrument(skip(self))]
+    pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
+        let mut channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let mut output = Output {
+            status: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
+                _ => {}
+            }
+        }
+        Ok(output)
+    }
+
+    /// Ends the session politely.
+    pub async fn close(self) -> Result<(), SshError> {
+        self.handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! Shared set-up for the integration tests: test images, libvirt, clean-up.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha512};
+use sloop_core::config::Config;
+use sloop_core::libvirt::Connection;
+
+/// The repository's top folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// Which test image.
+#[derive(Debug, Clone, Copy)]
+pub enum TestImage {
+    /// busybox + dropbear, boots in seconds under TCG.
+    Tiny,
+    /// Debian with real cloud-init and OpenSSH.
+    Cloud,
+}
+
+/// The image's path: `SLOOP_TEST_IMAGE` / `SLOOP_TEST_CLOUD_IMAGE`, else built (or taken from the
+/// build cache) by the project's recipe.
+pub fn test_image(kind: TestImage) -> PathBuf {
+    let (var, script) = match kind {
+        TestImage::Tiny => ("SLOOP_TEST_IMAGE", "assets/test-image/build.sh"),
+        TestImage::Cloud => ("SLOOP_TEST_CLOUD_IMAGE", "assets/test-image/build-cloud.sh"),
+    };
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
+    }
+    let output = Command::new("bash")
+        .arg(repo_root().join(script))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run the test image recipe");
+    assert!(output.status.success(), "{script} failed");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("the recipe prints the image path")
+            .trim(),
+    )
+}
+
+/// The libvirt connection the tests use: the user's default URI (root: qemu:///system).
+pub async fn libvirt() -> Connection {
+    let uri = Config::default().libvirt_uri();
+    match Connection::open(&uri).await {
+        Ok(conn) => conn,
+        Err(e) => panic!("{e}\n(run scripts/libvirt-up.sh first)"),
+    }
+}
+
+/// Lower-case hex SHA-512 of a file.
+pub fn sha512_file(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).expect("open");
+    let mut hasher = Sha512::new();
+    std::io::copy(&mut file, &mut hasher).expect("read");
+    hex::encode(hasher.finalize())
+}
+
+/// Undefines a test domain when the test ends, also when it panics.
+pub struct DomainGuard {
+    pub uri: String,
+    pub name: String,
+}
+
+impl Drop for DomainGuard {
+    fn drop(&mut self) {
+        // Runs during unwinding too: plain blocking libvirt calls, no runtime needed.
+        if let Ok(conn) = virt::connect::Connect::open(Some(&self.uri))
+            && let Ok(domain) = conn.lookup_domain_by_name(&self.name)
+        {
+            let _ = domain.destroy();
+            let _ = domain.undefine();
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! A real machine from a test image: libvirt domain with a NoCloud seed, boot under the
+//! acceleration the host really supports (TCG here), SSH login with the host key Sloop gave it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sloop_core::host::{self, ShareKind, acceleration};
+use sloop_core::machine::domain::{DomainSpec, Network, Share, choose_network};
+use sloop_core::machine::keys::{MachineKeys, public_openssh};
+use sloop_core::machine::seed::{self, Seed, WriteFile};
+use sloop_core::machine::{MachineState, disk, free_local_port, lifecycle};
+use sloop_core::ssh::{self, SshError};
+
+use crate::support::{DomainGuard, TestImage, libvirt, sha512_file, test_image};
+
+/// VMs share two cores: one at a time keeps boot times meaningful.
+static ONE_VM_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tiny_image_boots_and_logs_in_with_pinned_host_key() {
+    boot_login_shutdown(TestImage::Tiny, Duration::from_secs(120)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_init_image_boots_and_logs_in_with_pinned_host_key() {
+    boot_login_shutdown(TestImage::Cloud, Duration::from_secs(400)).await;
+}
+
+async fn boot_login_shutdown(kind: TestImage, boot_budget: Duration) {
+    let _one = ONE_VM_AT_A_TIME.lock().await;
+    let base = test_image(kind);
+    let base_sha512 = sha512_file(&base);
+    let conn = libvirt().await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("machine");
+    let shared = work.path().join("work");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("from-host.txt"), "written on the host\n").unwrap();
+
+    let qemu = host::qemu_binary().expect("qemu-system-x86_64");
+    let accel = acceleration::probe_cached(&qemu, &work.path().join("cache"))
+        .await
+        .unwrap()
+        .chosen
+        .expect("QEMU runs a guest");
+    let machine = format!("it{}", std::process::id());
+    let domain_name = format!("sloop-{machine}");
+    let _guard = DomainGuard {
+        uri: conn.uri().to_string(),
+        name: domain_name.clone(),
+    };
+
+    // The pieces Sloop makes for a machine.
+    let keys = MachineKeys::generate(&machine).unwrap();
+    keys.save(&dir.join("ssh")).unwrap();
+    let overlay = dir.join("overlay.qcow2");
+    disk::create_overlay(&base, &overlay, 2).await.unwrap();
+    let mount = seed::mount_work_dir(ShareKind::NineP, 1000);
+    let seed = Seed {
+        instance_id: format!("{machine}-1"),
+        hostname: machine.clone(),
+        user: "sloop".into(),
+        uid: 1000,
+        authorized_keys: vec![public_openssh(keys.client.public_key())],
+        host_key_private: keys.host_private_openssh().unwrap(),
+        host_key_public: public_openssh(keys.host.public_key()),
+        write_files: vec![WriteFile {
+            path: "/etc/sloop/machine".into(),
+            owner: "root:root".into(),
+            permissions: 0o644,
+            content: format!("name={machine}\n").into_bytes(),
+        }],
+        bootcmd: vec![mount],
+        runcmd: vec!["touch /var/lib/sloop-first-boot-done".into()],
+    };
+    let seed_path = dir.join("seed.iso");
+    seed.write_iso(&seed_path).await.unwrap();
+
+    let port = free_local_port().unwrap();
+    let version = conn.run(|c| c.lib_version()).await.unwrap();
+    let run_as = conn.uri().contains("/system").then(|| {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    });
+    let console = dir.join("console.log");
+    let uuid = format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), port);
+    let xml = DomainSpec {
+        name: &domain_name,
+        machine: &machine,
+        uuid: &uuid,
+        acceleration: accel,
+        vcpus: 1,
+        memory_mib: match kind {
+            TestImage::Tiny => 256,
+            TestImage::Cloud => 1024,
+        },
+        overlay: &overlay,
+        seed: &seed_path,
+        share: Some(Share {
+            source: &shared,
+            tag: seed::WORK_TAG,
+            kind: ShareKind::NineP,
+        }),
+        network: choose_network(version, port),
+        console_log: &console,
+        run_as,
+    }
+    .to_xml();
+    assert!(matches!(
+        choose_network(version, port),
+        Network::Slirp { .. } | Network::Passt { .. }
+    ));
+
+    lifecycle::define(&conn, xml).await.unwrap();
+    let started = Instant::now();
+    lifecycle::start(&conn, &domain_name).await.unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let session = match ssh::connect(
+        addr,
+        "sloop",
+        &keys.client,
+        keys.host.public_key(),
+        boot_budget,
+    )
+    .await
+    {
+        Ok(session) => session,
+        Err(e) => panic!("{e}\nconsole:\n{}", console_tail(&console)),
+    };
+    let boot_to_ssh = started.elapsed();
+    eprintln!(
+        "{kind:?}: start to SSH login in {:.1} s under {accel:?}",
+        boot_to_ssh.as_secs_f64()
+    );
+
+    let out = session
+        .exec("uname -sr; hostname; id -un; cat /etc/sloop/machine; cat /analysis/from-host.txt; echo inside > /analysis/from-guest.txt")
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status,
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("Linux "), "{stdout}");
+    assert_eq!(lines[1], machine, "hostname from the seed");
+    assert_eq!(lines[2], "sloop", "user from the seed");
+    assert_eq!(
+        lines[3],
+        format!("name={machine}"),
+        "write_files from the seed"
+    );
+    assert_eq!(
+        lines[4], "written on the host",
+        "work directory mounted at /analysis"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join("from-guest.txt")).unwrap(),
+        "inside\n"
+    );
+    session.close().await.unwrap();
+
+    // Any other host key is refused, even though login would otherwise work.
+    let stranger = MachineKeys::generate("stranger").unwrap();
+    match ssh::connect(
+        addr,
+        "sloop",
+        &keys.client,
+        stranger.host.public_key(),
+        Duration::from_secs(20),
+    )
+    .await
+    {
+        Err(SshError::HostKeyMismatch { .. }) => {}
+        other => panic!("expected a host key mismatch, got {other:?}"),
+    }
+
+    let clean = lifecycle::shutdown(&conn, &domain_name, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert!(
+        clean,
+        "the guest powered off on ACPI shutdown\nconsole:\n{}",
+        console_tail(&console)
+    );
+    assert_eq!(
+        sloop_core::machine::domain_state(&conn, &domain_name)
+            .await
+            .unwrap(),
+        MachineState::Stopped
+    );
+    lifecycle::undefine(&conn, &domain_name).await.unwrap();
+    assert!(
+        !lifecycle::is_defined(&conn, &domain_name).await.unwrap(),
+        "nothing left defined"
+    );
+    assert_eq!(
+        sha512_file(&base),
+        base_sha512,
+        "the base image is never written"
+    );
+}
+
+fn console_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything Sloop needs to build, run and test on Debian 12, and nothing twice:
+# Debian packages (missing ones only), the UI's npm packages, and tauri-driver for the E2E tests.
+# Safe to run again; runs as root or through sudo.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+# Build: Rust -sys crates, Tauri/WebKitGTK. Run: libvirt, QEMU, ISO tool.
+# Tests: Xvfb + WebKitWebDriver, the test-image recipe's tools, debootstrap for the cloud-init image,
+# OpenSSH's client for the boot smoke tests.
+packages=(
+  build-essential pkg-config curl file ca-certificates openssl libssl-dev
+  libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils genisoimage
+  libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev libxdo-dev
+  xvfb xauth webkit2gtk-driver
+  busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools fdisk e2fsprogs cpio xz-utils kmod zstd
+  debootstrap openssh-client
+)
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  # No init system on CI: keep package scripts from trying to start daemons.
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  # QEMU's packages must share one version: machines may come with a newer qemu-utils from
+  # backports, which blocks Debian's qemu-system-x86. Align it with the emulator's version.
+  pins=()
+  if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
+    qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate/ {print $2}')
+    pins=("qemu-utils=$qemu_version" --allow-downgrades)
+  fi
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" "${pins[@]}" >/dev/null
+fi
+
+command -v node >/dev/null && command -v npm >/dev/null || {
+  "${sudo[@]}" apt-get install -y -qq nodejs npm >/dev/null
+}
+
+if [ ! -d "$here/ui/node_modules" ] || [ "$here/ui/package-lock.json" -nt "$here/ui/node_modules/.package-lock.json" ]; then
+  echo "install-deps: installing the UI's npm packages"
+  (cd "$here/ui" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+  echo "install-deps: installing tauri-driver"
+  cargo install tauri-driver --version '^2' --locked --quiet
+fi
