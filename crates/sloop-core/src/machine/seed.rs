@@ -128,7 +128,9 @@ impl Seed {
         for key in &self.authorized_keys {
             let _ = writeln!(y, "      - {}", q(key));
         }
-        y.push_str("ssh_deletekeys: true\nssh_genkeytypes: []\nssh_keys:\n  ed25519_private: |\n");
+        // With ssh_keys given, cloud-init generates no host keys; `ssh_genkeytypes: []` would say
+        // so too but fails cloud-init's schema (the list needs an item).
+        y.push_str("ssh_deletekeys: true\nssh_keys:\n  ed25519_private: |\n");
         for line in self.host_key_private.lines() {
             let _ = writeln!(y, "    {line}");
         }

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Boots the Sloop test image with plain QEMU (TCG) the way Sloop will, and checks it end to end:
+#
+#   assets/test-image/boot-smoke.sh [IMAGE]
+#
+# (IMAGE defaults to what build.sh builds or has cached.) It makes a qcow2 overlay on the image and
+# a NoCloud seed ISO in the format Sloop writes (seed-example/) with a fresh client key and host
+# key, boots with user networking (SSH forwarded from 127.0.0.1), a 9p share (tag "work") and the
+# seed as a read-only virtio disk, then:
+#   - logs in as "sloop" with OpenSSH, StrictHostKeyChecking=yes and a known_hosts holding only the
+#     seed's host key, runs a few commands and touches /analysis/from-guest (checked on the host);
+#   - checks write_files, hostname, bootcmd and runcmd, writes a file under /home/sloop;
+#   - powers off through the QEMU monitor (ACPI system_powerdown) and checks that QEMU exits;
+#   - boots the same overlay again: the file in /home/sloop must survive and runcmd must not run
+#     again (bootcmd must);
+# and prints timings (QEMU start to first SSH command, ACPI power-off). Exit status 0 on success.
+# SLOOP_SMOKE_KEEP=1 keeps the work directory (serial logs, keys, seed, overlay);
+# SLOOP_SMOKE_MACHINE=pc boots QEMU's default machine instead of q35.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export PATH=$PATH:/usr/sbin:/sbin
+ssh_deadline=${SLOOP_SMOKE_SSH_TIMEOUT:-90} # seconds from QEMU start to give up on SSH
+# q35 boots faster than QEMU's default "pc" under TCG (no ACPI PCI interrupt links to set up).
+machine=${SLOOP_SMOKE_MACHINE:-q35}
+poweroff_deadline=10
+
+log() { printf 'boot-smoke: %s\n' "$*" >&2; }
+fail() {
+	printf 'boot-smoke: FAIL: %s\n' "$*" >&2
+	if [ -n "${serial:-}" ] && [ -f "$serial" ]; then
+		printf 'boot-smoke: last lines of the serial console (%s):\n' "$serial" >&2
+		tail -n 40 "$serial" | sed 's/^/    /' >&2
+	fi
+	exit 1
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+for t in qemu-system-x86_64 qemu-img genisoimage ssh ssh-keygen base64 awk sha256sum; do
+	command -v "$t" >/dev/null 2>&1 || fail "missing tool $t; run scripts/install-deps.sh"
+done
+
+if [ $# -ge 1 ]; then
+	image=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+else
+	image=$("$here/build.sh" | tail -n 1)
+fi
+[ -f "$image" ] || fail "no image at $image"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sloop-smoke.XXXXXX")
+qemu_pid=
+cleanup() {
+	if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+		kill "$qemu_pid" 2>/dev/null || :
+		wait "$qemu_pid" 2>/dev/null || :
+	fi
+	if [ "${SLOOP_SMOKE_KEEP:-0}" = 1 ]; then
+		log "kept $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+base_sum=$(sha256sum "$image" | cut -d' ' -f1)
+
+# --- seed ---------------------------------------------------------------------------------------
+ssh-keygen -q -t ed25519 -N '' -C sloop-client@smoke -f "$work/client"
+ssh-keygen -q -t ed25519 -N '' -C root@smoke -f "$work/host"
+instance_id="sloop-smoke-$(date +%s)-$$"
+machine_b64=$(printf 'name=smoke\n' | base64 -w0)
+# JSON-style double-quoted YAML string, as Sloop writes them.
+q() {
+	local s=$1
+	s=${s//\\/\\\\}
+	s=${s//\"/\\\"}
+	printf '"%s"' "$s"
+}
+mkdir -p "$work/seed" "$work/share"
+# bootcmd and runcmd: Sloop's own items, verbatim from seed-example/ (bootcmd mounts the 9p share
+# and hands it to uid 1000), plus one each that counts its runs.
+section() { awk -v k="$1:" '$0 == k { on = 1; next } on && /^[^ ]/ { exit } on { print }' "$here/seed-example/user-data"; }
+bootcmd_items=$(section bootcmd)
+runcmd_items=$(section runcmd)
+[ -n "$bootcmd_items" ] && [ -n "$runcmd_items" ] || fail "no bootcmd/runcmd in seed-example/user-data"
+cat >"$work/seed/meta-data" <<EOF
+instance-id: $(q "$instance_id")
+local-hostname: "smoke"
+EOF
+{
+	cat <<EOF
+#cloud-config
+# Written by Sloop for machine "smoke"; Sloop rewrites it when the machine changes.
+hostname: "smoke"
+ssh_pwauth: false
+disable_root: true
+users:
+  - name: "sloop"
+    uid: 1000
+    gecos: $(q 'Sloop "smoke" user')
+    shell: "/bin/bash"
+    sudo: "ALL=(ALL) NOPASSWD:ALL"
+    lock_passwd: true
+    ssh_authorized_keys:
+      - $(q "$(cat "$work/client.pub")")
+ssh_deletekeys: true
+ssh_keys:
+  ed25519_private: |
+EOF
+	sed 's/^/    /' "$work/host"
+	cat <<EOF
+  ed25519_public: $(q "$(cat "$work/host.pub")")
+write_files:
+  - path: "/etc/sloop/machine"
+    owner: "root:root"
+    permissions: "0644"
+    encoding: "b64"
+    content: $(q "$machine_b64")
+  - path: "/etc/sloop/escapes"
+    owner: "sloop:sloop"
+    permissions: "0640"
+    content: $(q 'say "hi" \ back\slash')
+bootcmd:
+$bootcmd_items
+  - "echo boot >> /var/lib/smoke-bootcmd-runs"
+runcmd:
+$runcmd_items
+  - "echo run >> /var/lib/smoke-runcmd-runs"
+EOF
+} >"$work/seed/user-data"
+genisoimage -quiet -volid cidata -joliet -rock -o "$work/seed.iso" "$work/seed/user-data" "$work/seed/meta-data"
+printf '[127.0.0.1]:%s %s\n' PORT "$(cut -d' ' -f1,2 "$work/host.pub")" >"$work/known_hosts.in"
+
+qemu-img create -q -f qcow2 -F qcow2 -b "$image" "$work/overlay.qcow2"
+
+# --- QEMU ---------------------------------------------------------------------------------------
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || {
+			echo "$p"
+			return
+		}
+	done
+	fail "no free TCP port"
+}
+
+boot() { # N: starts QEMU, waits for SSH; sets qemu_pid, port, serial, t_start, t_ssh
+	local n=$1
+	port=$(free_port)
+	serial=$work/serial.$n.log
+	rm -f "$work/monitor.in" "$work/monitor.out"
+	mkfifo "$work/monitor.in" "$work/monitor.out"
+	sed "s/PORT/$port/" "$work/known_hosts.in" >"$work/known_hosts"
+	t_start=$(now)
+	qemu-system-x86_64 -machine "$machine" -accel tcg -m 512 -display none -no-reboot \
+		-drive "file=$work/overlay.qcow2,format=qcow2,if=virtio" \
+		-drive "file=$work/seed.iso,format=raw,if=virtio,readonly=on" \
+		-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" \
+		-device virtio-net-pci,netdev=n0,romfile= \
+		-virtfs "local,path=$work/share,mount_tag=work,security_model=mapped-xattr" \
+		-serial "file:$serial" \
+		-monitor "pipe:$work/monitor" \
+		>"$work/qemu.$n.log" 2>&1 &
+	qemu_pid=$!
+	# Keep the monitor's output drained.
+	cat "$work/monitor.out" >/dev/null &
+	log "boot $n: QEMU pid $qemu_pid, SSH on 127.0.0.1:$port"
+	t_ready=
+	while :; do
+		kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited during boot $n: $(cat "$work/qemu.$n.log")"
+		# QEMU accepts connections before the guest listens; a short timeout per attempt.
+		if timeout 5 ssh "${ssh_opts[@]}" -p "$port" sloop@127.0.0.1 true 2>"$work/ssh.err"; then
+			break
+		fi
+		if [ -z "$t_ready" ] && grep -q '^sloop-init: ready' "$serial" 2>/dev/null; then
+			t_ready=$(now)
+			log "boot $n: guest printed 'sloop-init: ready' by $(elapsed "$t_start" "$t_ready") s"
+		fi
+		if [ "$(elapsed "$t_start" "$(now)" | cut -d. -f1)" -ge "$ssh_deadline" ]; then
+			fail "no SSH login within $ssh_deadline s on boot $n (last ssh error: $(tail -n 1 "$work/ssh.err"))"
+		fi
+		sleep 0.2
+	done
+	t_ssh=$(now)
+	log "boot $n: first SSH command after $(elapsed "$t_start" "$t_ssh") s"
+}
+
+guest() { ssh "${ssh_opts[@]}" -p "$port" sloop@127.0.0.1 "$@"; }
+
+poweroff_acpi() { # N
+	local t0 t
+	t0=$(now)
+	echo system_powerdown >"$work/monitor.in"
+	while kill -0 "$qemu_pid" 2>/dev/null; do
+		t=$(elapsed "$t0" "$(now)")
+		if [ "${t%.*}" -ge "$poweroff_deadline" ]; then
+			fail "QEMU still running $poweroff_deadline s after ACPI system_powerdown (boot $1)"
+		fi
+		sleep 0.1
+	done
+	wait "$qemu_pid" 2>/dev/null || :
+	qemu_pid=
+	t_off=$(elapsed "$t0" "$(now)")
+	log "boot $1: ACPI power-off took $t_off s"
+}
+
+ssh_opts=(-i "$work/client" -o IdentitiesOnly=yes -o BatchMode=yes
+	-o StrictHostKeyChecking=yes -o UserKnownHostsFile="$work/known_hosts"
+	-o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=2 -o LogLevel=ERROR)
+
+# --- first boot ---------------------------------------------------------------------------------
+boot 1
+ssh1=$(elapsed "$t_start" "$t_ssh")
+out=$(guest 'uname -a; id; hostname; cat /etc/sloop/machine; touch /analysis/from-guest') ||
+	fail "SSH command failed"
+printf '%s\n' "$out" | sed 's/^/    guest: /' >&2
+grep -q 'uid=1000(sloop) gid=1000(sloop)' <<<"$out" || fail "not logged in as sloop (uid 1000)"
+grep -qx smoke <<<"$out" || fail "hostname is not smoke"
+grep -qx 'name=smoke' <<<"$out" || fail "/etc/sloop/machine (write_files, b64) is wrong"
+[ -e "$work/share/from-guest" ] || fail "/analysis/from-guest did not appear in the shared folder"
+log "9p share: /analysis/from-guest appeared on the host"
+
+checks=$(guest 'cat /etc/sloop/escapes; echo; stat -c "%a %U" /etc/sloop/escapes;
+	cat /var/lib/smoke-runcmd-runs /var/lib/smoke-bootcmd-runs | tr "\n" " "; echo;
+	test -e /var/lib/sloop-first-boot-done && echo runcmd-done;
+	getent passwd sloop 2>/dev/null || grep ^sloop: /etc/passwd;
+	stat -c "%a %U" /home/sloop /home/sloop/.ssh /home/sloop/.ssh/authorized_keys | tr "\n" " "; echo;
+	echo "$SHELL $0"; grep ^ID= /etc/os-release; echo "analysis owner $(stat -c %u /analysis)";
+	echo persistent > /home/sloop/persist.txt') || fail "SSH checks failed"
+printf '%s\n' "$checks" | sed 's/^/    guest: /' >&2
+grep -qxF 'say "hi" \ back\slash' <<<"$checks" || fail "write_files plain content with escapes is wrong"
+grep -qx '640 sloop' <<<"$checks" || fail "write_files owner/permissions not applied"
+grep -qx 'run boot ' <<<"$checks" || fail "runcmd/bootcmd did not run exactly once on the first boot"
+grep -qx runcmd-done <<<"$checks" || fail "runcmd marker missing"
+grep -qxF 'sloop:*:1000:1000:Sloop "smoke" user:/home/sloop:/bin/bash' <<<"$checks" ||
+	fail "passwd entry for sloop is wrong"
+grep -qx '755 sloop 700 sloop 600 sloop ' <<<"$checks" || fail "home/.ssh modes or owners are wrong"
+grep -qx 'ID=sloop-test' <<<"$checks" || fail "/etc/os-release has no ID=sloop-test"
+grep -qx 'analysis owner 1000' <<<"$checks" || fail "/analysis is not owned by uid 1000 (bootcmd's chown)"
+grep -q 'sloop-init: ready' "$serial" || fail "no 'sloop-init: ready' on the serial console"
+poweroff_acpi 1
+off1=$t_off
+grep -q 'sloop-init: shutting down' "$serial" || fail "the guest did not run its shutdown script"
+
+# --- second boot (same overlay and seed) ---------------------------------------------------------
+boot 2
+ssh2=$(elapsed "$t_start" "$t_ssh")
+again=$(guest 'cat /home/sloop/persist.txt; cat /var/lib/smoke-runcmd-runs /var/lib/smoke-bootcmd-runs | tr "\n" " "; echo;
+	grep -q "^work /analysis 9p " /proc/mounts && echo share-mounted') || fail "SSH after reboot failed"
+printf '%s\n' "$again" | sed 's/^/    guest: /' >&2
+grep -qx persistent <<<"$again" || fail "/home/sloop/persist.txt did not survive the reboot"
+grep -qx 'run boot boot ' <<<"$again" || fail "after the reboot runcmd must not run again and bootcmd must"
+grep -qx share-mounted <<<"$again" || fail "/analysis not mounted on the second boot"
+grep -q 'already set up' "$serial" || fail "sloop-init did not recognise the instance on the second boot"
+poweroff_acpi 2
+off2=$t_off
+
+[ "$(sha256sum "$image" | cut -d' ' -f1)" = "$base_sum" ] || fail "the base image changed"
+
+log "serial console of boot 2:"
+grep 'sloop-init:' "$serial" | sed 's/^/    /' >&2
+log "OK: image $image ($(du -k "$image" | cut -f1) KiB)"
+log "OK: QEMU start to first SSH command: boot 1 ${ssh1} s, boot 2 ${ssh2} s (TCG, machine $machine)"
+log "OK: ACPI power-off: boot 1 ${off1} s, boot 2 ${off2} s"
