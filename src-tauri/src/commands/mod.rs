@@ -1,0 +1,6 @@
+//! The commands the window invokes, one file per area. Each is a few lines: get state, call the
+//! core, map the result.
+
+pub mod host;
+pub mod logs;
+pub mod machines;

@@ -1,0 +1,30 @@
+//! Core events to window events. Everything the core tells the window without being asked goes
+//! out as one `sloop_core::event::Event` on one Tauri event name, so the UI has one listener.
+
+use sloop_core::event::Event;
+use tauri::{AppHandle, Emitter, Manager};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::state::AppState;
+
+/// The Tauri event name every core event is emitted on.
+pub const EVENT: &str = "sloop://event";
+
+/// Sends every new log line to the window as `Event::Log`, for as long as the app runs.
+pub fn forward_log(app: &AppHandle) {
+    let mut lines = app.state::<AppState>().log.subscribe();
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            match lines.recv().await {
+                Ok(line) => {
+                    // No window yet, or it is closing: the line stays in the sink's history.
+                    let _ = app.emit(EVENT, Event::Log(line));
+                }
+                // A burst outran the window; the skipped lines are still in `log_recent`.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+}

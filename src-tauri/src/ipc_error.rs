@@ -1,0 +1,107 @@
+//! The one error type commands return to the window: a stable `code` the UI may branch on and a
+//! one-line `message` made of the core error's whole chain.
+
+use serde::Serialize;
+use sloop_core::config::ConfigError;
+use sloop_core::libvirt::LibvirtError;
+use sloop_core::machine::MachineError;
+use ts_rs::TS;
+
+/// Which part failed. Stable: the UI may branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub enum ErrorCode {
+    /// The config file could not be read or is not valid.
+    Config,
+    /// libvirt could not be reached or refused a call.
+    Libvirt,
+    /// A machine's files could not be read.
+    Machine,
+}
+
+/// What a failed command returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[ts(export)]
+pub struct IpcError {
+    pub code: ErrorCode,
+    /// The error and each of its causes, joined with ": ".
+    pub message: String,
+}
+
+impl IpcError {
+    pub fn new(code: ErrorCode, error: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            code,
+            message: Self::chain(error),
+        }
+    }
+
+    /// `error` followed by its sources, joined with ": ".
+    pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        message
+    }
+}
+
+impl From<ConfigError> for IpcError {
+    fn from(error: ConfigError) -> Self {
+        Self::new(ErrorCode::Config, &error)
+    }
+}
+
+impl From<LibvirtError> for IpcError {
+    fn from(error: LibvirtError) -> Self {
+        Self::new(ErrorCode::Libvirt, &error)
+    }
+}
+
+impl From<MachineError> for IpcError {
+    fn from(error: MachineError) -> Self {
+        match error {
+            MachineError::Libvirt(e) => e.into(),
+            other => Self::new(ErrorCode::Machine, &other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read the machines folder")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn message_is_the_whole_chain() {
+        let error = Outer(std::io::Error::other("permission denied"));
+        let ipc = IpcError::new(ErrorCode::Machine, &error);
+        assert_eq!(
+            ipc.message,
+            "cannot read the machines folder: permission denied"
+        );
+    }
+
+    #[test]
+    fn serialises_as_code_and_message() {
+        let error = LibvirtError::Timeout {
+            uri: "qemu:///system".into(),
+            seconds: 15,
+        };
+        let json = serde_json::to_value(IpcError::from(error)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "code": "libvirt",
+                "message": "libvirt at qemu:///system did not answer within 15 s; is the daemon stuck?"
+            })
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! Sloop's desktop app: a thin shell over `sloop-core`.
+//!
+//! This file only wires things together: state, logging, the command list and the event
+//! forwarder. Commands live in `commands/<area>.rs`, each a few lines (get state, call the core,
+//! map the result); behaviour lives in the core. See docs/ARCHITECTURE.md.
+
+mod commands;
+mod events;
+mod ipc_error;
+mod state;
+
+pub use ipc_error::{ErrorCode, IpcError};
+
+use anyhow::Context as _;
+use sloop_core::logging::{self, LogOptions, LogSink};
+use sloop_core::paths::Paths;
+
+use crate::state::AppState;
+
+/// How many log lines the app keeps for its log view.
+const LOG_LINES_KEPT: usize = 2000;
+
+/// Starts the app and returns when its window is closed.
+pub fn run() -> anyhow::Result<()> {
+    let paths = Paths::from_env().context("cannot work out where Sloop keeps its files")?;
+    let sink = LogSink::new(LOG_LINES_KEPT);
+    let log_guard = logging::init(
+        &paths,
+        LogOptions {
+            stderr_filter: Some("warn".into()),
+            sink: Some(sink.clone()),
+        },
+    )
+    .context("cannot start logging")?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %paths.data_dir.display(),
+        "Sloop started"
+    );
+    let state = AppState::new(paths, sink);
+
+    let app = tauri::Builder::default()
+        .manage(state)
+        .setup(|app| {
+            events::forward_log(app.handle());
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::host::host_check,
+            commands::machines::machine_list,
+            commands::logs::log_recent,
+        ])
+        .build(tauri::generate_context!())
+        .context("cannot start the app window")?;
+
+    // The event loop may end the process without unwinding: flush the log file on the way out.
+    let mut log_guard = Some(log_guard);
+    app.run(move |_, event| {
+        if let tauri::RunEvent::Exit = event {
+            tracing::info!("Sloop stopped");
+            drop(log_guard.take());
+        }
+    });
+    Ok(())
+}

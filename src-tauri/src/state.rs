@@ -1,0 +1,60 @@
+//! What every command reaches through `tauri::State`: where files are, the settings, the log sink
+//! and the libvirt connection.
+
+use sloop_core::config::Config;
+use sloop_core::libvirt::Connection;
+use sloop_core::logging::LogSink;
+use sloop_core::paths::Paths;
+use tokio::sync::Mutex;
+
+use crate::ipc_error::IpcError;
+
+/// The app's shared state, managed by Tauri.
+#[derive(Debug)]
+pub struct AppState {
+    pub paths: Paths,
+    /// A config file that does not load is not fatal: the window opens and every command that
+    /// needs the settings says what is wrong with the file.
+    config: Result<Config, IpcError>,
+    pub log: LogSink,
+    /// Opened on first use and kept; a tokio mutex so that concurrent first uses open it once.
+    connection: Mutex<Option<Connection>>,
+}
+
+impl AppState {
+    pub fn new(paths: Paths, log: LogSink) -> Self {
+        let config = Config::load(&paths.config_file()).map_err(|e| {
+            tracing::error!(file = %paths.config_file().display(), "{}", IpcError::chain(&e));
+            IpcError::from(e)
+        });
+        Self {
+            paths,
+            config,
+            log,
+            connection: Mutex::new(None),
+        }
+    }
+
+    /// The settings, or why they could not be read.
+    pub fn config(&self) -> Result<&Config, IpcError> {
+        self.config.as_ref().map_err(Clone::clone)
+    }
+
+    /// The libvirt connection, opened now if it is not open yet.
+    pub async fn connection(&self) -> Result<Connection, IpcError> {
+        let uri = self.config()?.libvirt_uri();
+        let mut slot = self.connection.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = Connection::open(&uri).await.map_err(IpcError::from)?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets the connection, so that the next call opens a new one: after a libvirt error the
+    /// daemon may have restarted, and a connection to the old one never recovers.
+    pub async fn forget_connection(&self) {
+        *self.connection.lock().await = None;
+    }
+}

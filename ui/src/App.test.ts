@@ -1,0 +1,21 @@
+import { render, screen } from "@testing-library/svelte";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it } from "vitest";
+import App from "./App.svelte";
+import { FakeBackend } from "./ipc/fake";
+
+describe("App", () => {
+  it("opens on the host check and moves between views", async () => {
+    render(App, { props: { backend: new FakeBackend() } });
+    expect(screen.getByTestId("view-host")).toBeVisible();
+    expect(screen.getByTestId("nav-host")).toHaveAttribute("aria-current", "page");
+
+    await userEvent.click(screen.getByTestId("nav-machines"));
+    expect(await screen.findByTestId("machines-empty")).toBeVisible();
+    expect(screen.getByTestId("view-host")).not.toBeVisible();
+
+    await userEvent.click(screen.getByTestId("nav-logs"));
+    expect(screen.getByTestId("view-logs")).toBeVisible();
+    expect(screen.getByTestId("nav-logs")).toHaveAttribute("aria-current", "page");
+  });
+});

@@ -1,0 +1,2 @@
+/** The colours a Badge comes in. */
+export type Tone = "ok" | "warning" | "missing" | "muted" | "info";
