@@ -9,12 +9,12 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # Tests: Xvfb + WebKitWebDriver, the test-image recipe's tools, debootstrap for the cloud-init image,
 # OpenSSH's client for the boot smoke tests.
 packages=(
-  build-essential pkg-config curl file ca-certificates openssl libssl-dev
+  build-essential pkg-config curl file ca-certificates openssl libssl-dev openssh-client
   libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils genisoimage
   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev libxdo-dev
   xvfb xauth webkit2gtk-driver
   busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools fdisk e2fsprogs cpio xz-utils kmod zstd
-  debootstrap openssh-client
+  debootstrap
 )
 
 sudo=()
@@ -39,14 +39,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" "${pins[@]}" >/dev/null
 fi
 
+# The test-image recipes fetch guest packages with apt-get download, which needs package lists.
+if ! compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null; then
+  "${sudo[@]}" apt-get update -qq
+fi
+
 command -v node >/dev/null && command -v npm >/dev/null || {
   "${sudo[@]}" apt-get install -y -qq nodejs npm >/dev/null
 }
 
-if [ ! -d "$here/ui/node_modules" ] || [ "$here/ui/package-lock.json" -nt "$here/ui/node_modules/.package-lock.json" ]; then
-  echo "install-deps: installing the UI's npm packages"
-  (cd "$here/ui" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# The UI's packages, and the E2E test's (WebdriverIO), each from its lock file.
+for dir in "$here/ui" "$here/tests/e2e"; do
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "install-deps: installing npm packages in ${dir#"$here"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
 
 if ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
   echo "install-deps: installing tauri-driver"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every check and test Sloop has, on a fresh Debian 12 machine too: installs what is
+# missing, starts libvirt where no init system does, then gates (format, lints, types), unit
+# tests, real-VM integration tests, UI tests and the end-to-end test of the real app window.
+# Prints how long each step took. Usage: scripts/test.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+
+steps=() times=()
+step() {
+  local name=$1; shift
+  echo "==> $name"
+  local t0=$SECONDS status=0
+  "$@" || status=$?
+  steps+=("$name"); times+=($((SECONDS - t0)))
+  if [ "$status" -ne 0 ]; then
+    echo "==> FAILED: $name (exit status $status)"
+    exit "$status"
+  fi
+}
+# Builds (or takes from the cache) a test image and exports its path in variable $1.
+image() {
+  local path
+  path=$(assets/test-image/"$2" | tail -n 1) || return 1
+  [ -f "$path" ] || { echo "$2 printed no image path" >&2; return 1; }
+  export "$1=$path"
+}
+summary() {
+  local total=0 t
+  for t in "${times[@]}"; do total=$((total + t)); done
+  echo "==> step times (total ${total} s)"
+  for i in "${!steps[@]}"; do
+    printf '  %-34s %5d s  %3d%%\n' "${steps[$i]}" "${times[$i]}" $(( total > 0 ? 100 * times[$i] / total : 0 ))
+  done
+}
+trap summary EXIT
+
+step "install dependencies"        scripts/install-deps.sh
+step "start libvirt"               scripts/libvirt-up.sh
+step "cargo fmt --check"           cargo fmt --all --check
+step "core is GUI-free"            scripts/check-core-gui-free.sh
+step "UI lint, types, tests, build" bash -c 'cd ui && npm run lint && npm run check && npm run test && npm run build'
+step "cargo clippy"                cargo clippy --workspace --all-targets --locked -- -D warnings
+step "guest seed reader (awk)"      assets/test-image/test-yaml.sh
+step "build test image (tiny)"     image SLOOP_TEST_IMAGE build.sh
+step "build test image (cloud-init)" image SLOOP_TEST_CLOUD_IMAGE build-cloud.sh
+step "cargo test (unit + real VMs)" cargo test --workspace --locked -- --nocapture
+step "TS bindings match Rust types" scripts/check-bindings.sh
+step "E2E: real app window"         tests/e2e/run.sh
