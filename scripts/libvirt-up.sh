@@ -21,8 +21,10 @@ esac
 
 [ "$(id -u)" -eq 0 ] || { echo "libvirt-up: starting the system daemons needs root: sudo $0" >&2; exit 1; }
 mkdir -p /run/libvirt /var/log/libvirt
-pgrep -x virtlogd >/dev/null || virtlogd -d
-pgrep -x libvirtd >/dev/null || libvirtd -d
+# A daemon that was killed may linger as a zombie where nothing reaps it: count live ones only.
+alive() { pgrep -x --runstates RSDIT "$1" >/dev/null; }
+alive virtlogd || virtlogd -d
+alive libvirtd || libvirtd -d
 for _ in $(seq 1 100); do answers && { echo "libvirt-up: libvirtd answers at $uri"; exit 0; }; sleep 0.2; done
 echo "libvirt-up: libvirtd did not answer at $uri within 20 s; see /var/log/libvirt/libvirtd.log" >&2
 exit 1
