@@ -47,8 +47,9 @@ pub enum ProxyError {
 
 /// Reads the proxy at `path`; `Ok(None)` when there is no file.
 pub fn summarize(path: &Path) -> Result<Option<ProxySummary>, ProxyError> {
+    // The file holds the proxy's private key: wiped from memory when dropped.
     let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+        Ok(bytes) => zeroize::Zeroizing::new(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(ProxyError::Read {
