@@ -1,7 +1,7 @@
 //! Core events to window events. Everything the core tells the window without being asked goes
 //! out as one `sloop_core::event::Event` on one Tauri event name, so the UI has one listener.
 
-use sloop_core::event::Event;
+use sloop_core::event::{Event, Reporter};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -27,4 +27,13 @@ pub fn forward_log(app: &AppHandle) {
             }
         }
     });
+}
+
+/// A reporter that sends the core's progress and task events to the window.
+pub fn reporter(app: &AppHandle) -> Reporter {
+    let app = app.clone();
+    Reporter::new(move |event| {
+        // No window (closing): the work goes on; its result still reaches the caller.
+        let _ = app.emit(EVENT, event);
+    })
 }

@@ -2,7 +2,9 @@
 //! one-line `message` made of the core error's whole chain.
 
 use serde::Serialize;
+use sloop_core::catalog::CatalogError;
 use sloop_core::config::ConfigError;
+use sloop_core::image::{ImageError, pull::PullError};
 use sloop_core::libvirt::LibvirtError;
 use sloop_core::machine::MachineError;
 use ts_rs::TS;
@@ -18,6 +20,14 @@ pub enum ErrorCode {
     Libvirt,
     /// A machine's files could not be read.
     Machine,
+    /// A catalog could not be added, read or refreshed (including a refused list).
+    Catalog,
+    /// An image could not be found, pulled or removed.
+    Image,
+    /// The work was cancelled by the user; nothing to report as a failure.
+    Cancelled,
+    /// The same work is already running.
+    Busy,
 }
 
 /// What a failed command returns.
@@ -67,6 +77,24 @@ impl From<MachineError> for IpcError {
         match error {
             MachineError::Libvirt(e) => e.into(),
             other => Self::new(ErrorCode::Machine, &other),
+        }
+    }
+}
+
+impl From<CatalogError> for IpcError {
+    fn from(error: CatalogError) -> Self {
+        Self::new(ErrorCode::Catalog, &error)
+    }
+}
+
+impl From<ImageError> for IpcError {
+    fn from(error: ImageError) -> Self {
+        match error {
+            ImageError::Catalog(e) => e.into(),
+            ImageError::Pull(e @ PullError::Cancelled { .. }) => {
+                Self::new(ErrorCode::Cancelled, &e)
+            }
+            other => Self::new(ErrorCode::Image, &other),
         }
     }
 }

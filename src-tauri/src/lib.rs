@@ -47,6 +47,15 @@ pub fn run() -> anyhow::Result<()> {
         })
         .invoke_handler(tauri::generate_handler![
             commands::host::host_check,
+            commands::catalog::catalog_list,
+            commands::catalog::catalog_add,
+            commands::catalog::catalog_add_demo,
+            commands::catalog::catalog_refresh,
+            commands::catalog::catalog_remove,
+            commands::images::image_list,
+            commands::images::image_pull,
+            commands::images::image_cancel,
+            commands::images::image_remove,
             commands::machines::machine_list,
             commands::logs::log_recent,
         ])

@@ -5,9 +5,13 @@ use sloop_core::config::Config;
 use sloop_core::libvirt::Connection;
 use sloop_core::logging::LogSink;
 use sloop_core::paths::Paths;
-use tokio::sync::Mutex;
+use std::collections::HashMap;
 
-use crate::ipc_error::IpcError;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::ipc_error::{ErrorCode, IpcError};
 
 /// The app's shared state, managed by Tauri.
 #[derive(Debug)]
@@ -19,6 +23,8 @@ pub struct AppState {
     pub log: LogSink,
     /// Opened on first use and kept; a tokio mutex so that concurrent first uses open it once.
     connection: Mutex<Option<Connection>>,
+    /// Long work under way, by task name, with what cancels it.
+    tasks: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl AppState {
@@ -32,6 +38,7 @@ impl AppState {
             config,
             log,
             connection: Mutex::new(None),
+            tasks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -56,5 +63,39 @@ impl AppState {
     /// daemon may have restarted, and a connection to the old one never recovers.
     pub async fn forget_connection(&self) {
         *self.connection.lock().await = None;
+    }
+
+    /// The time checks are made against.
+    pub fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    /// Registers the task `task`; refused while the same task runs (a second click on Download).
+    pub async fn start_task(&self, task: &str) -> Result<(String, CancellationToken), IpcError> {
+        let mut tasks = self.tasks.lock().await;
+        if tasks.contains_key(task) {
+            return Err(IpcError {
+                code: ErrorCode::Busy,
+                message: format!("{task} is already running"),
+            });
+        }
+        let token = CancellationToken::new();
+        tasks.insert(task.to_string(), token.clone());
+        Ok((task.to_string(), token))
+    }
+
+    pub async fn end_task(&self, task: &str) {
+        self.tasks.lock().await.remove(task);
+    }
+
+    /// Cancels `task`; false when it was not running.
+    pub async fn cancel_task(&self, task: &str) -> bool {
+        match self.tasks.lock().await.get(task) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
     }
 }

@@ -11,7 +11,10 @@ use sloop_core::logging::{self, LogOptions};
 use sloop_core::machine::{self, MachineSummary};
 use sloop_core::paths::Paths;
 
+mod catalog;
+mod image;
 mod output;
+mod progress;
 
 /// Sloop carries your analysis VM from the laptop to the grid, unchanged.
 #[derive(Debug, Parser)]
@@ -35,9 +38,67 @@ enum Command {
         #[arg(long)]
         cached: bool,
     },
+    /// Subscribed image lists (HEPiX, S/MIME signed by an endorser).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Certified images: list, pull into the verified store, remove.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Your machines.
     #[command(subcommand)]
     Machine(MachineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CatalogCommand {
+    /// Subscribe to an image list: an https://, http:// or file:// URL, a list file, or a mirror
+    /// folder (the list with its images beside it). The list must pass every check; its
+    /// identifier and endorser are then pinned.
+    Add {
+        /// Where the list is. Not with --demo.
+        #[arg(required_unless_present = "demo", conflicts_with = "demo")]
+        source: Option<String>,
+        /// The catalog's name (default: made from the list's title).
+        #[arg(long)]
+        name: Option<String>,
+        /// Refuse the list unless its dc:identifier is this.
+        #[arg(long)]
+        identifier: Option<String>,
+        /// Refuse the list unless its signer's subject is this DN (/DC=.../CN=...).
+        #[arg(long)]
+        endorser_dn: Option<String>,
+        /// Refuse the list unless its signer was issued by this CA DN.
+        #[arg(long)]
+        endorser_ca: Option<String>,
+        /// Trust anchors for this catalog alone (default: the grid CA folder).
+        #[arg(long)]
+        ca_dir: Option<std::path::PathBuf>,
+        /// Subscribe to the offline demo catalog, building it first when needed.
+        #[arg(long)]
+        demo: bool,
+        /// The image the demo catalog is built from (default: $SLOOP_DEMO_IMAGE).
+        #[arg(long, requires = "demo")]
+        image: Option<std::path::PathBuf>,
+    },
+    /// Show the catalogs, each verified again now, with their images.
+    List,
+    /// Fetch lists again (all when no name is given).
+    Refresh { name: Option<String> },
+    /// Forget a catalog. Downloaded images stay in the store.
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Every catalog image with its state here, then stored images no catalog lists.
+    List,
+    /// Download an image into the verified store (resumes an interrupted download).
+    Pull {
+        /// Identifier (or its start), SHA-512 (or its start), or exact title.
+        image: String,
+    },
+    /// Remove an image from the store (refused while a machine is built on it).
+    Rm { image: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,10 +108,10 @@ enum MachineCommand {
 }
 
 /// Everything a command needs.
-struct Context {
-    paths: Paths,
-    config: Config,
-    json: bool,
+pub(crate) struct Context {
+    pub(crate) paths: Paths,
+    pub(crate) config: Config,
+    pub(crate) json: bool,
 }
 
 #[tokio::main]
@@ -92,6 +153,8 @@ async fn main() -> ExitCode {
 async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Doctor { cached } => doctor(ctx, cached).await,
+        Command::Catalog(command) => catalog::run(ctx, command).await,
+        Command::Image(command) => image::run(ctx, command).await,
         Command::Machine(MachineCommand::List) => machine_list(ctx).await,
     }
 }

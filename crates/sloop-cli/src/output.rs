@@ -23,3 +23,36 @@ pub fn fail(error: &anyhow::Error) -> ExitCode {
     eprintln!("sloop: {}", chain.join(": "));
     ExitCode::from(2)
 }
+
+/// Prints a warning line on stderr.
+pub fn warn(message: &str) {
+    eprintln!("sloop: {message}");
+}
+
+/// An error and its causes on one line.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A byte count in decimal units, as download tools show them: `22.1 MB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -25,6 +25,12 @@ pub struct Progress {
     #[ts(type = "number | null")]
     pub total: Option<u64>,
     pub unit: ProgressUnit,
+    /// Units per second lately, when the work has run long enough to say.
+    #[ts(type = "number | null")]
+    pub rate: Option<u64>,
+    /// Seconds left at that rate, when `total` and `rate` are known.
+    #[ts(type = "number | null")]
+    pub eta_seconds: Option<u64>,
 }
 
 /// What `done` and `total` count.
@@ -73,27 +79,106 @@ impl Reporter {
         (self.send)(event);
     }
 
-    /// Reports progress on `task`.
-    pub fn progress(
-        &self,
-        task: &str,
-        stage: &str,
-        done: u64,
-        total: Option<u64>,
-        unit: ProgressUnit,
-    ) {
-        self.emit(Event::Progress(Progress {
+    /// Reports progress.
+    pub fn progress(&self, progress: Progress) {
+        self.emit(Event::Progress(progress));
+    }
+
+    /// Reports that `task` ended, with its one-line reason when it failed.
+    pub fn finished(&self, task: &str, error: Option<String>) {
+        self.emit(Event::Finished {
             task: task.to_string(),
-            stage: stage.to_string(),
-            done,
-            total,
-            unit,
-        }));
+            error,
+        });
     }
 }
 
 impl fmt::Debug for Reporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Reporter")
+    }
+}
+
+/// Turns a running count into [`Progress`] events: at most ten a second, with the rate over the
+/// last few seconds and the time left at that rate. Shared by every long transfer.
+#[derive(Debug)]
+pub struct Meter {
+    task: String,
+    stage: String,
+    total: Option<u64>,
+    unit: ProgressUnit,
+    last_emit: Option<std::time::Instant>,
+    /// (when, done) samples of the last few seconds, oldest first.
+    samples: std::collections::VecDeque<(std::time::Instant, u64)>,
+}
+
+impl Meter {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+
+    pub fn new(task: &str, stage: &str, total: Option<u64>, unit: ProgressUnit) -> Self {
+        Self {
+            task: task.to_string(),
+            stage: stage.to_string(),
+            total,
+            unit,
+            last_emit: None,
+            samples: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Starts a new stage; the rate starts again from nothing.
+    pub fn stage(&mut self, stage: &str) {
+        self.stage = stage.to_string();
+        self.samples.clear();
+        self.last_emit = None;
+    }
+
+    /// Records `done`; reports when a tenth of a second has passed since the last report, or
+    /// always when `force` (the first and last counts of a stage).
+    pub fn update(&mut self, reporter: &Reporter, done: u64, force: bool) {
+        let now = std::time::Instant::now();
+        if let Some(&(_, last)) = self.samples.back()
+            && done < last
+        {
+            self.samples.clear();
+        }
+        self.samples.push_back((now, done));
+        while self
+            .samples
+            .front()
+            .is_some_and(|&(t, _)| now.duration_since(t) > Self::WINDOW)
+            && self.samples.len() > 2
+        {
+            self.samples.pop_front();
+        }
+        if !force
+            && self
+                .last_emit
+                .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return;
+        }
+        self.last_emit = Some(now);
+        let rate = match (self.samples.front(), self.samples.back()) {
+            (Some(&(t0, d0)), Some(&(t1, d1))) if t1.duration_since(t0).as_millis() >= 200 => {
+                let seconds = t1.duration_since(t0).as_secs_f64();
+                Some(((d1 - d0) as f64 / seconds) as u64)
+            }
+            _ => None,
+        };
+        let eta_seconds = match (self.total, rate) {
+            (Some(total), Some(rate)) if rate > 0 => Some(total.saturating_sub(done) / rate),
+            _ => None,
+        };
+        reporter.progress(Progress {
+            task: self.task.clone(),
+            stage: self.stage.clone(),
+            done,
+            total: self.total,
+            unit: self.unit,
+            rate,
+            eta_seconds,
+        });
     }
 }

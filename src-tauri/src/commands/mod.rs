@@ -1,6 +1,8 @@
 //! The commands the window invokes, one file per area. Each is a few lines: get state, call the
 //! core, map the result.
 
+pub mod catalog;
 pub mod host;
+pub mod images;
 pub mod logs;
 pub mod machines;

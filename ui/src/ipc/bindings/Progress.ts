@@ -20,4 +20,12 @@ done: number,
 /**
  * Units in all, when known.
  */
-total: number | null, unit: ProgressUnit, };
+total: number | null, unit: ProgressUnit, 
+/**
+ * Units per second lately, when the work has run long enough to say.
+ */
+rate: number | null, 
+/**
+ * Seconds left at that rate, when `total` and `rate` are known.
+ */
+etaSeconds: number | null, };

@@ -1,0 +1,106 @@
+//! `sloop image …`
+
+use std::process::ExitCode;
+
+use sloop_core::event::{Event, Reporter};
+use sloop_core::image::{self, ImageView, LocalState};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Context, ImageCommand, output, progress};
+
+pub async fn run(ctx: &Context, command: ImageCommand) -> anyhow::Result<ExitCode> {
+    let now = OffsetDateTime::now_utc();
+    match command {
+        ImageCommand::List => {
+            let images = image::list(&ctx.paths, &ctx.config, now)?;
+            if ctx.json {
+                output::json(&images)?;
+            } else if images.is_empty() {
+                output::text(
+                    "No images: add a catalog first (`sloop catalog add URL`, or `--demo`).\n",
+                );
+            } else {
+                output::text(&render(&images));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Pull { image: query } => {
+            let cancel = CancellationToken::new();
+            let on_interrupt = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    on_interrupt.cancel();
+                }
+            });
+            let bar = progress::Bar::new(!ctx.json);
+            let reporter = Reporter::new(move |event| {
+                if let Event::Progress(p) = event {
+                    bar.draw(&p);
+                }
+            });
+            let result =
+                image::pull(&ctx.paths, &ctx.config, &query, &reporter, &cancel, now).await;
+            progress::Bar::clear_line(!ctx.json);
+            let view = result?;
+            if ctx.json {
+                output::json(&view)?;
+            } else if let LocalState::Stored { path } = &view.local {
+                output::text(&format!(
+                    "{} {} is verified (size and SHA-512 match the signed list) and stored at {path}\n",
+                    view.title, view.version
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Rm { image: query } => {
+            let view = image::remove(&ctx.paths, &ctx.config, &query, now)?;
+            if ctx.json {
+                output::json(&view)?;
+            } else {
+                output::text(&format!(
+                    "Removed {} {} from the store.\n",
+                    view.title, view.version
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn render(images: &[ImageView]) -> String {
+    let mut out = format!(
+        "{:<38} {:<28} {:>9} {:<14} {:<10} {}\n",
+        "IDENTIFIER", "TITLE", "SIZE", "CERTIFIED", "HERE", "CATALOG"
+    );
+    for image in images {
+        let here = match &image.local {
+            LocalState::Absent => "-".to_string(),
+            LocalState::Partial { bytes } => format!("{}%", bytes * 100 / image.size.max(1)),
+            LocalState::Stored { .. } => "stored".to_string(),
+        };
+        out.push_str(&format!(
+            "{:<38} {:<28} {:>9} {:<14} {:<10} {}\n",
+            image.identifier,
+            truncate(&format!("{} {}", image.title, image.version), 28),
+            output::bytes(image.size),
+            if image.certified { "yes" } else { "NO" },
+            here,
+            image.catalog.as_deref().unwrap_or("-")
+        ));
+        if let Some(problem) = &image.problem {
+            out.push_str(&format!("{:<38} not certified: {problem}\n", ""));
+        }
+    }
+    out
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut short: String = text.chars().take(width - 1).collect();
+        short.push('…');
+        short
+    }
+}

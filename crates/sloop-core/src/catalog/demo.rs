@@ -1,0 +1,220 @@
+//! The demo catalog: what a newcomer gets without any network. A mirror folder built on the spot
+//! from a local image (the project's tiny test image), with a list signed by a demo endorser under
+//! a demo CA. The demo CA is a trust anchor for this catalog alone (its own anchors folder), never
+//! for any other list, and its private keys are thrown away once the list is signed, so nothing
+//! else can ever be signed under it.
+//!
+//! Layout under `data/demo/`: `ca/<hash>.0` (the anchor) and `mirror/` (the signed
+//! `sloop-demo.image_list` with the image file beside it).
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha512};
+use time::OffsetDateTime;
+
+use super::{AddRequest, CatalogError, CatalogState, CatalogView};
+use crate::config::Config;
+use crate::paths::{Paths, ensure_private_dir};
+use crate::pki::{self, CertificateSpec};
+use crate::time_util::rfc3339;
+
+/// The catalog's name.
+pub const NAME: &str = "demo";
+/// The demo list's `dc:identifier`, the same every time it is built.
+pub const LIST_IDENTIFIER: &str = "5100b007-de70-4000-8000-000000000001";
+const CA_DN: &str = "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo CA";
+const ENDORSER_DN: &str = "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo Endorser";
+/// How long the demo list and its certificates stay valid.
+const VALID_DAYS: i64 = 365;
+const LIST_FILE: &str = "sloop-demo.image_list";
+const IMAGE_FILE: &str = "sloop-demo.qcow2";
+
+fn demo_dir(paths: &Paths) -> PathBuf {
+    paths.data_dir.join("demo")
+}
+
+/// Subscribes to the demo catalog, building it from `image` first when it is missing, expired or
+/// no longer verifies. Leaves a working demo catalog alone.
+pub async fn ensure(
+    paths: &Paths,
+    config: &Config,
+    image: &Path,
+    now: OffsetDateTime,
+) -> Result<CatalogView, CatalogError> {
+    let subscribed = super::subscriptions(paths)?
+        .into_iter()
+        .any(|(name, _)| name == NAME);
+    if subscribed {
+        let view = super::load(paths, config, NAME, now)?;
+        if view.state == CatalogState::Verified {
+            return Ok(view);
+        }
+        tracing::info!(state = ?view.state, "rebuilding the demo catalog");
+        super::remove(paths, NAME)?;
+    }
+    let mirror = build(paths, image, now).await?;
+    super::add(
+        paths,
+        config,
+        &AddRequest {
+            source: mirror.display().to_string(),
+            name: Some(NAME.into()),
+            identifier: Some(LIST_IDENTIFIER.into()),
+            endorser_dn: Some(ENDORSER_DN.into()),
+            endorser_ca: Some(CA_DN.into()),
+            anchors: Some(demo_dir(paths).join("ca")),
+        },
+        now,
+    )
+    .await
+}
+
+/// Builds the mirror folder and returns it.
+async fn build(paths: &Paths, image: &Path, now: OffsetDateTime) -> Result<PathBuf, CatalogError> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| CatalogError::Demo(format!("{what}: {e}"));
+    let dir = demo_dir(paths);
+    let ca_dir = dir.join("ca");
+    let mirror = dir.join("mirror");
+    // A fresh start: an old demo CA must not stay trusted beside a new one.
+    for sub in [&ca_dir, &mirror] {
+        match std::fs::remove_dir_all(sub) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(&sub.display().to_string(), &e)),
+        }
+        ensure_private_dir(sub).map_err(|e| failed("cannot create the demo folders", &e))?;
+    }
+    let image = image.to_path_buf();
+    let target = mirror.join(IMAGE_FILE);
+    let (sha512, size) = tokio::task::spawn_blocking(move || copy_hashing(&image, &target))
+        .await
+        .map_err(|e| failed("copying the demo image", &e))??;
+
+    let start = now.unix_timestamp() - 3600;
+    let end = now.unix_timestamp() + VALID_DAYS * 86_400;
+    let ca = pki::issue(
+        &CertificateSpec {
+            subject: CA_DN,
+            not_before: start,
+            not_after: end + 86_400,
+            ca: true,
+            server_names: &[],
+        },
+        None,
+    )
+    .map_err(|e| failed("making the demo CA", &e))?;
+    let endorser = pki::issue(
+        &CertificateSpec {
+            subject: ENDORSER_DN,
+            not_before: start,
+            not_after: end + 3600,
+            ca: false,
+            server_names: &[],
+        },
+        Some(&ca),
+    )
+    .map_err(|e| failed("making the demo endorser", &e))?;
+    pki::install_anchor(&ca_dir, &ca.certificate)
+        .map_err(|e| failed("installing the demo CA", &e))?;
+
+    let list = list_document(&sha512, size, now, end);
+    let content =
+        serde_json::to_string_pretty(&list).map_err(|e| failed("writing the demo list", &e))?;
+    let signed = pki::sign_smime(content.as_bytes(), &endorser)
+        .map_err(|e| failed("signing the demo list", &e))?;
+    let list_path = mirror.join(LIST_FILE);
+    crate::fsutil::write_atomic(&list_path, &signed, 0o644)
+        .map_err(|e| failed(&list_path.display().to_string(), &e))?;
+    // `ca` and `endorser` (with their keys) are dropped here: nothing more can be signed.
+    tracing::info!(mirror = %mirror.display(), "demo catalog built");
+    Ok(mirror)
+}
+
+/// The demo list, in hepixvmitrust's shape.
+fn list_document(sha512: &str, size: u64, now: OffsetDateTime, end: i64) -> serde_json::Value {
+    let expires = OffsetDateTime::from_unix_timestamp(end).unwrap_or(now);
+    // An identifier tied to the bytes: the same image gets the same identifier on every build.
+    let image_identifier = format!(
+        "{}-{}-4{}-8{}-{}",
+        &sha512[0..8],
+        &sha512[8..12],
+        &sha512[13..16],
+        &sha512[17..20],
+        &sha512[20..32]
+    );
+    serde_json::json!({
+        "hv:imagelist": {
+            "dc:date:created": rfc3339(now),
+            "dc:date:expires": rfc3339(expires),
+            "dc:description": "Sloop's offline demo catalog: the project's tiny test image, endorsed by a demo endorser trusted for this catalog only.",
+            "dc:identifier": LIST_IDENTIFIER,
+            "dc:source": "sloop.invalid",
+            "dc:title": "Sloop demo",
+            "hv:endorser": { "hv:x509": {
+                "dc:creator": "Sloop",
+                "hv:ca": CA_DN,
+                "hv:dn": ENDORSER_DN,
+                "hv:email": "demo@sloop.invalid"
+            } },
+            "hv:images": [ { "hv:image": {
+                "dc:description": "A tiny Linux (busybox, dropbear SSH) that boots in seconds, even without KVM.",
+                "dc:identifier": image_identifier,
+                "dc:title": "Sloop tiny test image",
+                "hv:format": "QCOW2",
+                "hv:hypervisor": "QEMU,KVM",
+                "hv:size": size,
+                "hv:uri": format!("https://sloop.invalid/demo/{IMAGE_FILE}"),
+                "hv:version": "1",
+                "sl:arch": "x86_64",
+                "sl:checksum:sha512": sha512,
+                "sl:comments": "Built from Debian packages by assets/test-image/build.sh",
+                "sl:os": "Linux",
+                "sl:osversion": "Debian 12 kernel, busybox userland"
+            } } ],
+            "hv:uri": format!("https://sloop.invalid/demo/{LIST_FILE}"),
+            "hv:version": "1"
+        }
+    })
+}
+
+/// Copies `from` to `to` and returns the copy's SHA-512 and size.
+fn copy_hashing(from: &Path, to: &Path) -> Result<(String, u64), CatalogError> {
+    let failed = |e: std::io::Error| {
+        CatalogError::Demo(format!(
+            "cannot copy the demo image {}: {e}; build it with assets/test-image/build.sh",
+            from.display()
+        ))
+    };
+    let mut source = std::fs::File::open(from).map_err(failed)?;
+    let mut out = std::fs::File::create(to).map_err(failed)?;
+    let mut hasher = Sha512::new();
+    let mut buffer = vec![0; 1024 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = source.read(&mut buffer).map_err(failed)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        std::io::Write::write_all(&mut out, &buffer[..n]).map_err(failed)?;
+        size += n as u64;
+    }
+    out.sync_all().map_err(failed)?;
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Names the image the demo is built from; `scripts/run.sh` sets it to the tiny test image.
+pub const IMAGE_ENV: &str = "SLOOP_DEMO_IMAGE";
+
+/// The demo image named by `SLOOP_DEMO_IMAGE`.
+pub fn image_from_env() -> Result<PathBuf, CatalogError> {
+    std::env::var_os(IMAGE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            CatalogError::Demo(format!(
+                "no demo image: set {IMAGE_ENV} to a qcow2 image (scripts/run.sh sets it to the tiny test image)"
+            ))
+        })
+}

@@ -1,0 +1,226 @@
+//! Verifying a signed image list the way vmcatcher does (`smimeX509validation`): a detached
+//! S/MIME signature by exactly one signer, whose certificate is valid now, not revoked, and
+//! chains to a trust anchor in an IGTF-layout CA folder.
+//!
+//! The checks run one at a time, so that a refusal names the check that failed: the signature
+//! over the content first (a tampered body), then the signer's dates, then its chain and CRL.
+//! Revocation is checked whenever the CA folder carries a CRL (`<hash>.r0`) for the signer's CA,
+//! as `fetch-crl` leaves them; a CRL that is out of date then fails the check.
+
+use std::path::{Path, PathBuf};
+
+use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+use openssl::stack::Stack;
+use openssl::x509::store::{X509Lookup, X509StoreBuilder};
+use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
+use openssl::x509::{X509, X509PurposeId, X509StoreContext};
+use time::OffsetDateTime;
+
+use crate::time_util::asn1_to_offset;
+use crate::x509::oneline;
+
+/// The most bytes a signed list may have. Real lists (AppDB's largest VO lists) are a few
+/// hundred KiB; this keeps a hostile or broken server from filling memory.
+pub const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a signed list was refused. Each names the check, as vmcatcher's codes do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustError {
+    #[error(
+        "the list is not S/MIME signed (it looks like bare JSON); only signed image lists are accepted"
+    )]
+    Unsigned,
+    #[error("the list's S/MIME signature cannot be read (damaged or truncated): {0}")]
+    Malformed(String),
+    #[error("the list's signature carries {0} signer certificates; exactly one is required")]
+    SignerCount(usize),
+    #[error("the signature does not match the list's content: the list was altered after signing")]
+    Tampered,
+    #[error("the endorser certificate {subject} is not valid before {from}")]
+    NotYetValid { subject: String, from: String },
+    #[error("the endorser certificate {subject} expired on {until}")]
+    CertificateExpired { subject: String, until: String },
+    #[error("the endorser certificate {subject} has been revoked by its CA")]
+    Revoked { subject: String },
+    #[error(
+        "the endorser certificate {subject} (issued by {issuer}) is not trusted: {reason}; add its CA to {anchors} or choose another list"
+    )]
+    Untrusted {
+        subject: String,
+        issuer: String,
+        reason: String,
+        anchors: PathBuf,
+    },
+    #[error(
+        "no trust anchors at {0}; install the IGTF CA certificates there or set ca_dir in config.toml"
+    )]
+    NoAnchors(PathBuf),
+    #[error("the list is {size} bytes, more than any real image list ({max} at most)")]
+    TooLarge { size: usize, max: usize },
+}
+
+/// The certificate that signed a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// Oneline subject DN, compared with `hv:dn`.
+    pub subject: String,
+    /// Oneline issuer DN, compared with `hv:ca`.
+    pub issuer: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+/// A list whose signature verified: the signed bytes and who signed them.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub content: Vec<u8>,
+    pub signer: Signer,
+}
+
+/// Verifies the S/MIME document `signed` against the trust anchors in `anchors`, at time `now`.
+pub fn verify(signed: &[u8], anchors: &Path, now: OffsetDateTime) -> Result<Verified, TrustError> {
+    if signed.len() > MAX_LIST_BYTES {
+        return Err(TrustError::TooLarge {
+            size: signed.len(),
+            max: MAX_LIST_BYTES,
+        });
+    }
+    let trimmed = signed.trim_ascii_start();
+    if trimmed.starts_with(b"{") || trimmed.starts_with(b"[") {
+        return Err(TrustError::Unsigned);
+    }
+    let (p7, content) =
+        Pkcs7::from_smime(signed).map_err(|e| TrustError::Malformed(first_reason(&e)))?;
+    let content = content.ok_or_else(|| {
+        TrustError::Malformed("the signature is not detached; the content is missing".into())
+    })?;
+    let no_extra = Stack::new().map_err(|e| TrustError::Malformed(first_reason(&e)))?;
+    let signers = p7
+        .signers(&no_extra, Pkcs7Flags::empty())
+        .map_err(|e| TrustError::Malformed(first_reason(&e)))?;
+    if signers.len() != 1 {
+        return Err(TrustError::SignerCount(signers.len()));
+    }
+    let signer = signers.get(0).ok_or(TrustError::SignerCount(0))?.to_owned();
+
+    // The signature over the content alone, without the chain: a failure here is a changed body.
+    let empty_store = X509StoreBuilder::new()
+        .map_err(|e| TrustError::Malformed(first_reason(&e)))?
+        .build();
+    let mut out = Vec::new();
+    p7.verify(
+        &no_extra,
+        &empty_store,
+        Some(&content),
+        Some(&mut out),
+        Pkcs7Flags::NOVERIFY,
+    )
+    .map_err(|_| TrustError::Tampered)?;
+
+    let described = Signer {
+        subject: oneline(signer.subject_name()),
+        issuer: oneline(signer.issuer_name()),
+        not_before: asn1_to_offset(signer.not_before()),
+        not_after: asn1_to_offset(signer.not_after()),
+    };
+    if now < described.not_before {
+        return Err(TrustError::NotYetValid {
+            subject: described.subject,
+            from: crate::time_util::rfc3339(described.not_before),
+        });
+    }
+    if now > described.not_after {
+        return Err(TrustError::CertificateExpired {
+            subject: described.subject,
+            until: crate::time_util::rfc3339(described.not_after),
+        });
+    }
+    let intermediates = p7
+        .signed()
+        .and_then(|s| s.certificates())
+        .map(|certs| certs.iter().map(ToOwned::to_owned).collect::<Vec<_>>())
+        .unwrap_or_default();
+    check_chain(&signer, &intermediates, anchors, now, &described)?;
+    Ok(Verified {
+        content: out,
+        signer: described,
+    })
+}
+
+fn check_chain(
+    signer: &X509,
+    intermediates: &[X509],
+    anchors: &Path,
+    now: OffsetDateTime,
+    described: &Signer,
+) -> Result<(), TrustError> {
+    let has_anchor = std::fs::read_dir(anchors)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.len() == 10 && n.ends_with(".0"))
+            })
+        })
+        .unwrap_or(false);
+    if !has_anchor {
+        return Err(TrustError::NoAnchors(anchors.to_path_buf()));
+    }
+    let untrusted = |reason: String| TrustError::Untrusted {
+        subject: described.subject.clone(),
+        issuer: described.issuer.clone(),
+        reason,
+        anchors: anchors.to_path_buf(),
+    };
+    let openssl_failed = |e: openssl::error::ErrorStack| untrusted(first_reason(&e));
+    let mut store = X509StoreBuilder::new().map_err(openssl_failed)?;
+    store
+        .add_lookup(X509Lookup::hash_dir())
+        .and_then(|lookup| {
+            lookup.add_dir(&anchors.to_string_lossy(), openssl::ssl::SslFiletype::PEM)
+        })
+        .map_err(openssl_failed)?;
+    let mut param = X509VerifyParam::new().map_err(openssl_failed)?;
+    param.set_time(now.unix_timestamp());
+    let crl = anchors.join(format!("{:08x}.r0", signer.issuer_name_hash()));
+    if crl.exists() {
+        param
+            .set_flags(X509VerifyFlags::CRL_CHECK)
+            .map_err(openssl_failed)?;
+    }
+    param
+        .set_purpose(X509PurposeId::SMIME_SIGN)
+        .map_err(openssl_failed)?;
+    store.set_param(&param).map_err(openssl_failed)?;
+    let store = store.build();
+    let mut chain = Stack::new().map_err(openssl_failed)?;
+    for certificate in intermediates {
+        chain.push(certificate.clone()).map_err(openssl_failed)?;
+    }
+    let mut context = X509StoreContext::new().map_err(openssl_failed)?;
+    let result = context
+        .init(&store, signer, &chain, |ctx| {
+            ctx.verify_cert()?;
+            Ok(ctx.error())
+        })
+        .map_err(openssl_failed)?;
+    if result == openssl::x509::X509VerifyResult::OK {
+        return Ok(());
+    }
+    // X509_V_ERR_CERT_REVOKED
+    if result.as_raw() == 23 {
+        return Err(TrustError::Revoked {
+            subject: described.subject.clone(),
+        });
+    }
+    Err(untrusted(result.error_string().to_string()))
+}
+
+/// OpenSSL's first reason, without its library/function prefix noise.
+fn first_reason(error: &openssl::error::ErrorStack) -> String {
+    error
+        .errors()
+        .first()
+        .and_then(|e| e.reason().map(str::to_string))
+        .unwrap_or_else(|| "unknown OpenSSL error".into())
+}

@@ -1,0 +1,54 @@
+//! Catalogs: the subscribed image lists.
+
+use sloop_core::catalog::{self, AddRequest, CatalogView};
+use tauri::State;
+
+use crate::ipc_error::IpcError;
+use crate::state::AppState;
+
+/// Every catalog, each verified again now.
+#[tauri::command]
+pub async fn catalog_list(state: State<'_, AppState>) -> Result<Vec<CatalogView>, IpcError> {
+    let config = state.config()?;
+    Ok(catalog::list(&state.paths, config, state.now())?)
+}
+
+/// Subscribes to the list at `source` (URL, file or mirror folder); `name` is optional.
+#[tauri::command]
+pub async fn catalog_add(
+    state: State<'_, AppState>,
+    source: String,
+    name: Option<String>,
+) -> Result<CatalogView, IpcError> {
+    let config = state.config()?;
+    let request = AddRequest {
+        source,
+        name: name.filter(|n| !n.is_empty()),
+        ..AddRequest::default()
+    };
+    Ok(catalog::add(&state.paths, config, &request, state.now()).await?)
+}
+
+/// Subscribes to the offline demo catalog, building it from the demo image first.
+#[tauri::command]
+pub async fn catalog_add_demo(state: State<'_, AppState>) -> Result<CatalogView, IpcError> {
+    let config = state.config()?;
+    let image = catalog::demo::image_from_env()?;
+    Ok(catalog::demo::ensure(&state.paths, config, &image, state.now()).await?)
+}
+
+/// Fetches a catalog's list again.
+#[tauri::command]
+pub async fn catalog_refresh(
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<CatalogView, IpcError> {
+    let config = state.config()?;
+    Ok(catalog::refresh(&state.paths, config, &name, state.now()).await?)
+}
+
+/// Forgets a catalog; downloaded images stay.
+#[tauri::command]
+pub async fn catalog_remove(state: State<'_, AppState>, name: String) -> Result<(), IpcError> {
+    Ok(catalog::remove(&state.paths, &name)?)
+}
