@@ -98,6 +98,12 @@ while [ "$native_port" = "$driver_port" ]; do native_port=$(free_port); done
 # 2.50 under Xvfb never answers a screenshot request once a scrollable area has gone from the page.
 # Frames can lag instead; app.test.mjs waits for two animation frames before each screenshot.
 
+# The demo catalog is built from the tiny test image (the one test.sh built, else build it).
+if [ -z "${SLOOP_DEMO_IMAGE:-}" ]; then
+  SLOOP_DEMO_IMAGE=${SLOOP_TEST_IMAGE:-$("$root/assets/test-image/build.sh" | tail -n 1)}
+fi
+export SLOOP_DEMO_IMAGE
+
 # The app inherits this environment through tauri-driver and WebKitWebDriver.
 sloop_home=$(mktemp -d -t sloop-e2e.XXXXXX)
 export SLOOP_HOME=$sloop_home

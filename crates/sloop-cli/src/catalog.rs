@@ -39,6 +39,13 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
             };
             if ctx.json {
                 output::json(&view)?;
+            } else if demo {
+                output::text(&format!(
+                    "Demo catalog ready: {} image(s), endorsed by {} (trusted for this catalog only), valid until {}.\n",
+                    view.images.len(),
+                    view.endorser.dn,
+                    view.expires
+                ));
             } else {
                 output::text(&format!(
                     "Subscribed to {} as {:?}: {} image(s), endorsed by {} (CA {}), valid until {}. Identifier and endorser are pinned.\n",

@@ -1,0 +1,117 @@
+//! The `sloop` binary end to end, as a user or a script runs it: the demo catalog, listing,
+//! pulling and removing an image, and one-line errors with exit status 2 for bad input.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sloop(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sloop"))
+        .args(args)
+        .env("SLOOP_HOME", home)
+        .env_remove("SLOOP_DEMO_IMAGE")
+        .output()
+        .unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "status {:?}, stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(output)).unwrap()
+}
+
+#[test]
+fn demo_catalog_image_pull_and_removal_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let image = dir.path().join("tiny.qcow2");
+    let bytes: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&image, &bytes).unwrap();
+
+    let out = ok(&sloop(
+        &home,
+        &[
+            "catalog",
+            "add",
+            "--demo",
+            "--image",
+            image.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.starts_with("Demo catalog ready: 1 image(s)"), "{out}");
+
+    let images = json(&sloop(&home, &["--json", "image", "list"]));
+    let image = &images[0];
+    assert_eq!(image["certified"], true);
+    assert_eq!(image["local"]["kind"], "absent");
+    assert_eq!(image["size"], bytes.len());
+    let identifier = image["identifier"].as_str().unwrap().to_string();
+
+    let out = ok(&sloop(&home, &["image", "pull", &identifier[..8]]));
+    assert!(
+        out.contains("is verified (size and SHA-512 match the signed list)"),
+        "{out}"
+    );
+    let images = json(&sloop(&home, &["--json", "image", "list"]));
+    assert_eq!(images[0]["local"]["kind"], "stored");
+    let stored = images[0]["local"]["path"].as_str().unwrap();
+    assert_eq!(std::fs::read(stored).unwrap(), bytes);
+
+    let catalogs = json(&sloop(&home, &["--json", "catalog", "list"]));
+    assert_eq!(catalogs[0]["state"], "verified");
+    assert_eq!(
+        catalogs[0]["endorser"]["dn"],
+        "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo Endorser"
+    );
+
+    ok(&sloop(&home, &["image", "rm", &identifier]));
+    assert!(!Path::new(stored).exists());
+    ok(&sloop(&home, &["catalog", "remove", "demo"]));
+    assert_eq!(
+        json(&sloop(&home, &["--json", "catalog", "list"])),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_naming_the_thing_and_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["catalog", "add", "ftp://example.org/list"],
+            "is not a list address",
+        ),
+        (
+            &["catalog", "add", "https://127.0.0.1:1/list"],
+            "cannot connect",
+        ),
+        (&["catalog", "add", "--demo"], "set SLOOP_DEMO_IMAGE"),
+        (
+            &["image", "pull", "nothing-like-this"],
+            "no image matches \"nothing-like-this\"",
+        ),
+        (&["catalog", "remove", "nope"], "no catalog named \"nope\""),
+    ];
+    for (args, expected) in cases {
+        let out = sloop(&home, args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("sloop: ") && stderr.contains(expected),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
