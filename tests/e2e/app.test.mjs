@@ -3,11 +3,14 @@
 // starts Xvfb and tauri-driver, and sets the variables read here.
 
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remote } from "webdriverio";
 
 const application = required("SLOOP_E2E_APP");
+// The app's SLOOP_HOME: the test looks there to see that a download really reached the store.
+const sloopHome = required("SLOOP_HOME");
 const artefacts = required("SLOOP_E2E_ARTEFACTS");
 const libvirtUri = required("SLOOP_E2E_LIBVIRT_URI");
 const driverPort = Number(process.env.SLOOP_E2E_DRIVER_PORT ?? 4444);
@@ -114,6 +117,45 @@ describe("the app window", { timeout: 240_000 }, () => {
     assert.match(await empty.getText(), /No machines yet/);
     assert.equal((await browser.$$('[data-testid="machine-card"]')).length, 0);
     await screenshot("machines");
+  });
+
+  it("subscribes to the demo catalog and downloads its certified image into the store", async () => {
+    await show("images");
+    const addDemo = await byTestId("add-demo-catalog");
+    await addDemo.waitForDisplayed({ timeout: UI_TIMEOUT });
+    await addDemo.click();
+
+    const card = await browser.$('[data-testid="catalog-card"][data-catalog="demo"]');
+    await card.waitForDisplayed({ timeout: UI_TIMEOUT });
+    assert.equal(await (await card.$('[data-testid="catalog-state"]')).getText(), "Verified");
+    assert.equal(
+      await (await card.$('[data-testid="catalog-endorser"]')).getText(),
+      "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo Endorser",
+    );
+    assert.equal(
+      await (await card.$('[data-testid="catalog-ca"]')).getText(),
+      "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo CA",
+    );
+
+    const row = await browser.$('[data-testid="image-row"]');
+    await row.waitForDisplayed({ timeout: UI_TIMEOUT });
+    assert.ok(await (await row.$('[data-testid="image-certified"]')).isDisplayed());
+    assert.match(await (await row.$('[data-testid="image-size"]')).getText(), /^\d+(\.\d)? MB$/);
+    await screenshot("images");
+
+    await (await row.$('[data-testid="image-download"]')).click();
+    const local = await row.$('[data-testid="image-local-state"]');
+    await browser.waitUntil(async () => (await local.isExisting()) && (await local.getText()) === "Downloaded", {
+      timeout: 60_000,
+      timeoutMsg: "the image did not end as Downloaded",
+    });
+    // The core put the verified image (and its provenance) in the read-only store.
+    const store = path.join(sloopHome, "data", "images", "store");
+    const files = fs.readdirSync(store).sort();
+    assert.equal(files.length, 2, `store holds ${files.join(", ")}`);
+    assert.match(files[0], /^[0-9a-f]{128}$/);
+    assert.equal(fs.statSync(path.join(store, files[0])).mode & 0o777, 0o444);
+    await screenshot("images-downloaded");
   });
 
   it("shows the startup line, then live lines as the core writes them", async () => {

@@ -10,6 +10,19 @@ describe("App", () => {
     expect(screen.getByTestId("view-host")).toBeVisible();
     expect(screen.getByTestId("nav-host")).toHaveAttribute("aria-current", "page");
 
+    const nav = screen.getAllByRole("button").filter((b) => b.dataset.testid?.startsWith("nav-"));
+    expect(nav.map((b) => b.dataset.testid)).toEqual([
+      "nav-host",
+      "nav-images",
+      "nav-machines",
+      "nav-logs",
+    ]);
+
+    await userEvent.click(screen.getByTestId("nav-images"));
+    expect(await screen.findByTestId("catalog-card")).toBeVisible();
+    expect(screen.getByTestId("images-view")).toBeVisible();
+    expect(screen.getByTestId("nav-images")).toHaveAttribute("aria-current", "page");
+
     await userEvent.click(screen.getByTestId("nav-machines"));
     expect(await screen.findByTestId("machines-empty")).toBeVisible();
     expect(screen.getByTestId("view-host")).not.toBeVisible();

@@ -23,7 +23,8 @@ pub async fn image_pull(
     query: String,
 ) -> Result<ImageView, IpcError> {
     let config = state.config()?;
-    let (task, cancel) = state.start_task(&format!("pull:{query}")).await?;
+    let task = pull_task(&state, &query)?;
+    let (task, cancel) = state.start_task(&task).await?;
     let reporter = events::reporter(&app);
     let result = image::pull(
         &state.paths,
@@ -42,7 +43,15 @@ pub async fn image_pull(
 /// Cancels the pull of `query`; the bytes downloaded so far are kept for the next pull.
 #[tauri::command]
 pub async fn image_cancel(state: State<'_, AppState>, query: String) -> Result<bool, IpcError> {
-    Ok(state.cancel_task(&format!("pull:{query}")).await)
+    let task = pull_task(&state, &query)?;
+    Ok(state.cancel_task(&task).await)
+}
+
+/// The task a pull of `query` runs as: named after the image, not the query, so that two
+/// queries for one image are one task.
+fn pull_task(state: &AppState, query: &str) -> Result<String, IpcError> {
+    let images = image::list(&state.paths, state.config()?, state.now())?;
+    Ok(image::task_name(image::find(&images, query)?))
 }
 
 /// Removes an image's file from the store (refused while a machine uses it).

@@ -2,8 +2,10 @@
 // shell; the fake one serves Vitest and running the UI in a plain browser (`npm run dev`).
 
 import { getContext, setContext } from "svelte";
+import type { CatalogView } from "./bindings/CatalogView";
 import type { Event } from "./bindings/Event";
 import type { HostReport } from "./bindings/HostReport";
+import type { ImageView } from "./bindings/ImageView";
 import type { IpcError } from "./bindings/IpcError";
 import type { LogLine } from "./bindings/LogLine";
 import type { MachineSummary } from "./bindings/MachineSummary";
@@ -11,6 +13,28 @@ import type { MachineSummary } from "./bindings/MachineSummary";
 export interface Backend {
   /** Runs the host check; `fresh` boots the acceleration test guest again. */
   hostCheck(fresh: boolean): Promise<HostReport>;
+  /** Every subscribed catalog, each verified again now. */
+  catalogList(): Promise<CatalogView[]>;
+  /** Subscribes to the image list at `source` (URL, file or mirror folder); `name` is optional. */
+  catalogAdd(source: string, name: string | null): Promise<CatalogView>;
+  /** Subscribes to the offline demo catalog, building it first when needed. */
+  catalogAddDemo(): Promise<CatalogView>;
+  /** Fetches a catalog's list again. */
+  catalogRefresh(name: string): Promise<CatalogView>;
+  /** Forgets a catalog; downloaded images stay. */
+  catalogRemove(name: string): Promise<void>;
+  /** Every catalog image with its local state, then stored images no catalog lists. */
+  imageList(): Promise<ImageView[]>;
+  /**
+   * Downloads and verifies an image (resuming a partial download); resolves once it is stored.
+   * Meanwhile `progress` events arrive under the task `pull:<identifier>`, then a `finished`
+   * one. Rejects with code `cancelled` when imageCancel stopped it.
+   */
+  imagePull(query: string): Promise<ImageView>;
+  /** Stops the pull of `query`, keeping what it downloaded; false when none was running. */
+  imageCancel(query: string): Promise<boolean>;
+  /** Deletes an image's file (refused while a machine uses it). */
+  imageRemove(query: string): Promise<ImageView>;
   /** Every machine with the state libvirt reports. */
   machineList(): Promise<MachineSummary[]>;
   /** The latest `limit` log lines, oldest first. */
@@ -34,7 +58,7 @@ export function getBackend(): Backend {
 /** The key used for the backend in Svelte's context, for tests that mount one component. */
 export const backendContextKey = KEY;
 
-function isIpcError(error: unknown): error is IpcError {
+export function isIpcError(error: unknown): error is IpcError {
   return (
     typeof error === "object" &&
     error !== null &&
@@ -49,4 +73,9 @@ export function errorMessage(error: unknown): string {
   if (isIpcError(error)) return error.message;
   if (error instanceof Error) return error.message;
   return String(error);
+}
+
+/** Whether a command stopped because the user cancelled it: nothing went wrong. */
+export function isCancelled(error: unknown): boolean {
+  return isIpcError(error) && error.code === "cancelled";
 }

@@ -1,8 +1,10 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import type { Backend } from "./backend";
+import type { CatalogView } from "./bindings/CatalogView";
 import type { Event } from "./bindings/Event";
 import type { HostReport } from "./bindings/HostReport";
+import type { ImageView } from "./bindings/ImageView";
 import type { LogLine } from "./bindings/LogLine";
 import type { MachineSummary } from "./bindings/MachineSummary";
 
@@ -13,6 +15,42 @@ export const EVENT = "sloop://event";
 export class TauriBackend implements Backend {
   hostCheck(fresh: boolean): Promise<HostReport> {
     return invoke("host_check", { fresh });
+  }
+
+  catalogList(): Promise<CatalogView[]> {
+    return invoke("catalog_list");
+  }
+
+  catalogAdd(source: string, name: string | null): Promise<CatalogView> {
+    return invoke("catalog_add", { source, name });
+  }
+
+  catalogAddDemo(): Promise<CatalogView> {
+    return invoke("catalog_add_demo");
+  }
+
+  catalogRefresh(name: string): Promise<CatalogView> {
+    return invoke("catalog_refresh", { name });
+  }
+
+  catalogRemove(name: string): Promise<void> {
+    return invoke("catalog_remove", { name });
+  }
+
+  imageList(): Promise<ImageView[]> {
+    return invoke("image_list");
+  }
+
+  imagePull(query: string): Promise<ImageView> {
+    return invoke("image_pull", { query });
+  }
+
+  imageCancel(query: string): Promise<boolean> {
+    return invoke("image_cancel", { query });
+  }
+
+  imageRemove(query: string): Promise<ImageView> {
+    return invoke("image_remove", { query });
   }
 
   machineList(): Promise<MachineSummary[]> {

@@ -34,7 +34,7 @@ pub enum CatalogError {
     BadName(String),
     #[error("no catalog named {0:?}; `sloop catalog list` shows the subscribed ones")]
     NotFound(String),
-    #[error("a catalog named {0:?} exists already; choose another name with --name")]
+    #[error("a catalog named {0:?} exists already; choose another name for this one")]
     NameTaken(String),
     #[error("catalog {name:?} already subscribes to {location}")]
     AlreadySubscribed { name: String, location: String },

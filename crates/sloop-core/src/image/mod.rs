@@ -299,6 +299,16 @@ pub fn find<'a>(images: &'a [ImageView], query: &str) -> Result<&'a ImageView, I
     }
 }
 
+/// The task name a pull of `image` reports progress under: `pull:<identifier>`, or
+/// `pull:<sha512>` for an image no list names.
+pub fn task_name(image: &ImageView) -> String {
+    if image.identifier.is_empty() {
+        format!("pull:{}", image.sha512)
+    } else {
+        format!("pull:{}", image.identifier)
+    }
+}
+
 /// Downloads the certified image `query` names into the store, verifying its size and SHA-512,
 /// resuming an earlier partial download. Progress goes to `reporter` under `pull:<identifier>`.
 pub async fn pull(
@@ -330,7 +340,7 @@ pub async fn pull(
         sha512: image.sha512.clone(),
         size: image.size,
         location: listed.location.clone(),
-        task: format!("pull:{}", image.identifier),
+        task: task_name(&image),
     };
     let path = pull::fetch_verified(&store, &wanted, &anchors, reporter, cancel).await?;
     let provenance = Provenance {
