@@ -8,11 +8,12 @@ use sloop_core::config::Config;
 use sloop_core::host::{self, CheckStatus, HostReport};
 use sloop_core::libvirt::Connection;
 use sloop_core::logging::{self, LogOptions};
-use sloop_core::machine::{self, MachineSummary};
+use sloop_core::machine::MachineSummary;
 use sloop_core::paths::Paths;
 
 mod catalog;
 mod image;
+mod machine;
 mod output;
 mod progress;
 
@@ -47,6 +48,25 @@ enum Command {
     /// Your machines.
     #[command(subcommand)]
     Machine(MachineCommand),
+    /// Run a command in a machine over SSH (its pinned host key only): sloop shell NAME -- CMD
+    Shell {
+        name: String,
+        /// The command and its arguments; without one, an interactive shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Write an ssh config for your machines, for your own ssh, scp and editors.
+    SshConfig,
+    /// Pull an image if needed, create a machine from it and start it, in one go.
+    Launch {
+        image: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        workdir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        resources: machine::ResourceArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,9 +122,53 @@ pub(crate) enum ImageCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum MachineCommand {
+pub(crate) enum MachineCommand {
     /// List machines with their real state.
     List,
+    /// Make a machine from a certified, downloaded image (left stopped).
+    Create {
+        name: String,
+        /// Image identifier (or its start), SHA-512 start, or title.
+        #[arg(long)]
+        image: String,
+        #[command(flatten)]
+        resources: machine::ResourceArgs,
+        /// Host folder shared read-write at /analysis inside.
+        #[arg(long)]
+        workdir: Option<std::path::PathBuf>,
+    },
+    /// Start a machine and wait until its SSH server answers with its pinned key.
+    Start {
+        name: String,
+        /// Return once libvirt has started it, without waiting for SSH.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for SSH, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Shut a machine down (ACPI), forcing it off after --timeout seconds.
+    Stop {
+        name: String,
+        /// Pull the plug at once instead.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Stop, then start again.
+    Restart { name: String },
+    /// Delete a machine with its overlay (your changes to its disk). Asks first.
+    Delete {
+        name: String,
+        /// Do not ask (scripts).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Everything about one machine.
+    Info { name: String },
+    /// The machine's serial console (the current boot).
+    Console { name: String },
 }
 
 /// Everything a command needs.
@@ -155,7 +219,15 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Doctor { cached } => doctor(ctx, cached).await,
         Command::Catalog(command) => catalog::run(ctx, command).await,
         Command::Image(command) => image::run(ctx, command).await,
-        Command::Machine(MachineCommand::List) => machine_list(ctx).await,
+        Command::Machine(command) => machine::run(ctx, command).await,
+        Command::Shell { name, command } => machine::shell(ctx, &name, &command).await,
+        Command::SshConfig => machine::ssh_config(ctx),
+        Command::Launch {
+            image,
+            name,
+            workdir,
+            resources,
+        } => machine::launch(ctx, &image, &name, workdir, &resources).await,
     }
 }
 
@@ -196,9 +268,9 @@ fn render_report(report: &HostReport) -> String {
     out
 }
 
-async fn machine_list(ctx: &Context) -> anyhow::Result<ExitCode> {
+pub(crate) async fn machine_list(ctx: &Context) -> anyhow::Result<ExitCode> {
     let conn = Connection::open(&ctx.config.libvirt_uri()).await?;
-    let machines = machine::list(&ctx.paths, &conn)
+    let machines = sloop_core::machine::list(&ctx.paths, &ctx.config, &conn)
         .await
         .context("cannot list machines")?;
     if ctx.json {

@@ -15,6 +15,9 @@ pub struct Config {
     pub libvirt_uri: Option<String>,
     /// Grid trust anchors (IGTF layout). Default: `X509_CERT_DIR`, else `/etc/grid-security/certificates`.
     pub ca_dir: Option<PathBuf>,
+    /// `kvm` or `tcg`: how machines run, whatever the acceleration probe found. For hosts where
+    /// KVM passes the probe but real guests hang. Default: what the probe found.
+    pub acceleration: Option<crate::host::Acceleration>,
 }
 
 /// The config file could not be read.

@@ -39,6 +39,8 @@ pub enum SshError {
     AuthRejected { user: String },
     #[error("SSH failed")]
     Protocol(#[from] russh::Error),
+    #[error("cannot pass the command's output on")]
+    Output(#[from] std::io::Error),
 }
 
 /// The handler that pins the host key and remembers what the server showed.
@@ -212,6 +214,35 @@ impl Session {
             }
         }
         Ok(output)
+    }
+
+    /// Runs `command` and copies its output to `stdout` and `stderr` as it arrives; returns its
+    /// exit status (`None` when killed by a signal).
+    pub async fn exec_streaming(
+        &self,
+        command: &str,
+        stdout: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+        stderr: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> Result<Option<u32>, SshError> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let mut status = None;
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => {
+                    stdout.write_all(&data).await?;
+                    stdout.flush().await?;
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    stderr.write_all(&data).await?;
+                    stderr.flush().await?;
+                }
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                _ => {}
+            }
+        }
+        Ok(status)
     }
 
     /// Ends the session politely.

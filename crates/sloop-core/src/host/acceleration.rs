@@ -28,6 +28,14 @@ pub enum Acceleration {
 
 impl Acceleration {
     /// The libvirt domain type for this acceleration.
+    /// The word `config.toml` uses for it.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
+    }
+
     pub fn domain_type(self) -> &'static str {
         match self {
             Self::Kvm => "kvm",

@@ -147,7 +147,20 @@ pub async fn check_host(paths: &Paths, config: &Config, fresh: bool) -> HostRepo
         check_acceleration(qemu.as_deref(), &paths.cache_dir, fresh),
         check_work_share(qemu.as_deref(), &uri),
     );
-    let (accel_check, acceleration) = accel;
+    let (mut accel_check, mut acceleration) = accel;
+    if let Some(chosen) = config.acceleration {
+        // The probe still runs, so the user sees what it found beside their choice.
+        accel_check.detail = format!(
+            "{} by config.toml (acceleration = \"{}\"); the probe found: {}",
+            match chosen {
+                Acceleration::Kvm => "KVM",
+                Acceleration::Tcg => "TCG",
+            },
+            chosen.config_name(),
+            accel_check.detail
+        );
+        acceleration = Some(chosen);
+    }
     let (share_check, work_share) = share;
 
     let mut checks = vec![libvirt];
@@ -335,6 +348,11 @@ async fn check_acceleration(
     (c, probe.chosen)
 }
 
+/// How the work directory is shared into machines on this host with libvirt at `uri`.
+pub async fn work_share(uri: &str) -> Option<ShareKind> {
+    check_work_share(qemu_binary().as_deref(), uri).await.1
+}
+
 /// 9p needs QEMU's virtio-9p device; virtiofs needs the Rust virtiofsd, and on
 /// qemu:///session a libvirt of 10.0 or later.
 async fn check_work_share(qemu: Option<&Path>, uri: &str) -> (Check, Option<ShareKind>) {
@@ -507,6 +525,7 @@ mod tests {
         let config = Config {
             libvirt_uri: Some("test:///default".into()),
             ca_dir: Some(home.path().join("no-cas")),
+            ..Config::default()
         };
         // SAFETY of the test: SLOOP_LIBVIRT_URI is not set in the test environment.
         assert!(std::env::var_os(crate::config::LIBVIRT_URI_ENV).is_none());

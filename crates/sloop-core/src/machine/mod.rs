@@ -4,20 +4,34 @@
 //! libvirt holds the runtime truth (is it running?); the manifest in the machine's folder holds
 //! the rest, and the two are joined whenever machines are listed.
 
+pub mod create;
 pub mod disk;
 pub mod domain;
 pub mod keys;
 pub mod lifecycle;
 pub mod manifest;
+pub mod power;
 pub mod seed;
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
 use serde::Serialize;
+use time::OffsetDateTime;
 use ts_rs::TS;
 
+pub use create::{CreateRequest, create};
 pub use manifest::{MachineName, Manifest};
+pub use power::{force_off, start, stop};
 
+use crate::config::Config;
 use crate::libvirt::{Connection, LibvirtError, NO_DOMAIN};
 use crate::paths::Paths;
+
+/// Files in a machine's folder.
+pub const OVERLAY: &str = "overlay.qcow2";
+pub const SEED: &str = "seed.iso";
+pub const CONSOLE: &str = "console.log";
 
 /// What a machine is doing, as libvirt reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
@@ -67,9 +81,12 @@ pub struct MachineSummary {
     pub ssh_port: u16,
     /// The host folder shared at /analysis, if any.
     pub work_dir: Option<String>,
+    /// Whether the base image is still certified by a subscribed, verified list; a machine on
+    /// an image that is no longer certified keeps working, with a warning.
+    pub image_certified: bool,
 }
 
-/// Listing machines failed.
+/// A machine operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     #[error(transparent)]
@@ -78,23 +95,148 @@ pub enum MachineError {
     Manifest(#[from] manifest::ManifestError),
     #[error("cannot read the machines folder")]
     Folder(#[source] std::io::Error),
+    #[error(transparent)]
+    Name(#[from] manifest::InvalidName),
+    #[error("no machine named {0:?}; `sloop machine list` shows your machines")]
+    NotFound(String),
+    #[error("a machine named {0:?} exists already; choose another name")]
+    Exists(String),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(
+        "image {title} is not certified ({reason}); machines are made only from certified images"
+    )]
+    NotCertified { title: String, reason: String },
+    #[error("image {title} is not downloaded yet; pull it first: sloop image pull {identifier}")]
+    NotDownloaded { title: String, identifier: String },
+    #[error("work directory {0}: {1}")]
+    WorkDir(PathBuf, String),
+    #[error("resources: {0}")]
+    Resources(String),
+    #[error("machine files at {0}")]
+    Files(PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
+    #[error(transparent)]
+    Seed(#[from] seed::SeedError),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
+    #[error("QEMU cannot run a guest on this host; `sloop doctor` says what is missing")]
+    NoAcceleration,
+    #[error(
+        "this host cannot share a work directory (neither virtiofs nor 9p); `sloop doctor` says how to fix it"
+    )]
+    NoShare,
+    #[error(
+        "machine {machine}'s base image {path} is missing; pull the image again (sloop image pull)"
+    )]
+    BaseMissing { machine: String, path: PathBuf },
+}
+
+/// The manifest of machine `name`.
+pub fn load(paths: &Paths, name: &MachineName) -> Result<Manifest, MachineError> {
+    let dir = paths.machine_dir(name.as_str());
+    if !manifest::file_in(&dir).exists() {
+        return Err(MachineError::NotFound(name.to_string()));
+    }
+    Ok(Manifest::load(&dir)?)
+}
+
+/// The SHA-512s of every image a verified, current list certifies now.
+pub fn certified_bases(paths: &Paths, config: &Config) -> HashSet<String> {
+    match crate::catalog::list(paths, config, OffsetDateTime::now_utc()) {
+        Ok(catalogs) => catalogs
+            .iter()
+            .flat_map(|c| c.images.iter())
+            .filter(|i| i.certified)
+            .map(|i| i.sha512.clone())
+            .collect(),
+        Err(e) => {
+            tracing::warn!("cannot read the catalogs: {e}");
+            HashSet::new()
+        }
+    }
+}
+
+/// One machine's summary with its real state.
+pub async fn summary(
+    paths: &Paths,
+    config: &Config,
+    conn: &Connection,
+    manifest: &Manifest,
+) -> Result<MachineSummary, MachineError> {
+    summarize(conn, manifest, &certified_bases(paths, config)).await
+}
+
+async fn summarize(
+    conn: &Connection,
+    manifest: &Manifest,
+    certified: &HashSet<String>,
+) -> Result<MachineSummary, MachineError> {
+    let state = domain_state(conn, &manifest.domain_name()).await?;
+    Ok(MachineSummary {
+        name: manifest.name.to_string(),
+        state,
+        image: manifest.base.title.clone(),
+        vcpus: manifest.resources.vcpus,
+        memory_mib: manifest.resources.memory_mib,
+        ssh_port: manifest.ssh_port,
+        work_dir: manifest.work_dir.as_ref().map(|p| p.display().to_string()),
+        image_certified: certified.contains(&manifest.base.sha512),
+    })
+}
+
+/// Deletes the machine: stops it, removes its libvirt definition and its folder, overlay (the
+/// user's changes) included. Front ends ask the user first.
+pub async fn delete(paths: &Paths, conn: &Connection, name: &str) -> Result<(), MachineError> {
+    let name: MachineName = name.parse()?;
+    let manifest = load(paths, &name)?;
+    lifecycle::undefine(conn, &manifest.domain_name()).await?;
+    let dir = paths.machine_dir(name.as_str());
+    // The manifest first: a folder half removed is then an unfinished create, not a machine.
+    fs_err::remove_file(manifest::file_in(&dir))
+        .map_err(|e| MachineError::Files(dir.clone(), e))?;
+    fs_err::remove_dir_all(&dir).map_err(|e| MachineError::Files(dir.clone(), e))?;
+    tracing::info!(machine = %name, "machine deleted");
+    Ok(())
+}
+
+/// The last `max_bytes` of the machine's serial console log (the current boot).
+pub fn console_tail(paths: &Paths, name: &str, max_bytes: u64) -> Result<String, MachineError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let name: MachineName = name.parse()?;
+    load(paths, &name)?;
+    let path = paths.machine_dir(name.as_str()).join(CONSOLE);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(MachineError::Files(path, e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| MachineError::Files(path.clone(), e))?
+        .len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max_bytes)))
+        .map_err(|e| MachineError::Files(path.clone(), e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| MachineError::Files(path, e))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// All of the user's machines with their real state, sorted by name.
-pub async fn list(paths: &Paths, conn: &Connection) -> Result<Vec<MachineSummary>, MachineError> {
+pub async fn list(
+    paths: &Paths,
+    config: &Config,
+    conn: &Connection,
+) -> Result<Vec<MachineSummary>, MachineError> {
     let manifests = manifest::load_all(&paths.machines_dir())?;
+    let certified = certified_bases(paths, config);
     let mut machines = Vec::with_capacity(manifests.len());
     for m in manifests {
-        let state = domain_state(conn, &m.domain_name()).await?;
-        machines.push(MachineSummary {
-            name: m.name.to_string(),
-            state,
-            image: m.base.title.clone(),
-            vcpus: m.resources.vcpus,
-            memory_mib: m.resources.memory_mib,
-            ssh_port: m.ssh_port,
-            work_dir: m.work_dir.as_ref().map(|p| p.display().to_string()),
-        });
+        machines.push(summarize(conn, &m, &certified).await?);
     }
     Ok(machines)
 }
@@ -116,4 +258,30 @@ pub async fn domain_state(conn: &Connection, name: &str) -> Result<MachineState,
 pub fn free_local_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// An OpenSSH client configuration with one `Host sloop-NAME` block per machine, so the user's
+/// own `ssh`, `scp`, `rsync` and editors' remote extensions reach machines with their pinned
+/// host keys. Written to `data/ssh_config` for an `Include` line in `~/.ssh/config`.
+pub fn ssh_config(paths: &Paths) -> Result<(PathBuf, String), MachineError> {
+    let mut text = String::from(
+        "# Written by Sloop (`sloop ssh-config`); rewritten whenever it runs. Use it with\n# `Include` in ~/.ssh/config.\n",
+    );
+    for m in manifest::load_all(&paths.machines_dir())? {
+        let ssh = paths.machine_dir(m.name.as_str()).join("ssh");
+        text.push_str(&format!(
+            "\nHost {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile \"{key}\"\n  IdentitiesOnly yes\n  HostKeyAlias {alias}\n  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n  CheckHostIP no\n",
+            alias = m.domain_name(),
+            port = m.ssh_port,
+            user = m.user,
+            key = keys::MachineKeys::client_key_file(&ssh).display(),
+            known = ssh.join("known_hosts").display(),
+        ));
+    }
+    let path = paths.data_dir.join("ssh_config");
+    crate::paths::ensure_private_dir(&paths.data_dir)
+        .map_err(|e| MachineError::Files(paths.data_dir.clone(), e))?;
+    crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
+        .map_err(|e| MachineError::Files(path.clone(), e))?;
+    Ok((path, text))
 }

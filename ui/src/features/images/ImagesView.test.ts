@@ -237,6 +237,7 @@ describe("ImagesView", () => {
           memoryMib: 512,
           sshPort: 2222,
           workDir: null,
+          imageCertified: true,
         },
       ],
     });

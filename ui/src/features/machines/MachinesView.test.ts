@@ -23,6 +23,7 @@ describe("MachinesView", () => {
           memoryMib: 2048,
           sshPort: 2222,
           workDir: "/home/ada/work",
+          imageCertified: true,
         },
         {
           name: "spare",
@@ -32,6 +33,7 @@ describe("MachinesView", () => {
           memoryMib: 512,
           sshPort: 2223,
           workDir: null,
+          imageCertified: false,
         },
       ],
     });
@@ -47,6 +49,10 @@ describe("MachinesView", () => {
     expect(first.getByTestId("machine-ssh")).toHaveTextContent("127.0.0.1:2222");
     expect(within(cards[1]!).getByTestId("machine-resources")).toHaveTextContent(
       "1 vCPU · 512 MiB memory",
+    );
+    expect(first.queryByTestId("machine-image-uncertified")).toBeNull();
+    expect(within(cards[1]!).getByTestId("machine-image-uncertified")).toHaveTextContent(
+      "No longer certified",
     );
     expect(screen.queryByTestId("machines-empty")).toBeNull();
   });

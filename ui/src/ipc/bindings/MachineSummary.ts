@@ -16,4 +16,9 @@ sshPort: number,
 /**
  * The host folder shared at /analysis, if any.
  */
-workDir: string | null, };
+workDir: string | null, 
+/**
+ * Whether the base image is still certified by a subscribed, verified list; a machine on
+ * an image that is no longer certified keeps working, with a warning.
+ */
+imageCertified: boolean, };

@@ -1,0 +1,364 @@
+//! `sloop machine …`, `sloop shell`, `sloop ssh-config`, `sloop launch`.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sloop_core::event::{Event, Reporter};
+use sloop_core::libvirt::Connection;
+use sloop_core::machine::manifest::Resources;
+use sloop_core::machine::{self, CreateRequest, MachineSummary};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Context, MachineCommand, output, progress};
+
+/// vCPUs, memory and disk, with the defaults a new machine gets.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResourceArgs {
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = Resources::default().vcpus)]
+    vcpus: u32,
+    /// Memory in MiB.
+    #[arg(long, default_value_t = Resources::default().memory_mib)]
+    memory: u32,
+    /// Disk size in GiB (at least the image's own size).
+    #[arg(long, default_value_t = Resources::default().disk_gib)]
+    disk: u32,
+}
+
+impl ResourceArgs {
+    fn resources(&self) -> Resources {
+        Resources {
+            vcpus: self.vcpus,
+            memory_mib: self.memory,
+            disk_gib: self.disk,
+        }
+    }
+}
+
+fn reporter(ctx: &Context) -> Reporter {
+    let bar = progress::Bar::new(!ctx.json);
+    Reporter::new(move |event| {
+        if let Event::Progress(p) = event {
+            bar.draw(&p);
+        }
+    })
+}
+
+async fn connect(ctx: &Context) -> anyhow::Result<Connection> {
+    Ok(Connection::open(&ctx.config.libvirt_uri()).await?)
+}
+
+fn print_summary(ctx: &Context, summary: &MachineSummary, text: &str) -> anyhow::Result<()> {
+    progress::Bar::clear_line(!ctx.json);
+    if ctx.json {
+        output::json(summary)?;
+    } else {
+        output::text(text);
+        if !summary.image_certified {
+            output::warn(&format!(
+                "machine {}'s image {} is no longer certified by a subscribed list",
+                summary.name, summary.image
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitCode> {
+    if let MachineCommand::List = command {
+        return crate::machine_list(ctx).await;
+    }
+    let conn = connect(ctx).await?;
+    match command {
+        MachineCommand::List => {}
+        MachineCommand::Create {
+            name,
+            image,
+            resources,
+            workdir,
+        } => {
+            let request = CreateRequest {
+                name,
+                image,
+                resources: resources.resources(),
+                work_dir: workdir,
+            };
+            let summary = machine::create(
+                &ctx.paths,
+                &ctx.config,
+                &conn,
+                &request,
+                &reporter(ctx),
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
+            print_summary(
+                ctx,
+                &summary,
+                &format!(
+                    "Created machine {} from {}. Start it with: sloop machine start {}\n",
+                    summary.name, summary.image, summary.name
+                ),
+            )?;
+        }
+        MachineCommand::Start {
+            name,
+            no_wait,
+            timeout,
+        } => {
+            let wait = (!no_wait).then(|| Duration::from_secs(timeout));
+            let summary =
+                machine::start(&ctx.paths, &ctx.config, &conn, &name, wait, &reporter(ctx)).await?;
+            let how = if no_wait {
+                "started"
+            } else {
+                "running; SSH answers with its pinned key"
+            };
+            print_summary(
+                ctx,
+                &summary,
+                &format!(
+                    "Machine {} is {how} (127.0.0.1:{}). Shell: sloop shell {}\n",
+                    summary.name, summary.ssh_port, summary.name
+                ),
+            )?;
+        }
+        MachineCommand::Stop {
+            name,
+            force,
+            timeout,
+        } => {
+            let summary = if force {
+                machine::force_off(&ctx.paths, &ctx.config, &conn, &name).await?
+            } else {
+                machine::stop(
+                    &ctx.paths,
+                    &ctx.config,
+                    &conn,
+                    &name,
+                    Duration::from_secs(timeout),
+                )
+                .await?
+            };
+            print_summary(
+                ctx,
+                &summary,
+                &format!("Machine {} is stopped.\n", summary.name),
+            )?;
+        }
+        MachineCommand::Restart { name } => {
+            machine::stop(
+                &ctx.paths,
+                &ctx.config,
+                &conn,
+                &name,
+                machine::power::SHUTDOWN_GRACE,
+            )
+            .await?;
+            let summary = machine::start(
+                &ctx.paths,
+                &ctx.config,
+                &conn,
+                &name,
+                Some(Duration::from_secs(300)),
+                &reporter(ctx),
+            )
+            .await?;
+            print_summary(
+                ctx,
+                &summary,
+                &format!("Machine {} restarted.\n", summary.name),
+            )?;
+        }
+        MachineCommand::Delete { name, yes } => {
+            if !yes && !confirm_delete(&name)? {
+                output::text("Nothing deleted.\n");
+                return Ok(ExitCode::from(1));
+            }
+            machine::delete(&ctx.paths, &conn, &name).await?;
+            if ctx.json {
+                output::json(&serde_json::json!({ "deleted": name }))?;
+            } else {
+                output::text(&format!("Deleted machine {name} and its overlay.\n"));
+            }
+        }
+        MachineCommand::Info { name } => {
+            let parsed = name.parse()?;
+            let manifest = machine::load(&ctx.paths, &parsed)?;
+            let summary = machine::summary(&ctx.paths, &ctx.config, &conn, &manifest).await?;
+            if ctx.json {
+                output::json(&serde_json::json!({ "summary": summary, "manifest": manifest }))?;
+            } else {
+                output::text(&format!(
+                    "{}\n  state      {:?}\n  image      {} (SHA-512 {}…){}\n  resources  {} vCPU, {} MiB, {} GiB disk\n  ssh        127.0.0.1:{} as {}\n  workdir    {}\n  folder     {}\n  created    {}\n",
+                    summary.name,
+                    summary.state,
+                    summary.image,
+                    &manifest.base.sha512[..16],
+                    if summary.image_certified {
+                        ""
+                    } else {
+                        "  NOT CERTIFIED any more"
+                    },
+                    manifest.resources.vcpus,
+                    manifest.resources.memory_mib,
+                    manifest.resources.disk_gib,
+                    manifest.ssh_port,
+                    manifest.user,
+                    summary.work_dir.as_deref().unwrap_or("-"),
+                    ctx.paths.machine_dir(&name).display(),
+                    manifest.created
+                ));
+            }
+        }
+        MachineCommand::Console { name } => {
+            let text = machine::console_tail(&ctx.paths, &name, 64 * 1024)?;
+            output::text(&text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks on the terminal; refuses when there is none (scripts pass --yes).
+fn confirm_delete(name: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("deleting {name} removes its overlay (your changes); pass --yes to confirm");
+    }
+    let mut stderr = std::io::stderr();
+    write!(
+        stderr,
+        "Delete machine {name} and its overlay (all changes made inside it)? Type its name to confirm: "
+    )?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == name)
+}
+
+pub async fn shell(ctx: &Context, name: &str, command: &[String]) -> anyhow::Result<ExitCode> {
+    let parsed = name.parse()?;
+    let manifest = machine::load(&ctx.paths, &parsed)?;
+    let session = machine::power::connect(&ctx.paths, &manifest, Duration::from_secs(20))
+        .await
+        .with_context(|| {
+            format!("cannot reach machine {name}; is it running? (sloop machine start {name})")
+        })?;
+    if command.is_empty() {
+        anyhow::bail!(
+            "an interactive shell is not in the CLI yet; run a command (sloop shell {name} -- COMMAND), use the app's terminal, or `ssh sloop-{name}` after `sloop ssh-config`"
+        );
+    }
+    let line = command
+        .iter()
+        .map(|word| shell_quote(word))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status = session
+        .exec_streaming(&line, &mut tokio::io::stdout(), &mut tokio::io::stderr())
+        .await?;
+    let _ = session.close().await;
+    Ok(match status {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::from(255),
+    })
+}
+
+/// One word for a POSIX shell: as is when safe, else in single quotes.
+fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+pub fn ssh_config(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let (path, text) = machine::ssh_config(&ctx.paths)?;
+    if ctx.json {
+        output::json(&serde_json::json!({ "path": path, "config": text }))?;
+    } else {
+        output::text(&text);
+        output::text(&format!(
+            "\n# Written to {0}. Add this line to the top of ~/.ssh/config once:\n#   Include {0}\n# then: ssh sloop-NAME\n",
+            path.display()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn launch(
+    ctx: &Context,
+    image: &str,
+    name: &str,
+    workdir: Option<PathBuf>,
+    resources: &ResourceArgs,
+) -> anyhow::Result<ExitCode> {
+    let now = OffsetDateTime::now_utc();
+    let conn = connect(ctx).await?;
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_interrupt.cancel();
+        }
+    });
+    let pulled =
+        sloop_core::image::pull(&ctx.paths, &ctx.config, image, &reporter(ctx), &cancel, now)
+            .await?;
+    let request = CreateRequest {
+        name: name.to_string(),
+        image: pulled.sha512.clone(),
+        resources: resources.resources(),
+        work_dir: workdir,
+    };
+    machine::create(
+        &ctx.paths,
+        &ctx.config,
+        &conn,
+        &request,
+        &reporter(ctx),
+        now,
+    )
+    .await?;
+    let summary = machine::start(
+        &ctx.paths,
+        &ctx.config,
+        &conn,
+        name,
+        Some(Duration::from_secs(300)),
+        &reporter(ctx),
+    )
+    .await?;
+    print_summary(
+        ctx,
+        &summary,
+        &format!(
+            "Machine {} is running ({}). Shell: sloop shell {}\n",
+            summary.name, summary.image, summary.name
+        ),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_the_remote_shell() {
+        assert_eq!(shell_quote("uname"), "uname");
+        assert_eq!(shell_quote("-a"), "-a");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,289 @@
+//! A machine's whole life through the `sloop` binary, on the real libvirt with the tiny test
+//! image under the acceleration the host has: launch (pull, create, start), shell, the work
+//! directory both ways, a change to the root disk surviving stop and start, the user's own
+//! `ssh` through `sloop ssh-config`, a foreign host key refused, delete; the base image never
+//! changes. Also: a create killed half-way leaves nothing that blocks a retry.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha512};
+
+fn test_image() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLOOP_TEST_IMAGE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/test-image/build.sh");
+    let out = Command::new(script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the test image recipe failed");
+    PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+}
+
+struct Sloop {
+    home: PathBuf,
+}
+
+impl Sloop {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sloop"));
+        command.args(args).env("SLOOP_HOME", &self.home);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "sloop {args:?}: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+/// Deletes the machines left by a failed run, so libvirt does not keep their domains.
+struct Cleanup<'a>(&'a Sloop, &'static [&'static str]);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for name in self.1 {
+            let _ = self.0.run(&["machine", "delete", name, "--yes"]);
+        }
+    }
+}
+
+fn sha512_file(path: &Path) -> String {
+    hex::encode(Sha512::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn machine_lifecycle_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sloop = Sloop {
+        home: dir.path().join("home"),
+    };
+    let _cleanup = Cleanup(&sloop, &["cli-life", "cli-killed"]);
+    let work = dir.path().join("analysis");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("from-host.txt"), "written on the host\n").unwrap();
+    let image = test_image();
+    sloop.ok(&[
+        "catalog",
+        "add",
+        "--demo",
+        "--image",
+        image.to_str().unwrap(),
+    ]);
+    let identifier = sloop.json(&["image", "list"])[0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let started = Instant::now();
+    let out = sloop.ok(&[
+        "launch",
+        &identifier,
+        "--name",
+        "cli-life",
+        "--workdir",
+        work.to_str().unwrap(),
+        "--vcpus",
+        "1",
+        "--memory",
+        "256",
+        "--disk",
+        "1",
+    ]);
+    eprintln!(
+        "launch (copy, create, start, SSH up) took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(out.contains("Machine cli-life is running"), "{out}");
+    let base = PathBuf::from(
+        sloop.json(&["image", "list"])[0]["local"]["path"]
+            .as_str()
+            .unwrap(),
+    );
+    let base_sha512 = sha512_file(&base);
+    let machines = sloop.json(&["machine", "list"]);
+    assert_eq!(machines[0]["state"], "running");
+    assert_eq!(machines[0]["imageCertified"], true);
+
+    let uname = sloop.ok(&["shell", "cli-life", "--", "uname", "-s"]);
+    assert_eq!(uname, "Linux\n");
+    let inside = sloop.ok(&[
+        "shell",
+        "cli-life",
+        "--",
+        "sh",
+        "-c",
+        "cat /analysis/from-host.txt && echo inside > /analysis/from-guest.txt && echo kept > /home/sloop/kept.txt && sync",
+    ]);
+    assert_eq!(inside, "written on the host\n");
+    assert_eq!(
+        std::fs::read_to_string(work.join("from-guest.txt")).unwrap(),
+        "inside\n"
+    );
+    // The remote command's exit status is sloop's.
+    assert_eq!(
+        sloop
+            .run(&["shell", "cli-life", "--", "false"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // The user's own OpenSSH client through the generated config, host key checked strictly.
+    let config = sloop.json(&["ssh-config"])["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ssh = Command::new("ssh")
+        .args([
+            "-F",
+            &config,
+            "-o",
+            "BatchMode=yes",
+            "sloop-cli-life",
+            "cat",
+            "/home/sloop/kept.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ssh.status.success(),
+        "ssh: {}",
+        String::from_utf8_lossy(&ssh.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ssh.stdout), "kept\n");
+
+    // A machine presenting another host key than the pinned one is refused.
+    let keys = sloop.home.join("data/machines/cli-life/ssh");
+    let pinned = std::fs::read(keys.join("host_ed25519")).unwrap();
+    let stranger = dir.path().join("stranger");
+    let made = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            stranger.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::copy(&stranger, keys.join("host_ed25519")).unwrap();
+    let refused = sloop.run(&["shell", "cli-life", "--", "true"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not its own") && stderr.contains("refusing to connect"),
+        "{stderr}"
+    );
+    std::fs::write(keys.join("host_ed25519"), pinned).unwrap();
+
+    // Stop, start again: the change to the root disk survived.
+    sloop.ok(&["machine", "stop", "cli-life"]);
+    assert_eq!(sloop.json(&["machine", "list"])[0]["state"], "stopped");
+    sloop.ok(&["machine", "start", "cli-life"]);
+    assert_eq!(
+        sloop.ok(&["shell", "cli-life", "--", "cat", "/home/sloop/kept.txt"]),
+        "kept\n"
+    );
+    let console = sloop.ok(&["machine", "console", "cli-life"]);
+    assert!(
+        console.contains("sloop-init"),
+        "the console log shows the boot: {console}"
+    );
+
+    // Delete asks; scripts confirm with --yes.
+    let asked = sloop
+        .command(&["machine", "delete", "cli-life"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(asked.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&asked.stderr).contains("pass --yes"));
+    sloop.ok(&["machine", "delete", "cli-life", "--yes"]);
+    assert_eq!(sloop.json(&["machine", "list"]), serde_json::json!([]));
+    assert!(!sloop.home.join("data/machines/cli-life").exists());
+    assert_eq!(
+        sha512_file(&base),
+        base_sha512,
+        "the base image was never written"
+    );
+
+    // A create killed half-way (its folder exists, its manifest not yet) blocks nothing.
+    let folder = sloop.home.join("data/machines/cli-killed");
+    let mut child = sloop
+        .command(&[
+            "machine",
+            "create",
+            "cli-killed",
+            "--image",
+            &identifier,
+            "--memory",
+            "256",
+            "--disk",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !folder.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(folder.exists(), "the create got as far as its folder");
+    assert!(
+        !folder.join("machine.toml").exists(),
+        "killed before the manifest (the create was too quick to interrupt)"
+    );
+    assert_eq!(
+        sloop.json(&["machine", "list"]),
+        serde_json::json!([]),
+        "a half-made machine is not listed"
+    );
+    sloop.ok(&[
+        "machine",
+        "create",
+        "cli-killed",
+        "--image",
+        &identifier,
+        "--memory",
+        "256",
+        "--disk",
+        "1",
+    ]);
+    assert_eq!(sloop.json(&["machine", "list"])[0]["state"], "stopped");
+    sloop.ok(&["machine", "delete", "cli-killed", "--yes"]);
+}

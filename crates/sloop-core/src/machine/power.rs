@@ -1,0 +1,216 @@
+//! Starting and stopping machines.
+//!
+//! Every start defines the domain again from the manifest (and writes the seed again), so a
+//! domain removed or changed behind Sloop's back is put right, a taken SSH port is replaced by a
+//! free one, and the work directory's share follows what the host has now.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::domain::{DomainSpec, Share, choose_network};
+use super::keys::MachineKeys;
+use super::manifest::{MachineName, Manifest};
+use super::{MachineError, MachineState, MachineSummary, lifecycle, seed};
+use crate::config::Config;
+use crate::event::{Meter, ProgressUnit, Reporter};
+use crate::host::{Acceleration, ShareKind, acceleration};
+use crate::libvirt::Connection;
+use crate::paths::Paths;
+
+/// How long an ACPI shutdown may take before the machine is forced off.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// How guests run here: the config's choice, else what the cached probe found.
+pub async fn acceleration_for(
+    paths: &Paths,
+    config: &Config,
+) -> Result<Acceleration, MachineError> {
+    if let Some(chosen) = config.acceleration {
+        return Ok(chosen);
+    }
+    let qemu = crate::host::qemu_binary().ok_or(MachineError::NoAcceleration)?;
+    let probe = acceleration::probe_cached(&qemu, &paths.cache_dir)
+        .await
+        .map_err(|e| MachineError::Files(paths.cache_dir.clone(), e))?;
+    probe.chosen.ok_or(MachineError::NoAcceleration)
+}
+
+/// How the work directory is shared on this host and libvirt.
+pub async fn share_kind(conn: &Connection) -> Option<ShareKind> {
+    crate::host::work_share(conn.uri()).await
+}
+
+/// Defines (or redefines) the machine's domain from its manifest.
+pub(super) async fn define(
+    paths: &Paths,
+    config: &Config,
+    conn: &Connection,
+    manifest: &Manifest,
+) -> Result<(), MachineError> {
+    let dir = paths.machine_dir(manifest.name.as_str());
+    let accel = acceleration_for(paths, config).await?;
+    let share = match &manifest.work_dir {
+        Some(source) => {
+            let kind = share_kind(conn).await.ok_or(MachineError::NoShare)?;
+            Some((source.clone(), kind))
+        }
+        None => None,
+    };
+    let version = conn.run(|c| c.lib_version()).await?;
+    // On qemu:///system QEMU runs as the user (docs/adr/0001-qemu-runs-as-the-user.md).
+    let run_as = conn.uri().contains("/system").then(|| {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    });
+    let domain = manifest.domain_name();
+    let overlay = dir.join(super::OVERLAY);
+    let seed_path = dir.join(super::SEED);
+    let console = dir.join(super::CONSOLE);
+    let xml = DomainSpec {
+        name: &domain,
+        machine: manifest.name.as_str(),
+        uuid: &manifest.uuid,
+        acceleration: accel,
+        vcpus: manifest.resources.vcpus,
+        memory_mib: manifest.resources.memory_mib,
+        overlay: &overlay,
+        seed: &seed_path,
+        share: share.as_ref().map(|(source, kind)| Share {
+            source,
+            tag: seed::WORK_TAG,
+            kind: *kind,
+        }),
+        network: choose_network(version, manifest.ssh_port),
+        console_log: &console,
+        run_as,
+    }
+    .to_xml();
+    lifecycle::define(conn, xml).await?;
+    Ok(())
+}
+
+/// Whether nothing listens on 127.0.0.1:`port`.
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Starts the machine. With `wait_ssh`, returns once the machine's SSH server has answered with
+/// its pinned host key (or fails after that long). Progress goes to `reporter` as `start:<name>`.
+pub async fn start(
+    paths: &Paths,
+    config: &Config,
+    conn: &Connection,
+    name: &str,
+    wait_ssh: Option<Duration>,
+    reporter: &Reporter,
+) -> Result<MachineSummary, MachineError> {
+    let name: MachineName = name.parse()?;
+    let dir = paths.machine_dir(name.as_str());
+    let mut manifest = super::load(paths, &name)?;
+    let task = format!("start:{name}");
+    let mut meter = Meter::new(&task, "preparing", Some(3), ProgressUnit::Steps);
+    meter.update(reporter, 0, true);
+    if !manifest.base.path.is_file() {
+        return Err(MachineError::BaseMissing {
+            machine: name.to_string(),
+            path: manifest.base.path.clone(),
+        });
+    }
+    let domain = manifest.domain_name();
+    if super::domain_state(conn, &domain).await? != MachineState::Running {
+        if !port_free(manifest.ssh_port) {
+            let port = super::free_local_port().map_err(|e| MachineError::Files(dir.clone(), e))?;
+            tracing::info!(machine = %name, old = manifest.ssh_port, new = port, "SSH port taken; moving to a free one");
+            manifest.ssh_port = port;
+            manifest.save(&dir)?;
+        }
+        let keys = MachineKeys::load(&dir.join("ssh"))?;
+        let share = share_kind(conn).await;
+        super::create::seed_for(&manifest, &keys, share)?
+            .write_iso(&dir.join(super::SEED))
+            .await?;
+        define(paths, config, conn, &manifest).await?;
+        meter.stage("starting");
+        meter.update(reporter, 1, true);
+        lifecycle::start(conn, &domain).await?;
+        tracing::info!(machine = %name, port = manifest.ssh_port, "machine started");
+    }
+    if let Some(within) = wait_ssh {
+        meter.stage("booting");
+        meter.update(reporter, 2, true);
+        let started = Instant::now();
+        wait_for_ssh(paths, &manifest, within).await?;
+        tracing::info!(machine = %name, seconds = started.elapsed().as_secs_f64(), "SSH answers");
+    }
+    meter.update(reporter, 3, true);
+    super::summary(paths, config, conn, &manifest).await
+}
+
+/// Logs in once with the pinned host key, then leaves.
+async fn wait_for_ssh(
+    paths: &Paths,
+    manifest: &Manifest,
+    within: Duration,
+) -> Result<(), MachineError> {
+    let session = connect(paths, manifest, within).await?;
+    let _ = session.close().await;
+    Ok(())
+}
+
+/// An SSH session into the running machine, accepting only its pinned host key.
+pub async fn connect(
+    paths: &Paths,
+    manifest: &Manifest,
+    within: Duration,
+) -> Result<crate::ssh::Session, MachineError> {
+    let keys = MachineKeys::load(&paths.machine_dir(manifest.name.as_str()).join("ssh"))?;
+    let addr: SocketAddr = ([127, 0, 0, 1], manifest.ssh_port).into();
+    Ok(crate::ssh::connect(
+        addr,
+        &manifest.user,
+        &keys.client,
+        keys.host.public_key(),
+        within,
+    )
+    .await?)
+}
+
+/// Asks the machine to shut down (ACPI) and forces it off after `grace`. A stopped machine is
+/// left alone.
+pub async fn stop(
+    paths: &Paths,
+    config: &Config,
+    conn: &Connection,
+    name: &str,
+    grace: Duration,
+) -> Result<MachineSummary, MachineError> {
+    let name: MachineName = name.parse()?;
+    let manifest = super::load(paths, &name)?;
+    let domain = manifest.domain_name();
+    let state = super::domain_state(conn, &domain).await?;
+    if !matches!(state, MachineState::Stopped | MachineState::Undefined) {
+        let clean = lifecycle::shutdown(conn, &domain, grace).await?;
+        tracing::info!(machine = %name, clean, "machine stopped");
+    }
+    super::summary(paths, config, conn, &manifest).await
+}
+
+/// Stops the machine at once, like pulling the power cord.
+pub async fn force_off(
+    paths: &Paths,
+    config: &Config,
+    conn: &Connection,
+    name: &str,
+) -> Result<MachineSummary, MachineError> {
+    let name: MachineName = name.parse()?;
+    let manifest = super::load(paths, &name)?;
+    let domain = manifest.domain_name();
+    // Not defined: it is off already.
+    if lifecycle::is_defined(conn, &domain).await? {
+        lifecycle::force_off(conn, &domain).await?;
+    }
+    tracing::info!(machine = %name, "machine forced off");
+    super::summary(paths, config, conn, &manifest).await
+}
