@@ -37,3 +37,37 @@ pub fn reporter(app: &AppHandle) -> Reporter {
         let _ = app.emit(EVENT, event);
     })
 }
+
+/// How often machines' states are compared with libvirt's.
+const MACHINE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sends `Event::Machines` whenever the machines' list or states change: through Sloop, another
+/// Sloop (the CLI), virsh, or a guest powering itself off. libvirt is asked every two seconds.
+pub fn watch_machines(app: &AppHandle) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let mut last = None;
+        loop {
+            let state = app.state::<AppState>();
+            if let (Ok(config), Ok(conn)) = (state.config(), state.connection().await) {
+                match sloop_core::machine::list(&state.paths, config, &conn).await {
+                    Ok(machines) if last.as_ref() != Some(&machines) => {
+                        let _ = app.emit(
+                            EVENT,
+                            Event::Machines {
+                                machines: machines.clone(),
+                            },
+                        );
+                        last = Some(machines);
+                    }
+                    Ok(_) => {}
+                    Err(sloop_core::machine::MachineError::Libvirt(_)) => {
+                        state.forget_connection().await
+                    }
+                    Err(e) => tracing::debug!("machine watch: {e}"),
+                }
+            }
+            tokio::time::sleep(MACHINE_WATCH_EVERY).await;
+        }
+    });
+}

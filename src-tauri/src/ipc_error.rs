@@ -81,6 +81,12 @@ impl From<MachineError> for IpcError {
     }
 }
 
+impl From<sloop_core::ssh::SshError> for IpcError {
+    fn from(error: sloop_core::ssh::SshError) -> Self {
+        Self::new(ErrorCode::Machine, &error)
+    }
+}
+
 impl From<CatalogError> for IpcError {
     fn from(error: CatalogError) -> Self {
         Self::new(ErrorCode::Catalog, &error)

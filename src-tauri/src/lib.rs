@@ -43,6 +43,7 @@ pub fn run() -> anyhow::Result<()> {
         .manage(state)
         .setup(|app| {
             events::forward_log(app.handle());
+            events::watch_machines(app.handle());
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -57,6 +58,17 @@ pub fn run() -> anyhow::Result<()> {
             commands::images::image_cancel,
             commands::images::image_remove,
             commands::machines::machine_list,
+            commands::machines::machine_create,
+            commands::machines::machine_start,
+            commands::machines::machine_stop,
+            commands::machines::machine_force_off,
+            commands::machines::machine_restart,
+            commands::machines::machine_delete,
+            commands::machines::machine_console,
+            commands::terminal::terminal_open,
+            commands::terminal::terminal_write,
+            commands::terminal::terminal_resize,
+            commands::terminal::terminal_close,
             commands::logs::log_recent,
         ])
         .build(tauri::generate_context!())

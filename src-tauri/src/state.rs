@@ -25,6 +25,8 @@ pub struct AppState {
     connection: Mutex<Option<Connection>>,
     /// Long work under way, by task name, with what cancels it.
     tasks: Mutex<HashMap<String, CancellationToken>>,
+    /// Open in-app terminals by id.
+    terminals: Mutex<(u32, HashMap<u32, sloop_core::ssh::Terminal>)>,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
             log,
             connection: Mutex::new(None),
             tasks: Mutex::new(HashMap::new()),
+            terminals: Mutex::new((0, HashMap::new())),
         }
     }
 
@@ -97,5 +100,22 @@ impl AppState {
             }
             None => false,
         }
+    }
+
+    /// Keeps `terminal` and returns its new id.
+    pub async fn add_terminal(&self, terminal: sloop_core::ssh::Terminal) -> u32 {
+        let mut terminals = self.terminals.lock().await;
+        terminals.0 += 1;
+        let id = terminals.0;
+        terminals.1.insert(id, terminal);
+        id
+    }
+
+    pub async fn terminal(&self, id: u32) -> Option<sloop_core::ssh::Terminal> {
+        self.terminals.lock().await.1.get(&id).cloned()
+    }
+
+    pub async fn remove_terminal(&self, id: u32) -> Option<sloop_core::ssh::Terminal> {
+        self.terminals.lock().await.1.remove(&id)
     }
 }

@@ -248,9 +248,7 @@ pub async fn shell(ctx: &Context, name: &str, command: &[String]) -> anyhow::Res
             format!("cannot reach machine {name}; is it running? (sloop machine start {name})")
         })?;
     if command.is_empty() {
-        anyhow::bail!(
-            "an interactive shell is not in the CLI yet; run a command (sloop shell {name} -- COMMAND), use the app's terminal, or `ssh sloop-{name}` after `sloop ssh-config`"
-        );
+        return interactive(session).await;
     }
     let line = command
         .iter()
@@ -261,6 +259,79 @@ pub async fn shell(ctx: &Context, name: &str, command: &[String]) -> anyhow::Res
         .exec_streaming(&line, &mut tokio::io::stdout(), &mut tokio::io::stderr())
         .await?;
     let _ = session.close().await;
+    Ok(match status {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::from(255),
+    })
+}
+
+/// An interactive login shell on a PTY, with this terminal in raw mode while it runs.
+async fn interactive(session: sloop_core::ssh::Session) -> anyhow::Result<ExitCode> {
+    use sloop_core::ssh::{TerminalOutput, TerminalSize};
+    use tokio::io::AsyncReadExt as _;
+
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "an interactive shell needs a terminal; to run a command: sloop shell NAME -- COMMAND"
+        );
+    }
+    let size = || {
+        let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
+        TerminalSize {
+            cols: u32::from(cols),
+            rows: u32::from(rows),
+        }
+    };
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    let closed_tx = std::sync::Mutex::new(Some(closed_tx));
+    let terminal = session
+        .open_terminal(size(), move |event| match event {
+            TerminalOutput::Data(bytes) => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&bytes);
+                let _ = out.flush();
+            }
+            TerminalOutput::Closed { status } => {
+                if let Some(tx) = closed_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    let _ = tx.send(status);
+                }
+            }
+        })
+        .await?;
+    crossterm::terminal::enable_raw_mode()?;
+    // Raw mode is undone however this ends.
+    struct Cooked;
+    impl Drop for Cooked {
+        fn drop(&mut self) {
+            let _ = crossterm::terminal::disable_raw_mode();
+        }
+    }
+    let _cooked = Cooked;
+    let keys = terminal.clone();
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let mut buffer = vec![0u8; 4096];
+        while let Ok(n) = stdin.read(&mut buffer).await {
+            if n == 0 || !keys.write(buffer[..n].to_vec()).await {
+                break;
+            }
+        }
+    });
+    let resizes = terminal.clone();
+    tokio::spawn(async move {
+        let Ok(mut winch) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        else {
+            return;
+        };
+        while winch.recv().await.is_some() {
+            if !resizes.resize(size()).await {
+                break;
+            }
+        }
+    });
+    let status = closed_rx.await.ok().flatten();
     Ok(match status {
         Some(0) => ExitCode::SUCCESS,
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -54,6 +54,10 @@ pub enum Event {
         task: String,
         error: Option<String>,
     },
+    /// The machines changed (state, added, removed), whoever changed them.
+    Machines {
+        machines: Vec<crate::machine::MachineSummary>,
+    },
 }
 
 /// Where core functions send their events. Cheap to clone.

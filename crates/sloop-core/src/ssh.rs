@@ -81,6 +81,64 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, ts_rs::TS)]
+#[ts(export)]
+pub struct TerminalSize {
+    pub cols: u32,
+    pub rows: u32,
+}
+
+/// What a terminal's shell sends back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalOutput {
+    Data(Vec<u8>),
+    /// The shell ended (`status` is its exit status) or the connection dropped.
+    Closed {
+        status: Option<u32>,
+    },
+}
+
+enum TerminalInput {
+    Data(Vec<u8>),
+    Resize(TerminalSize),
+    Close,
+}
+
+/// An open interactive terminal in a machine. Cheap to clone; dropping every clone closes it.
+#[derive(Debug, Clone)]
+pub struct Terminal {
+    input: tokio::sync::mpsc::Sender<TerminalInput>,
+}
+
+impl Terminal {
+    /// Sends keystrokes or pasted text. False once the terminal has closed.
+    pub async fn write(&self, bytes: Vec<u8>) -> bool {
+        self.input.send(TerminalInput::Data(bytes)).await.is_ok()
+    }
+
+    /// Tells the shell its window has a new size.
+    pub async fn resize(&self, size: TerminalSize) -> bool {
+        self.input.send(TerminalInput::Resize(size)).await.is_ok()
+    }
+
+    /// Ends the shell's session.
+    pub async fn close(&self) {
+        let _ = self.input.send(TerminalInput::Close).await;
+    }
+}
+
+impl std::fmt::Debug for TerminalInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keystrokes may be passwords: never printed.
+        match self {
+            Self::Data(bytes) => write!(f, "Data({} bytes)", bytes.len()),
+            Self::Resize(size) => write!(f, "Resize({size:?})"),
+            Self::Close => f.write_str("Close"),
+        }
+    }
+}
+
 /// A command's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -243,6 +301,58 @@ impl Session {
             }
         }
         Ok(status)
+    }
+
+    /// Opens an interactive login shell on a pseudo-terminal of `size`. What the shell prints
+    /// goes to `on_output`, which gets [`TerminalOutput::Closed`] last. The session stays
+    /// alive as long as the returned [`Terminal`] (or a clone) does.
+    pub async fn open_terminal(
+        self,
+        size: TerminalSize,
+        on_output: impl Fn(TerminalOutput) + Send + Sync + 'static,
+    ) -> Result<Terminal, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel
+            .request_pty(true, "xterm-256color", size.cols, size.rows, 0, 0, &[])
+            .await?;
+        channel.request_shell(true).await?;
+        let (mut read, write) = channel.split();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<TerminalInput>(256);
+        let handle = self.handle;
+        tokio::spawn(async move {
+            let mut status = None;
+            loop {
+                tokio::select! {
+                    input = rx.recv() => match input {
+                        Some(TerminalInput::Data(bytes)) => {
+                            if write.data_bytes(bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(TerminalInput::Resize(size)) => {
+                            let _ = write.window_change(size.cols, size.rows, 0, 0).await;
+                        }
+                        // Closed by the front end, or every Terminal handle dropped.
+                        Some(TerminalInput::Close) | None => {
+                            let _ = write.eof().await;
+                            let _ = write.close().await;
+                            break;
+                        }
+                    },
+                    message = read.wait() => match message {
+                        Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                            on_output(TerminalOutput::Data(data.to_vec()));
+                        }
+                        Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                        Some(_) => {}
+                        None => break,
+                    },
+                }
+            }
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            on_output(TerminalOutput::Closed { status });
+        });
+        Ok(Terminal { input: tx })
     }
 
     /// Ends the session politely.

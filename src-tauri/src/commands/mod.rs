@@ -6,3 +6,4 @@ pub mod host;
 pub mod images;
 pub mod logs;
 pub mod machines;
+pub mod terminal;

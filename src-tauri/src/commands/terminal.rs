@@ -1,0 +1,90 @@
+//! In-app terminals: a russh PTY channel into a running machine, streamed to xterm.js over a
+//! Tauri channel. Keystrokes are never logged.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Serialize;
+use sloop_core::machine;
+use sloop_core::ssh::{TerminalOutput, TerminalSize};
+use tauri::State;
+use tauri::ipc::Channel;
+use ts_rs::TS;
+
+use crate::ipc_error::IpcError;
+use crate::state::AppState;
+
+/// What the window's terminal receives.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "type", rename_all = "camelCase")]
+#[ts(export)]
+pub enum TerminalEvent {
+    /// Output bytes, base64 (terminal output is not always UTF-8).
+    Data { base64: String },
+    /// The shell ended; `status` is its exit status when it gave one.
+    Closed { status: Option<u32> },
+}
+
+/// Opens a shell in the running machine `name`; returns the terminal's id.
+#[tauri::command]
+pub async fn terminal_open(
+    state: State<'_, AppState>,
+    name: String,
+    size: TerminalSize,
+    output: Channel<TerminalEvent>,
+) -> Result<u32, IpcError> {
+    let manifest = machine::load(
+        &state.paths,
+        &name.parse().map_err(machine::MachineError::from)?,
+    )?;
+    let session = machine::power::connect(&state.paths, &manifest, Duration::from_secs(20)).await?;
+    let terminal = session
+        .open_terminal(size, move |event| {
+            let event = match event {
+                TerminalOutput::Data(bytes) => TerminalEvent::Data {
+                    base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+                },
+                TerminalOutput::Closed { status } => TerminalEvent::Closed { status },
+            };
+            // The window went away: the shell ends when its terminal is closed or dropped.
+            let _ = output.send(event);
+        })
+        .await
+        .map_err(machine::MachineError::from)?;
+    Ok(state.add_terminal(terminal).await)
+}
+
+/// Keystrokes or pasted text for terminal `id`.
+#[tauri::command]
+pub async fn terminal_write(
+    state: State<'_, AppState>,
+    id: u32,
+    data: String,
+) -> Result<(), IpcError> {
+    if let Some(terminal) = state.terminal(id).await {
+        terminal.write(data.into_bytes()).await;
+    }
+    Ok(())
+}
+
+/// The window's terminal changed size.
+#[tauri::command]
+pub async fn terminal_resize(
+    state: State<'_, AppState>,
+    id: u32,
+    size: TerminalSize,
+) -> Result<(), IpcError> {
+    if let Some(terminal) = state.terminal(id).await {
+        terminal.resize(size).await;
+    }
+    Ok(())
+}
+
+/// Ends terminal `id`'s session.
+#[tauri::command]
+pub async fn terminal_close(state: State<'_, AppState>, id: u32) -> Result<(), IpcError> {
+    if let Some(terminal) = state.remove_terminal(id).await {
+        terminal.close().await;
+    }
+    Ok(())
+}
