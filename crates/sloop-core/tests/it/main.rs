@@ -7,5 +7,6 @@
 
 mod catalog;
 mod https;
+mod machine;
 mod support;
 mod vm;

@@ -67,6 +67,9 @@ pub fn sha512_file(path: &Path) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// VMs share two cores: one at a time keeps boot times meaningful.
+pub static ONE_VM_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Undefines a test domain when the test ends, also when it panics.
 pub struct DomainGuard {
     pub uri: String,

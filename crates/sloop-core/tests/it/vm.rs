@@ -12,10 +12,7 @@ use sloop_core::machine::seed::{self, Seed, WriteFile};
 use sloop_core::machine::{MachineState, disk, free_local_port, lifecycle};
 use sloop_core::ssh::{self, SshError};
 
-use crate::support::{DomainGuard, TestImage, libvirt, sha512_file, test_image};
-
-/// VMs share two cores: one at a time keeps boot times meaningful.
-static ONE_VM_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::{DomainGuard, ONE_VM_AT_A_TIME, TestImage, libvirt, sha512_file, test_image};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tiny_image_boots_and_logs_in_with_pinned_host_key() {
