@@ -285,5 +285,37 @@ fn machine_lifecycle_from_the_command_line() {
         "1",
     ]);
     assert_eq!(sloop.json(&["machine", "list"])[0]["state"], "stopped");
+
+    // Another Sloop home on the same libvirt cannot take (or clear away) that machine's domain.
+    let other = Sloop {
+        home: dir.path().join("other-home"),
+    };
+    other.ok(&[
+        "catalog",
+        "add",
+        "--demo",
+        "--image",
+        image.to_str().unwrap(),
+    ]);
+    other.ok(&["image", "pull", &identifier]);
+    let clash = other.run(&[
+        "machine",
+        "create",
+        "cli-killed",
+        "--image",
+        &identifier,
+        "--memory",
+        "256",
+        "--disk",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&clash.stderr);
+    assert_eq!(clash.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("that this Sloop did not make"), "{stderr}");
+    assert_eq!(
+        sloop.json(&["machine", "list"])[0]["state"],
+        "stopped",
+        "left alone"
+    );
     sloop.ok(&["machine", "delete", "cli-killed", "--yes"]);
 }

@@ -13,8 +13,13 @@ use russh::{ChannelMsg, Disconnect};
 
 use crate::machine::keys::fingerprint;
 
-/// One TCP connect or SSH handshake may take this long before it is tried again.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One TCP connect or SSH handshake may take this long before it is tried again. Generous: key
+/// exchange on a guest under software emulation is slow.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the server's first bytes. User-mode networking accepts the connection
+/// on the host at once, whether or not anything listens in the guest yet; a booting guest then
+/// sends nothing, and waiting the whole handshake timeout for it would add seconds to a start.
+const BANNER_WAIT: Duration = Duration::from_millis(700);
 /// Pause between attempts while the guest is still booting.
 const RETRY_PAUSE: Duration = Duration::from_millis(150);
 
@@ -171,6 +176,7 @@ pub async fn connect(
     let mut tries = 0u32;
     loop {
         tries += 1;
+        let this_try = Instant::now();
         let last = match attempt(addr, user, &key, host_key).await {
             Attempt::Done(session) => {
                 tracing::debug!(
@@ -190,7 +196,8 @@ pub async fn connect(
                 last,
             });
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
+        // An attempt that already waited (for a banner) is pause enough.
+        tokio::time::sleep(RETRY_PAUSE.saturating_sub(this_try.elapsed())).await;
     }
 }
 
@@ -207,6 +214,13 @@ async fn attempt(
             Ok(Ok(stream)) => stream,
         };
     let _ = stream.set_nodelay(true);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(BANNER_WAIT, stream.peek(&mut first)).await {
+        Err(_) => return Attempt::Retry("no SSH banner yet".into()),
+        Ok(Ok(0)) => return Attempt::Retry("connection closed before the SSH banner".into()),
+        Ok(Err(e)) => return Attempt::Retry(format!("waiting for the SSH banner: {e}")),
+        Ok(Ok(_)) => {}
+    }
     let presented = Arc::new(Mutex::new(None));
     let handler = PinnedHost {
         expected: host_key.clone(),

@@ -75,6 +75,12 @@ pub async fn create(
     }
     clear_unfinished(conn, &dir, &domain).await?;
     ensure_private_dir(&dir).map_err(|e| MachineError::Files(dir.clone(), e))?;
+    // Recorded before libvirt hears of it, so that clearing an interrupted create removes
+    // only a domain this create defined, never another Sloop's of the same name.
+    let uuid = new_uuid();
+    let uuid_file = dir.join(DOMAIN_UUID);
+    crate::fsutil::write_atomic(&uuid_file, uuid.as_bytes(), 0o644)
+        .map_err(|e| MachineError::Files(uuid_file.clone(), e))?;
 
     meter.stage("making keys");
     meter.update(reporter, 1, true);
@@ -93,7 +99,6 @@ pub async fn create(
 
     meter.stage("writing the seed");
     meter.update(reporter, 3, true);
-    let uuid = new_uuid();
     let manifest = Manifest {
         name: name.clone(),
         uuid: uuid.clone(),
@@ -150,16 +155,24 @@ fn check_work_dir(dir: &Path) -> Result<PathBuf, MachineError> {
     Ok(absolute)
 }
 
-/// Removes what an interrupted create of this name left: its folder (no manifest, so no user
-/// data) and a domain it may have defined.
+/// The file in which a create records its domain's UUID before defining it.
+const DOMAIN_UUID: &str = "domain-uuid";
+
+/// Removes what an interrupted create of this name left: a domain it defined (recognised by
+/// the UUID it recorded) and its folder (no manifest, so no user data). A domain of that name
+/// that is not ours (another Sloop home or user on the same libvirt) is left alone and refused.
 async fn clear_unfinished(conn: &Connection, dir: &Path, domain: &str) -> Result<(), MachineError> {
+    if let Some(uuid) = super::domain_uuid(conn, domain).await? {
+        let ours = std::fs::read_to_string(dir.join(DOMAIN_UUID)).ok();
+        if ours.as_deref().map(str::trim) != Some(uuid.as_str()) {
+            return Err(MachineError::DomainTaken(domain.to_string()));
+        }
+        tracing::info!(domain, "undefining the domain of an unfinished create");
+        lifecycle::undefine(conn, domain).await?;
+    }
     if dir.exists() {
         tracing::info!(folder = %dir.display(), "clearing an unfinished create");
         fs_err::remove_dir_all(dir).map_err(|e| MachineError::Files(dir.to_path_buf(), e))?;
-    }
-    if lifecycle::is_defined(conn, domain).await? {
-        tracing::info!(domain, "undefining the domain of an unfinished create");
-        lifecycle::undefine(conn, domain).await?;
     }
     Ok(())
 }

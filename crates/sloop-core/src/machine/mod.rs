@@ -130,6 +130,10 @@ pub enum MachineError {
     )]
     NoShare,
     #[error(
+        "libvirt already has a domain {0} that this Sloop did not make (another Sloop home or user); choose another name"
+    )]
+    DomainTaken(String),
+    #[error(
         "machine {machine}'s base image {path} is missing; pull the image again (sloop image pull)"
     )]
     BaseMissing { machine: String, path: PathBuf },
@@ -193,7 +197,14 @@ async fn summarize(
 pub async fn delete(paths: &Paths, conn: &Connection, name: &str) -> Result<(), MachineError> {
     let name: MachineName = name.parse()?;
     let manifest = load(paths, &name)?;
-    lifecycle::undefine(conn, &manifest.domain_name()).await?;
+    let domain = manifest.domain_name();
+    match domain_uuid(conn, &domain).await? {
+        Some(uuid) if uuid == manifest.uuid => lifecycle::undefine(conn, &domain).await?,
+        Some(_) => {
+            tracing::warn!(%domain, "a domain of this name is not this machine's; left alone")
+        }
+        None => {}
+    }
     let dir = paths.machine_dir(name.as_str());
     // The manifest first: a folder half removed is then an unfinished create, not a machine.
     fs_err::remove_file(manifest::file_in(&dir))
@@ -252,6 +263,17 @@ pub async fn domain_state(conn: &Connection, name: &str) -> Result<MachineState,
         })
         .await?;
     Ok(state.map_or(MachineState::Undefined, MachineState::from_libvirt))
+}
+
+/// The UUID of libvirt domain `name`, `None` when libvirt does not know it.
+pub async fn domain_uuid(conn: &Connection, name: &str) -> Result<Option<String>, LibvirtError> {
+    let name = name.to_string();
+    conn.run(move |c| match c.lookup_domain_by_name(&name) {
+        Ok(domain) => domain.uuid_string().map(Some),
+        Err(e) if e.code().to_raw() == NO_DOMAIN => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
 }
 
 /// A TCP port on 127.0.0.1 that is free now, for a machine's SSH forward.
