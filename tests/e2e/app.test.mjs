@@ -3,10 +3,12 @@
 // starts Xvfb and tauri-driver, and sets the variables read here.
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { remote } from "webdriverio";
+import { Key, remote } from "webdriverio";
 
 const application = required("SLOOP_E2E_APP");
 // The app's SLOOP_HOME: the test looks there to see that a download really reached the store.
@@ -18,6 +20,10 @@ const driverPort = Number(process.env.SLOOP_E2E_DRIVER_PORT ?? 4444);
 // The first host check boots a test guest (KVM is tried first, with a timeout, then TCG).
 const HOST_CHECK_TIMEOUT = 90_000;
 const UI_TIMEOUT = 15_000;
+// A machine's start resolves once its SSH server answers: ~15 s under TCG, more on a busy host.
+const BOOT_TIMEOUT = 180_000;
+// A stop asks the guest to shut down (ACPI) and forces it off after a minute.
+const STOP_TIMEOUT = 150_000;
 
 function required(name) {
   const value = process.env[name];
@@ -43,6 +49,51 @@ async function screenshot(name) {
   await browser.saveScreenshot(path.join(artefacts, `${name}.png`));
 }
 
+/** The machine card named `name` (looked up again each time: views replace their elements). */
+const machineCard = (name) => browser.$(`[data-testid="machine-card"][data-name="${name}"]`);
+
+/**
+ * Waits until the card of machine `name` shows `state` with no action under way; fails at once
+ * with the card's error when the action failed.
+ */
+async function waitForMachine(name, state, timeout, what) {
+  let failure = null;
+  await browser.waitUntil(
+    async () => {
+      const found = await browser.execute((machine) => {
+        const card = document.querySelector(`[data-testid="machine-card"][data-name="${machine}"]`);
+        if (!card) return null;
+        return {
+          state: card.querySelector('[data-testid="machine-state"]')?.textContent?.trim() ?? "",
+          busy: card.getAttribute("data-busy"),
+          error: card.querySelector('[data-testid="machine-error"]')?.textContent?.trim() ?? null,
+        };
+      }, name);
+      if (found?.error) failure = found.error;
+      return failure !== null || (found?.state === state && found.busy === null);
+    },
+    { timeout, interval: 500, timeoutMsg: `${what}: machine ${name} did not end ${state}` },
+  );
+  if (failure) assert.fail(`${what}: ${failure}`);
+}
+
+/** The rows the in-app terminal shows (xterm.js's DOM renderer), as plain text. */
+function terminalRows() {
+  return browser.execute(() =>
+    Array.from(document.querySelectorAll('[data-testid="machine-terminal"] .xterm-rows > div'), (row) =>
+      (row.textContent ?? "").replace(/\u00a0/g, " ").trimEnd(),
+    ),
+  );
+}
+
+/** Types `text` key by key into whatever has the focus, then Enter. */
+async function typeLine(text) {
+  const keys = browser.action("key");
+  for (const char of text) keys.down(char).up(char);
+  keys.down(Key.Enter).up(Key.Enter);
+  await keys.perform();
+}
+
 /** The log view's messages, read in one round trip. */
 function logMessages() {
   return browser.execute(() =>
@@ -50,7 +101,8 @@ function logMessages() {
   );
 }
 
-describe("the app window", { timeout: 240_000 }, () => {
+// The suite's timeout bounds all its tests together: the machine's life alone can take minutes.
+describe("the app window", { timeout: 900_000 }, () => {
   before(async () => {
     browser = await remote({
       hostname: "127.0.0.1",
@@ -156,6 +208,163 @@ describe("the app window", { timeout: 240_000 }, () => {
     assert.match(files[0], /^[0-9a-f]{128}$/);
     assert.equal(fs.statSync(path.join(store, files[0])).mode & 0o777, 0o444);
     await screenshot("images-downloaded");
+  });
+
+  const lifecycle =
+    "creates a machine from the demo image, starts it, opens a terminal in it, stops and deletes it";
+  it(lifecycle, { timeout: 600_000 }, async () => {
+    // A work folder with a file the machine reads at /analysis (9p in mapped mode, read-write).
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "sloop-e2e-work-"));
+    fs.chmodSync(work, 0o755);
+    const greeting = `hello from the e2e host, pid ${process.pid}`;
+    fs.writeFileSync(path.join(work, "hello.txt"), `${greeting}\n`);
+    let created = false;
+    let deleted = false;
+    try {
+      await show("machines");
+      await (await byTestId("machine-new")).click();
+      await (await byTestId("machine-create-form")).waitForDisplayed({ timeout: UI_TIMEOUT });
+
+      // The demo image downloaded by the images test is offered (certified and downloaded).
+      const image = await byTestId("machine-create-image");
+      await image.waitForDisplayed({ timeout: UI_TIMEOUT });
+      const demo = await browser.execute(() => {
+        const options = document.querySelectorAll('[data-testid="machine-create-image"] option');
+        const demo = Array.from(options).find((o) => o.textContent.includes("Sloop tiny test image"));
+        return demo ? demo.value : null;
+      });
+      assert.ok(demo, "the create form does not offer the demo image");
+      await image.selectByAttribute("value", demo);
+      assert.equal(await image.getValue(), demo);
+
+      const fields = [
+        ["machine-create-name", "e2e"],
+        ["machine-create-vcpus", "1"],
+        ["machine-create-memory", "256"],
+        ["machine-create-disk", "1"],
+        ["machine-create-workdir", work],
+      ];
+      for (const [id, value] of fields) {
+        const input = await byTestId(id);
+        await input.setValue(value);
+        assert.equal(await input.getValue(), value, id);
+      }
+      await (await byTestId("machine-create-submit")).click();
+
+      const card = await machineCard("e2e");
+      await card.waitForDisplayed({ timeout: 60_000, timeoutMsg: "no card for the new machine e2e" });
+      created = true;
+      await waitForMachine("e2e", "Stopped", UI_TIMEOUT, "create");
+      assert.equal(await (await byTestId("machine-create-form")).isExisting(), false);
+      const text = async (id) => (await card.$(`[data-testid="${id}"]`)).getText();
+      assert.equal(await text("machine-resources"), "1 vCPU · 256 MiB memory");
+      // The core keeps the folder's canonical path.
+      assert.equal(await text("machine-workdir"), fs.realpathSync(work));
+      assert.match(await text("machine-ssh"), /^127\.0\.0\.1:\d+$/);
+      assert.equal(await (await card.$('[data-testid="machine-image-uncertified"]')).isExisting(), false);
+
+      // Start: the card shows the start's progress ("Starting…", "Booting…") until SSH answers.
+      await (await card.$('[data-testid="machine-start"]')).click();
+      const progress = await browser.waitUntil(
+        () =>
+          browser.execute(() => {
+            const card = document.querySelector('[data-testid="machine-card"][data-name="e2e"]');
+            const stage = card?.querySelector('[data-testid="machine-progress-stage"]');
+            const error = card?.querySelector('[data-testid="machine-error"]');
+            if (stage) return { stage: stage.textContent.trim() };
+            return error ? { error: error.textContent.trim() } : false;
+          }),
+        { timeout: UI_TIMEOUT, timeoutMsg: "the start showed no progress" },
+      );
+      if (progress.error) assert.fail(`start: ${progress.error}`);
+      assert.match(progress.stage, /^(Starting|Preparing|Booting)…$/);
+      await waitForMachine("e2e", "Running", BOOT_TIMEOUT, "start");
+      assert.ok(await (await card.$('[data-testid="machine-stop"]')).isEnabled());
+      await screenshot("machine-running");
+
+      // A terminal in the machine: the file shared from the host, and the kernel's name.
+      await (await card.$('[data-testid="machine-open"]')).click();
+      await (await byTestId("machine-detail")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      await (await byTestId("machine-tab-terminal")).click();
+      const terminal = await byTestId("machine-terminal");
+      await terminal.waitForDisplayed({ timeout: UI_TIMEOUT });
+      const status = await byTestId("machine-terminal-status");
+      await browser.waitUntil(async () => (await status.getAttribute("data-status")) === "open", {
+        timeout: 60_000,
+        timeoutMsg: "the terminal did not connect",
+      });
+      // The shell's prompt first: what is typed before it may be lost in the login.
+      await browser.waitUntil(async () => (await terminalRows()).some((row) => row.trim() !== ""), {
+        timeout: 30_000,
+        timeoutMsg: "the terminal shows no prompt",
+      });
+      await terminal.click();
+      // The click focuses xterm.js's input; make sure, since keys go to whatever has the focus.
+      await browser.execute(() =>
+        document.querySelector('[data-testid="machine-terminal"] .xterm-helper-textarea')?.focus(),
+      );
+      await typeLine("cat /analysis/hello.txt; uname -s");
+      await browser.waitUntil(
+        async () => {
+          const rows = (await terminalRows()).map((row) => row.trim());
+          return rows.includes(greeting) && rows.includes("Linux");
+        },
+        {
+          timeout: 30_000,
+          timeoutMsg: "the terminal did not show the shared file's content and Linux",
+        },
+      );
+      await screenshot("machine-terminal");
+
+      // The serial console shows the boot, with the image's contextualisation (sloop-init).
+      await (await byTestId("machine-tab-console")).click();
+      await browser.waitUntil(
+        async () =>
+          (
+            await browser.execute(
+              () => document.querySelector('[data-testid="machine-console-text"]')?.textContent ?? "",
+            )
+          ).includes("sloop-init"),
+        { timeout: 30_000, timeoutMsg: "the console log shows no sloop-init line" },
+      );
+      assert.ok(await (await byTestId("machine-console-text")).isDisplayed());
+      await screenshot("machine-console");
+
+      // Back to the list; stop, then delete (the question names the overlay).
+      await (await byTestId("machine-back")).click();
+      await (await machineCard("e2e")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      await (await (await machineCard("e2e")).$('[data-testid="machine-stop"]')).click();
+      await waitForMachine("e2e", "Stopped", STOP_TIMEOUT, "stop");
+
+      await (await (await machineCard("e2e")).$('[data-testid="machine-delete"]')).click();
+      const question = await byTestId("machine-delete-question");
+      await question.waitForDisplayed({ timeout: UI_TIMEOUT });
+      assert.match(await question.getText(), /overlay/);
+      await (await byTestId("machine-delete-confirm")).click();
+      await browser.waitUntil(async () => !(await (await machineCard("e2e")).isExisting()), {
+        timeout: 60_000,
+        timeoutMsg: "the card of e2e did not go",
+      });
+      deleted = true;
+      await (await byTestId("machines-empty")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      // The user's file is still on the host.
+      assert.equal(fs.readFileSync(path.join(work, "hello.txt"), "utf8"), `${greeting}\n`);
+    } finally {
+      if (created && !deleted) {
+        // Leave no guest running on the host: the app's SLOOP_HOME goes when run.sh ends.
+        for (const command of ["destroy", "undefine"]) {
+          try {
+            execFileSync("virsh", ["-q", "-c", libvirtUri, command, "sloop-e2e"], {
+              stdio: "ignore",
+              timeout: 30_000,
+            });
+          } catch {
+            // Not running, or not defined.
+          }
+        }
+      }
+      fs.rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it("shows the startup line, then live lines as the core writes them", async () => {

@@ -5,9 +5,9 @@ import type { Component } from "svelte";
 import { backendContextKey } from "./ipc/backend";
 import type { Backend } from "./ipc/backend";
 
-type ViewProps = { active?: boolean };
+type ViewProps = { active?: boolean } & Record<string, unknown>;
 
-/** Renders `component` (any view: props are optional) with `backend` in its context. */
+/** Renders `component` (any view: its props are optional) with `backend` in its context. */
 export function renderWith(component: Component<never>, backend: Backend, props: ViewProps = {}) {
   const context = new Map<unknown, unknown>([[backendContextKey, backend]]);
   return render(component as unknown as Component<ViewProps>, { props, context });

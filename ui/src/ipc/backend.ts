@@ -3,12 +3,15 @@
 
 import { getContext, setContext } from "svelte";
 import type { CatalogView } from "./bindings/CatalogView";
+import type { CreateMachine } from "./bindings/CreateMachine";
 import type { Event } from "./bindings/Event";
 import type { HostReport } from "./bindings/HostReport";
 import type { ImageView } from "./bindings/ImageView";
 import type { IpcError } from "./bindings/IpcError";
 import type { LogLine } from "./bindings/LogLine";
 import type { MachineSummary } from "./bindings/MachineSummary";
+import type { TerminalEvent } from "./bindings/TerminalEvent";
+import type { TerminalSize } from "./bindings/TerminalSize";
 
 export interface Backend {
   /** Runs the host check; `fresh` boots the acceleration test guest again. */
@@ -37,6 +40,42 @@ export interface Backend {
   imageRemove(query: string): Promise<ImageView>;
   /** Every machine with the state libvirt reports. */
   machineList(): Promise<MachineSummary[]>;
+  /**
+   * Makes a machine from a certified, downloaded image; it is left stopped. Progress events
+   * arrive under the task `create:<name>`, then a `finished` one.
+   */
+  machineCreate(request: CreateMachine): Promise<MachineSummary>;
+  /**
+   * Starts a machine; resolves once its SSH server answers (15–60 s under software emulation).
+   * Meanwhile `progress` events arrive under the task `start:<name>` ("starting", "booting"),
+   * then a `finished` one.
+   */
+  machineStart(name: string): Promise<MachineSummary>;
+  /** Asks the machine to shut down; the core forces it off after a minute. */
+  machineStop(name: string): Promise<MachineSummary>;
+  /** Stops the machine at once, like pulling the power cord. */
+  machineForceOff(name: string): Promise<MachineSummary>;
+  /** Stops the machine, then starts it again (with `start:<name>` progress). */
+  machineRestart(name: string): Promise<MachineSummary>;
+  /** Deletes the machine and its overlay: every change made inside it. The work folder stays. */
+  machineDelete(name: string): Promise<void>;
+  /** The end of the machine's serial console log (its current or last boot). */
+  machineConsole(name: string): Promise<string>;
+  /**
+   * Opens a shell in the running machine `name` with a terminal of `size`; returns the
+   * terminal's id. Its output and its end arrive through `onEvent`.
+   */
+  terminalOpen(
+    name: string,
+    size: TerminalSize,
+    onEvent: (event: TerminalEvent) => void,
+  ): Promise<number>;
+  /** Keystrokes or pasted text for terminal `id`. */
+  terminalWrite(id: number, data: string): Promise<void>;
+  /** Terminal `id`'s window changed size. */
+  terminalResize(id: number, size: TerminalSize): Promise<void>;
+  /** Ends terminal `id`'s session. */
+  terminalClose(id: number): Promise<void>;
   /** The latest `limit` log lines, oldest first. */
   logRecent(limit: number): Promise<LogLine[]>;
   /** Calls `callback` with every event the core sends; returns the unsubscribe function. */

@@ -1,13 +1,17 @@
 import { type Backend, errorMessage } from "./backend";
 import type { CatalogImage } from "./bindings/CatalogImage";
 import type { CatalogView } from "./bindings/CatalogView";
+import type { CreateMachine } from "./bindings/CreateMachine";
 import type { Event } from "./bindings/Event";
 import type { HostReport } from "./bindings/HostReport";
 import type { ImageView } from "./bindings/ImageView";
 import type { IpcError } from "./bindings/IpcError";
 import type { LocalState } from "./bindings/LocalState";
 import type { LogLine } from "./bindings/LogLine";
+import type { MachineState } from "./bindings/MachineState";
 import type { MachineSummary } from "./bindings/MachineSummary";
+import type { TerminalEvent } from "./bindings/TerminalEvent";
+import type { TerminalSize } from "./bindings/TerminalSize";
 
 export interface FakeOptions {
   report?: HostReport;
@@ -29,6 +33,16 @@ export interface FakeOptions {
   pullStepMs?: number;
   /** Makes a download stop after this many steps and wait there until imageCancel. */
   pullHoldAfter?: number;
+  /** How long each step of a start takes (preparing, starting, booting); delayMs when not given. */
+  startStepMs?: number;
+  /** Makes machineStart (and machineRestart) wait at "booting" until releaseStart. */
+  startHold?: boolean;
+  /** Makes machineCreate reject with this. */
+  createError?: IpcError;
+  /** Makes the power actions and machineDelete reject with this. */
+  actionError?: IpcError;
+  /** Serial console text by machine name; started machines get a boot's worth of lines. */
+  consoles?: Record<string, string>;
   /** How long each call takes, to see busy states. */
   delayMs?: number;
 }
@@ -41,6 +55,17 @@ interface RunningPull {
 
 /** The fake network's speed, in bytes per second. */
 const FAKE_RATE = 4_200_000;
+
+/** A shell the fake terminal runs: it echoes what is typed and answers a few commands. */
+interface FakeTerminal {
+  name: string;
+  onEvent: (event: TerminalEvent) => void;
+  /** The line typed so far. */
+  line: string;
+}
+
+/** The prompt of the fake shell. */
+const PROMPT = "$ ";
 
 /** An in-memory Backend: for Vitest, and for running the UI in a plain browser. */
 export class FakeBackend implements Backend {
@@ -62,6 +87,22 @@ export class FakeBackend implements Backend {
   /** The query of every imagePull and imageCancel call, in order. */
   readonly pulls: string[] = [];
   readonly cancels: string[] = [];
+  createError: IpcError | undefined;
+  actionError: IpcError | undefined;
+  startStepMs: number;
+  startHold: boolean;
+  /** Serial console text by machine name. */
+  consoles: Map<string, string>;
+  /** Every power action and delete, as "start:name", "stop:name" and so on, in order. */
+  readonly actions: string[] = [];
+  /** Every terminalOpen, terminalWrite, terminalResize and terminalClose call, in order. */
+  readonly terminalOpens: { name: string; size: TerminalSize }[] = [];
+  readonly terminalWrites: { id: number; data: string }[] = [];
+  readonly terminalResizes: { id: number; size: TerminalSize }[] = [];
+  readonly terminalCloses: number[] = [];
+  private terminals = new Map<number, FakeTerminal>();
+  private lastTerminal = 0;
+  private heldStarts: (() => void)[] = [];
   private listeners = new Set<(event: Event) => void>();
   /** Every image any catalog listed, by SHA-512: stored images keep their names. */
   private known = new Map<string, CatalogImage>();
@@ -69,7 +110,7 @@ export class FakeBackend implements Backend {
 
   constructor(options: FakeOptions = {}) {
     this.report = options.report ?? demoReport();
-    this.machines = options.machines ?? [];
+    this.machines = structuredClone(options.machines ?? []);
     this.machinesError = options.machinesError;
     this.logs = options.logs ?? [];
     this.catalogs = options.catalogs ?? [demoCatalog()];
@@ -80,6 +121,11 @@ export class FakeBackend implements Backend {
     this.pullSteps = options.pullSteps ?? 4;
     this.pullStepMs = options.pullStepMs ?? this.delayMs;
     this.pullHoldAfter = options.pullHoldAfter;
+    this.createError = options.createError;
+    this.actionError = options.actionError;
+    this.startStepMs = options.startStepMs ?? this.delayMs;
+    this.startHold = options.startHold ?? false;
+    this.consoles = new Map(Object.entries(options.consoles ?? {}));
   }
 
   async hostCheck(fresh: boolean): Promise<HostReport> {
@@ -92,6 +138,192 @@ export class FakeBackend implements Backend {
     await this.delay();
     if (this.machinesError) throw this.machinesError;
     return structuredClone(this.machines);
+  }
+
+  async machineCreate(request: CreateMachine): Promise<MachineSummary> {
+    await this.delay();
+    const task = `create:${request.name}`;
+    try {
+      if (this.createError) throw this.createError;
+      if (!validMachineName(request.name)) {
+        throw machineError(
+          `"${request.name}" is not a valid machine name: use 1 to 32 lower-case letters, digits and dashes, not starting or ending with a dash`,
+        );
+      }
+      if (this.machines.some((m) => m.name === request.name)) {
+        throw machineError(`a machine named ${request.name} exists already`);
+      }
+      if (request.vcpus < 1 || request.vcpus > 64) {
+        throw machineError("bad resources: vCPUs must be between 1 and 64");
+      }
+      if (request.memoryMib < 128 || request.memoryMib > 1024 * 1024) {
+        throw machineError("bad resources: memory must be between 128 MiB and 1 TiB");
+      }
+      if (request.diskGib < 1 || request.diskGib > 16 * 1024) {
+        throw machineError("bad resources: disk must be between 1 and 16384 GiB");
+      }
+      const image = this.find(request.image);
+      if (!image.certified) {
+        throw machineError(`image ${image.title} is not certified: ${image.problem ?? ""}`);
+      }
+      if (image.local.kind !== "stored") {
+        throw machineError(
+          `image ${image.title} is not downloaded; download it first: sloop image pull ${image.identifier}`,
+        );
+      }
+      const workDir = request.workDir?.trim() || null;
+      if (workDir !== null && !workDir.startsWith("/")) {
+        throw machineError(`work directory ${workDir}: No such file or directory (os error 2)`);
+      }
+      const stages = ["checking", "making keys", "making the overlay", "writing the seed"];
+      for (const [done, stage] of stages.entries()) {
+        this.emit(steps(task, stage, done, 5));
+      }
+      const machine: MachineSummary = {
+        name: request.name,
+        state: "stopped",
+        image: image.title,
+        vcpus: request.vcpus,
+        memoryMib: request.memoryMib,
+        sshPort: this.freePort(),
+        workDir,
+        imageCertified: true,
+      };
+      this.machines.push(machine);
+      this.emit({ type: "finished", task, error: null });
+      this.log("info", `machine created machine=${machine.name} image=${image.title}`);
+      this.emitMachines();
+      return structuredClone(machine);
+    } catch (e) {
+      this.emit({ type: "finished", task, error: errorMessage(e) });
+      throw e;
+    }
+  }
+
+  async machineStart(name: string): Promise<MachineSummary> {
+    this.actions.push(`start:${name}`);
+    await this.delay();
+    if (this.actionError) throw this.actionError;
+    return this.start(this.machine(name));
+  }
+
+  async machineStop(name: string): Promise<MachineSummary> {
+    this.actions.push(`stop:${name}`);
+    await this.delay();
+    if (this.actionError) throw this.actionError;
+    return this.stop(this.machine(name));
+  }
+
+  async machineForceOff(name: string): Promise<MachineSummary> {
+    this.actions.push(`forceOff:${name}`);
+    await this.delay();
+    if (this.actionError) throw this.actionError;
+    return this.stop(this.machine(name));
+  }
+
+  async machineRestart(name: string): Promise<MachineSummary> {
+    this.actions.push(`restart:${name}`);
+    await this.delay();
+    if (this.actionError) throw this.actionError;
+    const machine = this.machine(name);
+    this.stop(machine);
+    return this.start(machine);
+  }
+
+  async machineDelete(name: string): Promise<void> {
+    this.actions.push(`delete:${name}`);
+    await this.delay();
+    if (this.actionError) throw this.actionError;
+    this.machine(name);
+    this.endTerminals(name);
+    this.machines = this.machines.filter((m) => m.name !== name);
+    this.consoles.delete(name);
+    this.log("info", `machine deleted machine=${name}`);
+    this.emitMachines();
+  }
+
+  async machineConsole(name: string): Promise<string> {
+    await this.delay();
+    this.machine(name);
+    return this.consoles.get(name) ?? "";
+  }
+
+  async terminalOpen(
+    name: string,
+    size: TerminalSize,
+    onEvent: (event: TerminalEvent) => void,
+  ): Promise<number> {
+    this.terminalOpens.push({ name, size: { ...size } });
+    await this.delay();
+    const machine = this.machine(name);
+    if (machine.state !== "running") {
+      throw machineError(`machine ${name} is not running; start it first`);
+    }
+    const id = ++this.lastTerminal;
+    this.terminals.set(id, { name, onEvent, line: "" });
+    // As over a Tauri channel: output arrives on its own, not inside this call.
+    setTimeout(() => this.output(id, `Welcome to ${name} (fake shell)\r\n${PROMPT}`), 0);
+    return id;
+  }
+
+  async terminalWrite(id: number, data: string): Promise<void> {
+    this.terminalWrites.push({ id, data });
+    const terminal = this.terminals.get(id);
+    if (!terminal) return;
+    for (const char of data) {
+      if (!this.terminals.has(id)) return;
+      if (char === "\r" || char === "\n") {
+        const line = terminal.line;
+        terminal.line = "";
+        this.output(id, "\r\n");
+        this.run(id, line);
+      } else if (char === "\x7f" || char === "\b") {
+        if (terminal.line) {
+          terminal.line = terminal.line.slice(0, -1);
+          this.output(id, "\b \b");
+        }
+      } else if (char === "\x03") {
+        terminal.line = "";
+        this.output(id, `^C\r\n${PROMPT}`);
+      } else if (char === "\x04" && terminal.line === "") {
+        this.endTerminal(id, 0);
+      } else if (char >= " ") {
+        terminal.line += char;
+        this.output(id, char);
+      }
+    }
+  }
+
+  async terminalResize(id: number, size: TerminalSize): Promise<void> {
+    this.terminalResizes.push({ id, size: { ...size } });
+  }
+
+  async terminalClose(id: number): Promise<void> {
+    this.terminalCloses.push(id);
+    this.terminals.delete(id);
+  }
+
+  /** Ends terminal `id`'s shell as if it exited with `status`. */
+  endTerminal(id: number, status: number | null): void {
+    const terminal = this.terminals.get(id);
+    if (!terminal) return;
+    this.terminals.delete(id);
+    terminal.onEvent({ type: "closed", status });
+  }
+
+  /** Lets the starts held at "booting" (startHold) go on. */
+  releaseStart(): void {
+    this.startHold = false;
+    const held = this.heldStarts;
+    this.heldStarts = [];
+    for (const wake of held) wake();
+  }
+
+  /** Changes a machine's state behind the window's back, as virsh or the guest itself would. */
+  setMachineState(name: string, state: MachineState): void {
+    this.machine(name).state = state;
+    if (state !== "running") this.endTerminals(name);
+    this.emitMachines();
   }
 
   async catalogList(): Promise<CatalogView[]> {
@@ -211,6 +443,88 @@ export class FakeBackend implements Backend {
     return line;
   }
 
+  /** Sends the machines' list, as the core does whenever it changes. */
+  emitMachines(): void {
+    this.emit({ type: "machines", machines: structuredClone(this.machines) });
+  }
+
+  private machine(name: string): MachineSummary {
+    const machine = this.machines.find((m) => m.name === name);
+    if (!machine) throw machineError(`no machine named ${name}`);
+    return machine;
+  }
+
+  private freePort(): number {
+    let port = 2222;
+    while (this.machines.some((m) => m.sshPort === port)) port += 1;
+    return port;
+  }
+
+  private async start(machine: MachineSummary): Promise<MachineSummary> {
+    const task = `start:${machine.name}`;
+    const progress = (stage: string, done: number) => this.emit(steps(task, stage, done, 3));
+    const step = () => new Promise((resolve) => setTimeout(resolve, this.startStepMs));
+    if (machine.state !== "running") {
+      progress("preparing", 0);
+      await step();
+      progress("starting", 1);
+      await step();
+      machine.state = "running";
+      this.consoles.set(machine.name, bootConsole(machine));
+      this.log("info", `machine started machine=${machine.name} port=${machine.sshPort}`);
+      // The core's watch sees libvirt's "running" before SSH answers.
+      this.emitMachines();
+    }
+    progress("booting", 2);
+    if (this.startHold) await new Promise<void>((resolve) => this.heldStarts.push(resolve));
+    await step();
+    progress("booting", 3);
+    this.emit({ type: "finished", task, error: null });
+    return structuredClone(machine);
+  }
+
+  private stop(machine: MachineSummary): MachineSummary {
+    if (machine.state !== "stopped" && machine.state !== "undefined") {
+      machine.state = "stopped";
+      this.endTerminals(machine.name);
+      const shutdown = "The system is going down NOW!\r\nreboot: Power down\r\n";
+      this.consoles.set(machine.name, `${this.consoles.get(machine.name) ?? ""}${shutdown}`);
+      this.log("info", `machine stopped machine=${machine.name}`);
+      this.emitMachines();
+    }
+    return structuredClone(machine);
+  }
+
+  /** The shells of machine `name` end, as when it stops. */
+  private endTerminals(name: string): void {
+    for (const [id, terminal] of this.terminals) {
+      if (terminal.name === name) this.endTerminal(id, null);
+    }
+  }
+
+  private output(id: number, text: string): void {
+    this.terminals.get(id)?.onEvent({ type: "data", base64: base64(text) });
+  }
+
+  /** What the fake shell answers to `line`: each command of a `;` list in turn. */
+  private run(id: number, line: string): void {
+    const name = this.terminals.get(id)?.name ?? "fake";
+    for (const command of line.split(";").map((c) => c.trim())) {
+      if (command === "") continue;
+      if (command === "exit") {
+        this.endTerminal(id, 0);
+        return;
+      }
+      const [program, ...args] = command.split(/\s+/);
+      if (command === "uname -a") this.output(id, "Linux fake 6.1.0 x86_64\r\n");
+      else if (command === "uname -s" || command === "uname") this.output(id, "Linux\r\n");
+      else if (command === "hostname") this.output(id, `${name}\r\n`);
+      else if (program === "echo") this.output(id, `${args.join(" ")}\r\n`);
+      else this.output(id, `sh: ${program}: not found\r\n`);
+    }
+    this.output(id, PROMPT);
+  }
+
   private delay(): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, this.delayMs));
   }
@@ -309,6 +623,47 @@ export class FakeBackend implements Backend {
       path: `/home/ada/.local/share/sloop/images/${image.sha512.slice(0, 32)}.qcow2`,
     });
   }
+}
+
+/** A progress event of work counted in steps. */
+function steps(task: string, stage: string, done: number, total: number): Event {
+  const rest = { unit: "steps", rate: null, etaSeconds: null } as const;
+  return { type: "progress", task, stage, done, total, ...rest };
+}
+
+function machineError(message: string): IpcError {
+  return { code: "machine", message };
+}
+
+/** The core's rule for machine names. */
+function validMachineName(name: string): boolean {
+  return /^[a-z0-9-]{1,32}$/.test(name) && !name.startsWith("-") && !name.endsWith("-");
+}
+
+/** Base64 of `text`'s UTF-8 bytes, as the core sends terminal output. */
+function base64(text: string): string {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+/** What a fake machine's serial console shows after a boot. */
+function bootConsole(machine: MachineSummary): string {
+  return [
+    "[    0.000000] Linux version 6.1.0-fake (Debian 6.1.0) #1 SMP PREEMPT_DYNAMIC",
+    `[    0.000000] Memory: ${machine.memoryMib * 1024}K available`,
+    "[    1.204113] virtio_blk virtio1: [vda] 41943040 512-byte logical blocks",
+    "sloop-init: seed found on /dev/vdb",
+    `sloop-init: hostname ${machine.name}`,
+    "sloop-init: user sloop (uid 1000) with 1 SSH key",
+    machine.workDir ? "sloop-init: bootcmd: work directory mounted at /analysis" : null,
+    "Starting dropbear sshd: OK",
+    "",
+    `Welcome to ${machine.name}`,
+    "",
+  ]
+    .filter((line) => line !== null)
+    .join("\r\n");
 }
 
 function catalogError(message: string): IpcError {

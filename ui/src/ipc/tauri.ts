@@ -1,12 +1,15 @@
-import { invoke } from "@tauri-apps/api/core";
+import { Channel, invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import type { Backend } from "./backend";
 import type { CatalogView } from "./bindings/CatalogView";
+import type { CreateMachine } from "./bindings/CreateMachine";
 import type { Event } from "./bindings/Event";
 import type { HostReport } from "./bindings/HostReport";
 import type { ImageView } from "./bindings/ImageView";
 import type { LogLine } from "./bindings/LogLine";
 import type { MachineSummary } from "./bindings/MachineSummary";
+import type { TerminalEvent } from "./bindings/TerminalEvent";
+import type { TerminalSize } from "./bindings/TerminalSize";
 
 /** The Tauri event every core event arrives on (src-tauri/src/events.rs). */
 export const EVENT = "sloop://event";
@@ -55,6 +58,56 @@ export class TauriBackend implements Backend {
 
   machineList(): Promise<MachineSummary[]> {
     return invoke("machine_list");
+  }
+
+  machineCreate(request: CreateMachine): Promise<MachineSummary> {
+    return invoke("machine_create", { request });
+  }
+
+  machineStart(name: string): Promise<MachineSummary> {
+    return invoke("machine_start", { name });
+  }
+
+  machineStop(name: string): Promise<MachineSummary> {
+    return invoke("machine_stop", { name });
+  }
+
+  machineForceOff(name: string): Promise<MachineSummary> {
+    return invoke("machine_force_off", { name });
+  }
+
+  machineRestart(name: string): Promise<MachineSummary> {
+    return invoke("machine_restart", { name });
+  }
+
+  machineDelete(name: string): Promise<void> {
+    return invoke("machine_delete", { name });
+  }
+
+  machineConsole(name: string): Promise<string> {
+    return invoke("machine_console", { name });
+  }
+
+  terminalOpen(
+    name: string,
+    size: TerminalSize,
+    onEvent: (event: TerminalEvent) => void,
+  ): Promise<number> {
+    const channel = new Channel<TerminalEvent>();
+    channel.onmessage = onEvent;
+    return invoke("terminal_open", { name, size, output: channel });
+  }
+
+  terminalWrite(id: number, data: string): Promise<void> {
+    return invoke("terminal_write", { id, data });
+  }
+
+  terminalResize(id: number, size: TerminalSize): Promise<void> {
+    return invoke("terminal_resize", { id, size });
+  }
+
+  terminalClose(id: number): Promise<void> {
+    return invoke("terminal_close", { id });
   }
 
   logRecent(limit: number): Promise<LogLine[]> {
