@@ -41,6 +41,8 @@ pub fn run() -> anyhow::Result<()> {
 
     let app = tauri::Builder::default()
         .manage(state)
+        // The native folder picker for a machine's work directory.
+        .plugin(tauri_plugin_dialog::init())
         .setup(|app| {
             events::forward_log(app.handle());
             events::watch_machines(app.handle());

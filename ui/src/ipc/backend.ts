@@ -61,6 +61,8 @@ export interface Backend {
   machineDelete(name: string): Promise<void>;
   /** The end of the machine's serial console log (its current or last boot). */
   machineConsole(name: string): Promise<string>;
+  /** Asks the user for a folder with the system's folder picker; null when cancelled. */
+  pickFolder(title: string): Promise<string | null>;
   /**
    * Opens a shell in the running machine `name` with a terminal of `size`; returns the
    * terminal's id. Its output and its end arrive through `onEvent`.

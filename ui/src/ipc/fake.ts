@@ -15,6 +15,8 @@ import type { TerminalSize } from "./bindings/TerminalSize";
 
 export interface FakeOptions {
   report?: HostReport;
+  /** What the folder picker answers (null: the user cancelled). */
+  pickedFolder?: string | null;
   machines?: MachineSummary[];
   /** Makes machineList reject with this. */
   machinesError?: IpcError;
@@ -103,12 +105,14 @@ export class FakeBackend implements Backend {
   private terminals = new Map<number, FakeTerminal>();
   private lastTerminal = 0;
   private heldStarts: (() => void)[] = [];
+  private pickedFolder: string | null;
   private listeners = new Set<(event: Event) => void>();
   /** Every image any catalog listed, by SHA-512: stored images keep their names. */
   private known = new Map<string, CatalogImage>();
   private running = new Map<string, RunningPull>();
 
   constructor(options: FakeOptions = {}) {
+    this.pickedFolder = options.pickedFolder ?? null;
     this.report = options.report ?? demoReport();
     this.machines = structuredClone(options.machines ?? []);
     this.machinesError = options.machinesError;
@@ -240,6 +244,11 @@ export class FakeBackend implements Backend {
     this.consoles.delete(name);
     this.log("info", `machine deleted machine=${name}`);
     this.emitMachines();
+  }
+
+  async pickFolder(_title: string): Promise<string | null> {
+    await this.delay();
+    return this.pickedFolder;
   }
 
   async machineConsole(name: string): Promise<string> {

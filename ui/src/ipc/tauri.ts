@@ -1,4 +1,5 @@
 import { Channel, invoke } from "@tauri-apps/api/core";
+import { open } from "@tauri-apps/plugin-dialog";
 import { listen } from "@tauri-apps/api/event";
 import type { Backend } from "./backend";
 import type { CatalogView } from "./bindings/CatalogView";
@@ -86,6 +87,11 @@ export class TauriBackend implements Backend {
 
   machineConsole(name: string): Promise<string> {
     return invoke("machine_console", { name });
+  }
+
+  async pickFolder(title: string): Promise<string | null> {
+    const chosen = await open({ directory: true, multiple: false, title });
+    return typeof chosen === "string" ? chosen : null;
   }
 
   terminalOpen(

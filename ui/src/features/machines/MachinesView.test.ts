@@ -162,6 +162,19 @@ describe("MachinesView", () => {
     ]);
   });
 
+  it("fills the work folder from the system's folder picker", async () => {
+    const backend = new FakeBackend({ local: downloaded, pickedFolder: "/home/ada/thesis" });
+    renderWith(MachinesView, backend);
+    await screen.findByTestId("machines-empty");
+    await userEvent.click(screen.getByTestId("machine-new"));
+    const form = within(await screen.findByTestId("machine-create-form"));
+    await form.findByTestId("machine-create-image");
+    await userEvent.click(form.getByTestId("machine-create-choose-folder"));
+    await waitFor(() =>
+      expect(form.getByTestId("machine-create-workdir")).toHaveValue("/home/ada/thesis"),
+    );
+  });
+
   it("checks the form first, then shows the core's message when it refuses", async () => {
     const backend = new FakeBackend({ local: downloaded, machines: [machine()] });
     renderWith(MachinesView, backend);
