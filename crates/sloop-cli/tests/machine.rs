@@ -208,9 +208,27 @@ fn machine_lifecycle_from_the_command_line() {
     );
     std::fs::write(keys.join("host_ed25519"), pinned).unwrap();
 
-    // Stop, start again: the change to the root disk survived.
+    // Stop, start again: the change to the root disk survived. The start is killed while it
+    // waits for SSH; the list shows the truth and a second start simply finishes the wait.
     sloop.ok(&["machine", "stop", "cli-life"]);
     assert_eq!(sloop.json(&["machine", "list"])[0]["state"], "stopped");
+    let mut start = sloop
+        .command(&["machine", "start", "cli-life"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sloop.json(&["machine", "list"])[0]["state"] != "running" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.kill().unwrap();
+    start.wait().unwrap();
+    assert_eq!(
+        sloop.json(&["machine", "list"])[0]["state"],
+        "running",
+        "the true state after a killed start"
+    );
     sloop.ok(&["machine", "start", "cli-life"]);
     assert_eq!(
         sloop.ok(&["shell", "cli-life", "--", "cat", "/home/sloop/kept.txt"]),
