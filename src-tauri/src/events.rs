@@ -29,6 +29,18 @@ pub fn forward_log(app: &AppHandle) {
     });
 }
 
+/// Tells the window that `task` ended, with the error's whole chain when it failed.
+pub fn finished<T, E: std::error::Error + 'static>(
+    reporter: &Reporter,
+    task: &str,
+    result: &Result<T, E>,
+) {
+    reporter.finished(
+        task,
+        result.as_ref().err().map(|e| crate::IpcError::chain(e)),
+    );
+}
+
 /// A reporter that sends the core's progress and task events to the window.
 pub fn reporter(app: &AppHandle) -> Reporter {
     let app = app.clone();

@@ -87,7 +87,7 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
                     Ok(view) => views.push(view),
                     Err(e) => {
                         failed = true;
-                        output::warn(&format!("{name}: {}", output::chain(&e)));
+                        output::warn(&format!("{name}: {:#}", anyhow::Error::from(e)));
                         if let Ok(view) = catalog::load(&ctx.paths, &ctx.config, &name, now) {
                             views.push(view);
                         }

@@ -36,7 +36,7 @@ pub async fn image_pull(
     )
     .await;
     state.end_task(&task).await;
-    reporter.finished(&task, result.as_ref().err().map(|e| IpcError::chain(e)));
+    events::finished(&reporter, &task, &result);
     Ok(result?)
 }
 

@@ -76,7 +76,7 @@ pub async fn machine_create(
         state.now(),
     )
     .await;
-    reporter.finished(&task, result.as_ref().err().map(|e| IpcError::chain(e)));
+    events::finished(&reporter, &task, &result);
     Ok(result?)
 }
 
@@ -99,10 +99,7 @@ pub async fn machine_start(
         &reporter,
     )
     .await;
-    reporter.finished(
-        &format!("start:{name}"),
-        result.as_ref().err().map(|e| IpcError::chain(e)),
-    );
+    events::finished(&reporter, &format!("start:{name}"), &result);
     Ok(result?)
 }
 

@@ -9,7 +9,7 @@
 
 pub mod pull;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -405,9 +405,4 @@ pub fn remove(
         local: LocalState::Absent,
         ..image
     })
-}
-
-/// Whether `path` lies in the image store (machines' bases must).
-pub fn in_store(paths: &Paths, path: &Path) -> bool {
-    path.starts_with(Store::new(paths).store_dir())
 }

@@ -502,6 +502,8 @@ async fn transfer(
     }
 
     let size = wanted.size;
+    // What the file holds once the body starts: the offset for a 206, nothing after a restart.
+    let mut received = sink.written;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let writer = tokio::task::spawn_blocking(move || -> (Sink, Result<(), PullError>) {
         while let Some(chunk) = rx.blocking_recv() {
@@ -512,7 +514,6 @@ async fn transfer(
         let flushed = sink.file.flush().map_err(io(&sink.path));
         (sink, flushed)
     });
-    let mut received = sink_len_placeholder(offset, status);
     let mut stream = response.bytes_stream();
     meter.update(reporter, received, true);
     let outcome = loop {
@@ -570,15 +571,6 @@ async fn transfer(
 /// Names the download in an error about its writer thread.
 fn store_partial_name(wanted: &Wanted) -> PathBuf {
     PathBuf::from(format!("{}.part", wanted.sha512))
-}
-
-/// Bytes held once the response's body starts: a 200 restarts from zero.
-fn sink_len_placeholder(offset: u64, status: reqwest::StatusCode) -> u64 {
-    if status == reqwest::StatusCode::PARTIAL_CONTENT {
-        offset
-    } else {
-        0
-    }
 }
 
 /// `bytes START-END/TOTAL` (TOTAL may be `*`) as (START, TOTAL).

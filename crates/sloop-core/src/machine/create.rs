@@ -121,7 +121,7 @@ pub async fn create(
 
     meter.stage("defining it in libvirt");
     meter.update(reporter, 4, true);
-    super::power::define(paths, config, conn, &manifest).await?;
+    super::power::define(paths, config, conn, &manifest, share).await?;
     manifest.save(&dir)?;
     meter.update(reporter, 5, true);
     tracing::info!(machine = %name, image = %chosen.title, "machine created");

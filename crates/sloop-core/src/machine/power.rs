@@ -40,20 +40,19 @@ pub async fn share_kind(conn: &Connection) -> Option<ShareKind> {
     crate::host::work_share(conn.uri()).await
 }
 
-/// Defines (or redefines) the machine's domain from its manifest.
+/// Defines (or redefines) the machine's domain from its manifest, sharing the work directory
+/// as `share` (the kind the seed mounts; see [`share_kind`]).
 pub(super) async fn define(
     paths: &Paths,
     config: &Config,
     conn: &Connection,
     manifest: &Manifest,
+    share: Option<ShareKind>,
 ) -> Result<(), MachineError> {
     let dir = paths.machine_dir(manifest.name.as_str());
     let accel = acceleration_for(paths, config).await?;
     let share = match &manifest.work_dir {
-        Some(source) => {
-            let kind = share_kind(conn).await.ok_or(MachineError::NoShare)?;
-            Some((source.clone(), kind))
-        }
+        Some(source) => Some((source.clone(), share.ok_or(MachineError::NoShare)?)),
         None => None,
     };
     let version = conn.run(|c| c.lib_version()).await?;
@@ -131,7 +130,7 @@ pub async fn start(
         super::create::seed_for(&manifest, &keys, share)?
             .write_iso(&dir.join(super::SEED))
             .await?;
-        define(paths, config, conn, &manifest).await?;
+        define(paths, config, conn, &manifest, share).await?;
         meter.stage("starting");
         meter.update(reporter, 1, true);
         lifecycle::start(conn, &domain).await?;

@@ -508,53 +508,25 @@ async fn finish<S: AsyncWrite + Unpin>(stream: &mut S) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fresh self-signed certificate for 127.0.0.1 and localhost (EC P-256, CA:FALSE, one day),
+/// A fresh self-signed certificate for 127.0.0.1 and localhost (made by `sloop_core::pki`, one day),
 /// as PEM: `(certificate, key)`. Give both to [`HttpsServer::start`] and the certificate to the
 /// client as its only trusted root.
 pub fn self_signed_certificate() -> (Vec<u8>, Vec<u8>) {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::{BigNum, MsbOption};
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::x509::X509NameBuilder;
-    use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
-
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, "localhost")
-        .unwrap();
-    let name = name.build();
-    let mut serial = BigNum::new().unwrap();
-    serial.rand(127, MsbOption::MAYBE_ZERO, false).unwrap();
-
-    let mut cert = X509::builder().unwrap();
-    cert.set_version(2).unwrap();
-    cert.set_serial_number(&serial.to_asn1_integer().unwrap())
-        .unwrap();
-    cert.set_subject_name(&name).unwrap();
-    cert.set_issuer_name(&name).unwrap();
-    cert.set_pubkey(&key).unwrap();
-    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-        .unwrap();
-    cert.append_extension(BasicConstraints::new().critical().build().unwrap())
-        .unwrap();
-    let san = SubjectAlternativeName::new()
-        .ip("127.0.0.1")
-        .dns("localhost")
-        .build(&cert.x509v3_context(None, None))
-        .unwrap();
-    cert.append_extension(san).unwrap();
-    cert.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
-        .unwrap();
-    cert.sign(&key, MessageDigest::sha256()).unwrap();
-    let cert = cert.build();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let identity = sloop_core::pki::issue(
+        &sloop_core::pki::CertificateSpec {
+            subject: "/CN=localhost",
+            not_before: now - 60,
+            not_after: now + 86_400,
+            ca: false,
+            server_names: &["IP:127.0.0.1", "DNS:localhost"],
+        },
+        None,
+    )
+    .unwrap();
     (
-        cert.to_pem().unwrap(),
-        key.private_key_to_pem_pkcs8().unwrap(),
+        identity.certificate.to_pem().unwrap(),
+        identity.key.private_key_to_pem_pkcs8().unwrap(),
     )
 }
 
