@@ -10,6 +10,9 @@
 #   - logs in as "sloop" with OpenSSH, StrictHostKeyChecking=yes and a known_hosts holding only the
 #     seed's host key, runs a few commands and touches /analysis/from-guest (checked on the host);
 #   - checks write_files, hostname, bootcmd and runcmd, writes a file under /home/sloop;
+#   - checks the openssl tool as the user (version, OPENSSLDIR, a host-made certificate) and that
+#     login shells read /etc/profile.d/*.sh then ~/.profile (dropbear's interactive session and
+#     sh -l) while a command given to ssh runs in a plain "$SHELL -c";
 #   - powers off through the QEMU monitor (ACPI system_powerdown) and checks that QEMU exits;
 #   - boots the same overlay again: the file in /home/sloop must survive and runcmd must not run
 #     again (bootcmd must);
@@ -37,7 +40,7 @@ fail() {
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-for t in qemu-system-x86_64 qemu-img genisoimage ssh ssh-keygen base64 awk sha256sum; do
+for t in qemu-system-x86_64 qemu-img genisoimage ssh ssh-keygen base64 awk sha256sum openssl; do
 	command -v "$t" >/dev/null 2>&1 || fail "missing tool $t; run scripts/install-deps.sh"
 done
 
@@ -122,6 +125,9 @@ write_files:
     owner: "sloop:sloop"
     permissions: "0640"
     content: $(q 'say "hi" \ back\slash')
+  - path: "/etc/profile.d/smoke.sh"
+    permissions: "0644"
+    content: $(q 'export SMOKE_ORDER=profile.d')
 bootcmd:
 $bootcmd_items
   - "echo boot >> /var/lib/smoke-bootcmd-runs"
@@ -242,6 +248,34 @@ grep -qx '755 sloop 700 sloop 600 sloop ' <<<"$checks" || fail "home/.ssh modes 
 grep -qx 'ID=sloop-test' <<<"$checks" || fail "/etc/os-release has no ID=sloop-test"
 grep -qx 'analysis owner 1000' <<<"$checks" || fail "/analysis is not owned by uid 1000 (bootcmd's chown)"
 grep -q 'sloop-init: ready' "$serial" || fail "no 'sloop-init: ready' on the serial console"
+
+# openssl as the user, on a certificate made on the host.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=sloop-smoke -keyout "$work/cert.key" \
+	-out "$work/cert.pem" 2>/dev/null || fail "cannot make a test certificate on the host"
+guest 'cat > /tmp/cert.pem' <"$work/cert.pem" || fail "cannot copy the certificate into the guest"
+want_end=$(openssl x509 -in "$work/cert.pem" -noout -enddate)
+ossl=$(guest 'id -un; openssl version; openssl version -d; openssl x509 -in /tmp/cert.pem -noout -subject -enddate' 2>&1) ||
+	fail "openssl in the guest failed: $ossl"
+printf '%s\n' "$ossl" | sed 's/^/    guest: /' >&2
+grep -q '^OpenSSL 3' <<<"$ossl" || fail "openssl version: $ossl"
+grep -qx 'OPENSSLDIR: "/usr/lib/ssl"' <<<"$ossl" || fail "unexpected OPENSSLDIR"
+grep -qx 'subject=CN = sloop-smoke' <<<"$ossl" || fail "openssl x509 -subject in the guest is wrong"
+grep -qxF "$want_end" <<<"$ossl" || fail "openssl x509 -enddate in the guest differs from the host's ($want_end)"
+[ "$(grep -c . <<<"$ossl")" -eq 5 ] || fail "openssl printed more than expected (warnings?)"
+
+# Profiles: /etc/profile.d/smoke.sh (write_files) then ~/.profile, in login shells only.
+guest 'echo "export SMOKE_ORDER=\"\$SMOKE_ORDER,home\"" >> ~/.profile' || fail "cannot append to ~/.profile"
+prof=$(guest 'echo "ssh-command: [$SMOKE_ORDER] $(tr "\0" " " </proc/$$/cmdline)"; sh -lc '\''echo "sh-l: [$SMOKE_ORDER]"'\''') ||
+	fail "profile checks failed"
+# No command: dropbear starts the user's shell as for an interactive session (here fed on stdin).
+session=$(echo 'echo "session: [$SMOKE_ORDER] $(tr "\0" " " </proc/$$/cmdline)"' |
+	ssh "${ssh_opts[@]}" -T -p "$port" sloop@127.0.0.1 2>&1) || fail "session without a command failed: $session"
+prof=$prof$'\n'$session
+printf '%s\n' "$prof" | sed 's/^/    guest: /' >&2
+grep -qx 'ssh-command: \[\] /bin/ash -c .*' <<<"$prof" || fail "a command over ssh does not run as a plain \$SHELL -c"
+grep -qx 'sh-l: \[profile.d,home\]' <<<"$prof" || fail "sh -l does not read /etc/profile.d/*.sh then ~/.profile"
+grep -qx 'session: \[profile.d,home\] /bin/ash -l ' <<<"$prof" ||
+	fail "dropbear's session shell is not a login shell reading /etc/profile.d/*.sh then ~/.profile"
 poweroff_acpi 1
 off1=$t_off
 grep -q 'sloop-init: shutting down' "$serial" || fail "the guest did not run its shutdown script"

@@ -9,8 +9,9 @@
 #
 # The image (512 MiB virtual, a few tens of MiB on disk): an MBR with SYSLINUX, a FAT boot partition
 # (Debian's generic kernel, a busybox initramfs, syslinux.cfg with console=ttyS0) and an ext4 root
-# labelled "sloop-root" with busybox, dropbear and the contextualisation script sloop-init, which
-# reads a cloud-init NoCloud seed (a disk labelled "cidata"). See README.md.
+# labelled "sloop-root" with busybox, dropbear, the openssl command-line tool and the
+# contextualisation script sloop-init, which reads a cloud-init NoCloud seed (a disk labelled
+# "cidata"). See README.md.
 #
 # The image is rebuilt only when the recipe changes: a SHA-256 over build.sh, initramfs/ and
 # rootfs/ is kept in OUTDIR/sloop-test.qcow2.stamp (SLOOP_TEST_IMAGE_REBUILD=1 forces a rebuild).
@@ -111,11 +112,11 @@ kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 	awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
 [ -n "$kernel_pkg" ] || die "cannot resolve linux-image-amd64 to a kernel package (run apt-get update?)"
 kver=${kernel_pkg#linux-image-}
-# dropbear's libraries: the package's dependency closure (all small); only the shared objects the
-# binaries need end up in the image.
+# dropbear's and openssl's libraries: the packages' dependency closure (small: libc6, libssl3...);
+# only the shared objects the binaries need end up in the image.
 mapfile -t lib_pkgs < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-	--no-breaks --no-replaces --no-enhances dropbear-bin | grep -E '^[a-z0-9][a-z0-9+.-]*$' | sort -u)
-[ ${#lib_pkgs[@]} -gt 1 ] || die "cannot resolve dropbear-bin's dependencies (run apt-get update?)"
+	--no-breaks --no-replaces --no-enhances dropbear-bin openssl | grep -E '^[a-z0-9][a-z0-9+.-]*$' | sort -u)
+[ ${#lib_pkgs[@]} -gt 2 ] || die "cannot resolve the dependencies of dropbear-bin and openssl (run apt-get update?)"
 pkgs=("$kernel_pkg" busybox-static syslinux-common "${lib_pkgs[@]}")
 
 mkdir -p "$tmp/debs" "$tmp/pkg" "$tmp/kernel"
@@ -137,6 +138,8 @@ kernel=$tmp/kernel
 [ -f "$kernel/boot/vmlinuz-$kver" ] || die "$kernel_pkg has no /boot/vmlinuz-$kver"
 [ -x "$pkg/bin/busybox" ] || die "busybox-static has no /bin/busybox"
 [ -f "$pkg/usr/lib/syslinux/mbr/mbr.bin" ] || die "syslinux-common has no mbr.bin"
+[ -x "$pkg/usr/bin/openssl" ] || die "openssl has no /usr/bin/openssl"
+[ -f "$pkg/etc/ssl/openssl.cnf" ] || die "openssl has no /etc/ssl/openssl.cnf"
 
 # --- kernel modules -----------------------------------------------------------------------------
 depmod -b "$kernel" "$kver"
@@ -166,9 +169,9 @@ done <"$tmp/initramfs.modules"
 (cd "$initrd" && find . | sort | cpio --quiet -o -H newc -R 0:0) | gzip -9n >"$tmp/initrd.img"
 
 # --- root filesystem ----------------------------------------------------------------------------
-log "root filesystem: busybox, dropbear, sloop-init, ${#root_modules[@]} modules (with dependencies)"
+log "root filesystem: busybox, dropbear, openssl, sloop-init, ${#root_modules[@]} modules (with dependencies)"
 root=$tmp/root
-mkdir -p "$root"/usr/{bin,sbin,lib/$arch,lib64} "$root"/{dev,proc,sys,run,tmp,root,home,mnt,etc} \
+mkdir -p "$root"/usr/{bin,sbin,lib/$arch,lib64} "$root"/{dev,proc,sys,run,tmp,root,home,mnt,etc/profile.d} \
 	"$root"/var/{lib,log,tmp}
 ln -s usr/bin "$root/bin"
 ln -s usr/sbin "$root/sbin"
@@ -199,13 +202,25 @@ done <"$tmp/applets"
 cp -L "$pkg/usr/sbin/dropbear" "$root/usr/sbin/dropbear"
 cp -L "$pkg/usr/bin/dropbearkey" "$pkg/usr/bin/dropbearconvert" "$root/usr/bin/"
 
-# Shared objects the dropbear binaries need, resolved with the packages' own dynamic loader so that
-# nothing comes from the host.
+# The openssl command-line tool (to inspect certificates and proxies in the guest) with its
+# configuration where it looks for it (OPENSSLDIR /usr/lib/ssl, links into /etc/ssl as in Debian).
+# No CA bundle, engines, legacy provider, c_rehash or CA.pl: the default provider is built in.
+cp -L "$pkg/usr/bin/openssl" "$root/usr/bin/openssl"
+mkdir -p "$root/etc/ssl/certs" "$root/etc/ssl/private" "$root/usr/lib/ssl"
+chmod 0700 "$root/etc/ssl/private"
+cp "$pkg/etc/ssl/openssl.cnf" "$root/etc/ssl/openssl.cnf"
+for l in openssl.cnf certs private; do
+	ln -s "/etc/ssl/$l" "$root/usr/lib/ssl/$l"
+done
+
+# Shared objects the dropbear and openssl binaries need, resolved with the packages' own dynamic
+# loader so that nothing comes from the host.
 ldso=$pkg/lib/$arch/ld-linux-x86-64.so.2
 [ -x "$ldso" ] || die "libc6 has no lib/$arch/ld-linux-x86-64.so.2"
 cp -L "$ldso" "$root/usr/lib/$arch/ld-linux-x86-64.so.2"
 ln -s ../lib/$arch/ld-linux-x86-64.so.2 "$root/usr/lib64/ld-linux-x86-64.so.2"
-for bin in "$root/usr/sbin/dropbear" "$root/usr/bin/dropbearkey" "$root/usr/bin/dropbearconvert"; do
+for bin in "$root/usr/sbin/dropbear" "$root/usr/bin/dropbearkey" "$root/usr/bin/dropbearconvert" \
+	"$root/usr/bin/openssl"; do
 	"$ldso" --inhibit-cache --library-path "$pkg/lib/$arch:$pkg/usr/lib/$arch" --list "$bin" >"$tmp/ldd" ||
 		die "cannot list the libraries of ${bin#"$root"}: $(cat "$tmp/ldd")"
 	while read -r soname arrow path _; do
