@@ -18,6 +18,8 @@ pub struct Config {
     /// `kvm` or `tcg`: how machines run, whatever the acceleration probe found. For hosts where
     /// KVM passes the probe but real guests hang. Default: what the probe found.
     pub acceleration: Option<crate::host::Acceleration>,
+    /// Warn this many minutes before the grid proxy expires. Default: 60.
+    pub proxy_warning_minutes: Option<u32>,
 }
 
 /// The config file could not be read.
@@ -57,6 +59,11 @@ impl Config {
                 "qemu:///session".to_string()
             }
         })
+    }
+
+    /// How long before the proxy expires the user is warned, in minutes.
+    pub fn proxy_warning_minutes(&self) -> u32 {
+        self.proxy_warning_minutes.unwrap_or(60)
     }
 
     /// The grid trust anchors' folder in force.

@@ -58,6 +58,16 @@ pub enum Event {
     Machines {
         machines: Vec<crate::machine::MachineSummary>,
     },
+    /// The proxy file changed (renewed by any tool, removed), or it nears its end.
+    Proxy {
+        status: Box<crate::proxy::ProxyStatus>,
+    },
+    /// A renewed proxy was placed in attached machines, or could not be.
+    ProxyPlaced {
+        placed: Vec<crate::proxy::attach::Placed>,
+        /// `machine: reason` for each machine it could not be placed in.
+        failed: Vec<String>,
+    },
 }
 
 /// Where core functions send their events. Cheap to clone.

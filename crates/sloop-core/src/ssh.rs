@@ -153,6 +153,24 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
+/// Everything a command prints, and its exit status.
+async fn collect(channel: &mut russh::Channel<russh::client::Msg>) -> Output {
+    let mut output = Output {
+        status: None,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    while let Some(message) = channel.wait().await {
+        match message {
+            ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
+            _ => {}
+        }
+    }
+    output
+}
+
 enum Attempt {
     Done(Session),
     /// Worth trying again while the guest boots.
@@ -272,20 +290,18 @@ impl Session {
     pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
         let mut channel = self.handle.channel_open_session().await?;
         channel.exec(true, command).await?;
-        let mut output = Output {
-            status: None,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-        };
-        while let Some(message) = channel.wait().await {
-            match message {
-                ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
-                _ => {}
-            }
-        }
-        Ok(output)
+        Ok(collect(&mut channel).await)
+    }
+
+    /// Runs `command` with `input` as its standard input (then end of file) and collects its
+    /// output. For files placed in the machine; `input` is never logged.
+    #[tracing::instrument(skip(self, input), fields(input_bytes = input.len()))]
+    pub async fn exec_with_input(&self, command: &str, input: &[u8]) -> Result<Output, SshError> {
+        let mut channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        channel.data(input).await?;
+        channel.eof().await?;
+        Ok(collect(&mut channel).await)
     }
 
     /// Runs `command` and copies its output to `stdout` and `stderr` as it arrives; returns its

@@ -208,7 +208,7 @@ pub async fn check_host(paths: &Paths, config: &Config, fresh: bool) -> HostRepo
         ),
     });
     checks.push(share_check);
-    checks.push(check_proxy());
+    checks.push(check_proxy(&config.ca_dir()));
     checks.push(check_trust_anchors(&config.ca_dir()));
 
     let ready = checks.iter().all(|c| c.status != CheckStatus::Missing);
@@ -413,18 +413,19 @@ async fn qemu_has_device(qemu: &Path, device: &str) -> bool {
     }
 }
 
-fn check_proxy() -> Check {
+fn check_proxy(anchors: &Path) -> Check {
     const TITLE: &str = "Grid proxy";
     let path = crate::proxy::default_path();
-    match crate::proxy::summarize(&path) {
+    match crate::proxy::inspect(&path, anchors, time::OffsetDateTime::now_utc()) {
         Ok(Some(p)) if p.seconds_left > 0 => check(
             CheckId::Proxy,
             TITLE,
             CheckStatus::Ok,
             format!(
-                "{}: {}, {} left",
+                "{}: {}{}, {} left",
                 p.path.display(),
-                p.subject,
+                p.identity,
+                p.vo().map(|vo| format!(" ({vo})")).unwrap_or_default(),
                 human_duration(p.seconds_left)
             ),
             None,
@@ -434,7 +435,7 @@ fn check_proxy() -> Check {
             TITLE,
             CheckStatus::Warning,
             format!("{}: expired at {}", p.path.display(), p.not_after),
-            Some("renew it with arcproxy or voms-proxy-init"),
+            Some("renew it with `sloop proxy init`, arcproxy or voms-proxy-init"),
         ),
         Ok(None) => check(
             CheckId::Proxy,
@@ -444,14 +445,14 @@ fn check_proxy() -> Check {
                 "no proxy at {}; grid services will not be reachable from machines",
                 path.display()
             ),
-            Some("make one with arcproxy or voms-proxy-init"),
+            Some("make one with `sloop proxy init`, arcproxy or voms-proxy-init"),
         ),
         Err(e) => check(
             CheckId::Proxy,
             TITLE,
             CheckStatus::Warning,
             e.to_string(),
-            Some("make a new one with arcproxy or voms-proxy-init"),
+            Some("make a new one with `sloop proxy init`"),
         ),
     }
 }

@@ -113,6 +113,7 @@ pub async fn create(
         ssh_port: super::free_local_port().map_err(|e| MachineError::Files(dir.clone(), e))?,
         work_dir,
         created: crate::time_util::rfc3339(now),
+        proxy_attached: false,
     };
     let share = super::power::share_kind(conn).await;
     seed_for(&manifest, &keys, share)?

@@ -110,6 +110,9 @@ pub struct Manifest {
     pub work_dir: Option<PathBuf>,
     /// RFC 3339.
     pub created: String,
+    /// Whether the user's grid proxy is placed in the machine at every start and renewal.
+    #[serde(default)]
+    pub proxy_attached: bool,
 }
 
 /// A manifest could not be read or written.
@@ -209,6 +212,7 @@ mod tests {
             ssh_port: 40022,
             work_dir: Some("/home/u/work".into()),
             created: "2026-11-24T21:00:00Z".into(),
+            proxy_attached: false,
         };
         let machine_dir = dir.path().join("demo");
         std::fs::create_dir(&machine_dir).unwrap();

@@ -84,6 +84,8 @@ pub struct MachineSummary {
     /// Whether the base image is still certified by a subscribed, verified list; a machine on
     /// an image that is no longer certified keeps working, with a warning.
     pub image_certified: bool,
+    /// Whether the user's grid proxy follows the machine (`sloop proxy attach`).
+    pub proxy_attached: bool,
 }
 
 /// A machine operation failed.
@@ -189,6 +191,7 @@ async fn summarize(
         ssh_port: manifest.ssh_port,
         work_dir: manifest.work_dir.as_ref().map(|p| p.display().to_string()),
         image_certified: certified.contains(&manifest.base.sha512),
+        proxy_attached: manifest.proxy_attached,
     })
 }
 

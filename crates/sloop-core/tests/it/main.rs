@@ -8,5 +8,7 @@
 mod catalog;
 mod https;
 mod machine;
+mod proxy;
 mod support;
 mod vm;
+mod voms;

@@ -21,4 +21,8 @@ workDir: string | null,
  * Whether the base image is still certified by a subscribed, verified list; a machine on
  * an image that is no longer certified keeps working, with a warning.
  */
-imageCertified: boolean, };
+imageCertified: boolean, 
+/**
+ * Whether the user's grid proxy follows the machine (`sloop proxy attach`).
+ */
+proxyAttached: boolean, };

@@ -1,0 +1,456 @@
+//! Placing the user's proxy in a machine, as grid tools inside expect it: the proxy at
+//! `/tmp/x509up_u<uid>` (0600, the user's), the host's trust anchors and VOMS descriptions under
+//! `~/.sloop/grid/`, and `X509_USER_PROXY`, `X509_CERT_DIR`, `X509_VOMS_DIR` set in login shells
+//! by `~/.sloop/grid/env.sh`, which `~/.profile` sources.
+//!
+//! Everything goes over the machine's SSH connection as its user: nothing needs root in the
+//! guest, and the proxy never touches the guest's disk outside `/tmp`. The anchors are sent again
+//! only when they changed, so a renewal moves one small file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use ts_rs::TS;
+
+use super::{ProxyError, inspect::read};
+use crate::config::Config;
+use crate::libvirt::Connection;
+use crate::machine::{MachineError, MachineName, MachineState, Manifest};
+use crate::paths::Paths;
+use crate::ssh::Session;
+
+/// How long to wait for a running machine's SSH server.
+const CONNECT_WITHIN: Duration = Duration::from_secs(30);
+/// More than any real trust store (IGTF's is a few MiB): a wrong `X509_CERT_DIR` is refused,
+/// not copied.
+const MAX_ANCHOR_BYTES: u64 = 64 << 20;
+/// The line `~/.profile` gets, found again by its marker when detaching.
+const PROFILE_MARKER: &str = "# sloop: grid proxy";
+
+/// A proxy could not be placed in or removed from a machine.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no proxy at {0}; make one with `sloop proxy init`")]
+    NoProxy(PathBuf),
+    #[error("the proxy at {path} expired at {at}; renew it with `sloop proxy init`")]
+    Expired { path: PathBuf, at: String },
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    #[error("cannot read the trust anchors in {0}: {1}")]
+    Anchors(PathBuf, String),
+    #[error("machine {machine} could not {step}: {message}")]
+    Remote {
+        machine: String,
+        step: &'static str,
+        message: String,
+    },
+}
+
+/// What a machine received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct Placed {
+    pub machine: String,
+    /// Where the proxy is in the machine.
+    pub path: String,
+    /// RFC 3339: the placed proxy's end.
+    pub not_after: String,
+    /// Whether the anchors were sent (they are sent only when they changed).
+    pub anchors_sent: bool,
+}
+
+/// Grid files on the host to place in machines.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub proxy: PathBuf,
+    pub anchors: PathBuf,
+    pub voms_dir: PathBuf,
+}
+
+impl Sources {
+    /// Where grid tools find them on this host.
+    pub fn from_env(config: &Config) -> Self {
+        Self {
+            proxy: super::default_path(),
+            anchors: config.ca_dir(),
+            voms_dir: super::voms_dir(),
+        }
+    }
+}
+
+/// Marks machine `name` attached and, when it runs, places the proxy in it now. Attached
+/// machines get the proxy at every start ([`crate::machine::start`]) and renewal ([`push_all`]).
+pub async fn attach(
+    paths: &Paths,
+    conn: &Connection,
+    name: &str,
+    sources: &Sources,
+) -> Result<Option<Placed>, AttachError> {
+    let name: MachineName = name.parse().map_err(MachineError::from)?;
+    let mut manifest = crate::machine::load(paths, &name)?;
+    // Check the proxy before recording anything: attaching a broken proxy is refused.
+    let now = OffsetDateTime::now_utc();
+    usable_proxy(&sources.proxy, now)?;
+    if !manifest.proxy_attached {
+        manifest.proxy_attached = true;
+        manifest
+            .save(&paths.machine_dir(name.as_str()))
+            .map_err(MachineError::from)?;
+    }
+    if crate::machine::domain_state(conn, &manifest.domain_name())
+        .await
+        .map_err(MachineError::from)?
+        != MachineState::Running
+    {
+        return Ok(None);
+    }
+    let session = crate::machine::power::connect(paths, &manifest, CONNECT_WITHIN).await?;
+    let placed = place(&session, &manifest, sources, now).await;
+    let _ = session.close().await;
+    placed.map(Some)
+}
+
+/// Marks machine `name` detached and, when it runs, removes the proxy, anchors and profile line
+/// from it.
+pub async fn detach(paths: &Paths, conn: &Connection, name: &str) -> Result<(), AttachError> {
+    let name: MachineName = name.parse().map_err(MachineError::from)?;
+    let mut manifest = crate::machine::load(paths, &name)?;
+    manifest.proxy_attached = false;
+    manifest
+        .save(&paths.machine_dir(name.as_str()))
+        .map_err(MachineError::from)?;
+    if crate::machine::domain_state(conn, &manifest.domain_name())
+        .await
+        .map_err(MachineError::from)?
+        != MachineState::Running
+    {
+        return Ok(());
+    }
+    let session = crate::machine::power::connect(paths, &manifest, CONNECT_WITHIN).await?;
+    let removed = remove(&session, &manifest).await;
+    let _ = session.close().await;
+    removed
+}
+
+/// Places the current proxy in every running attached machine: what a renewal calls. One
+/// machine's failure does not stop the others.
+pub async fn push_all(
+    paths: &Paths,
+    conn: &Connection,
+    sources: &Sources,
+) -> Vec<(String, Result<Placed, AttachError>)> {
+    let manifests = match crate::machine::manifest::load_all(&paths.machines_dir()) {
+        Ok(manifests) => manifests,
+        Err(e) => {
+            return vec![(
+                String::new(),
+                Err(AttachError::Machine(MachineError::from(e))),
+            )];
+        }
+    };
+    let mut results = Vec::new();
+    for manifest in manifests.into_iter().filter(|m| m.proxy_attached) {
+        match crate::machine::domain_state(conn, &manifest.domain_name()).await {
+            Ok(MachineState::Running) => {}
+            Ok(_) => continue,
+            Err(e) => {
+                results.push((manifest.name.to_string(), Err(MachineError::from(e).into())));
+                continue;
+            }
+        }
+        let outcome = async {
+            let session = crate::machine::power::connect(paths, &manifest, CONNECT_WITHIN).await?;
+            let placed = place(&session, &manifest, sources, OffsetDateTime::now_utc()).await;
+            let _ = session.close().await;
+            placed
+        }
+        .await;
+        match &outcome {
+            Ok(p) => tracing::info!(machine = %manifest.name, until = %p.not_after, "proxy placed"),
+            Err(e) => tracing::warn!(machine = %manifest.name, "proxy not placed: {e}"),
+        }
+        results.push((manifest.name.to_string(), outcome));
+    }
+    results
+}
+
+/// Places the proxy, and the anchors when they changed, over an open session.
+pub async fn place(
+    session: &Session,
+    manifest: &Manifest,
+    sources: &Sources,
+    now: OffsetDateTime,
+) -> Result<Placed, AttachError> {
+    let machine = manifest.name.to_string();
+    let remote_failed = |step: &'static str, message: String| AttachError::Remote {
+        machine: machine.clone(),
+        step,
+        message,
+    };
+    let (proxy_bytes, not_after) = usable_proxy(&sources.proxy, now)?;
+
+    // The grid folder: anchors, VOMS descriptions, env.sh; skipped when the guest has this one.
+    let bundle = grid_folder(sources)?;
+    let digest = hex::encode(Sha256::digest(&bundle.tar));
+    let current = session
+        .exec("cat \"$HOME/.sloop/grid/.digest\" 2>/dev/null")
+        .await
+        .map_err(|e| remote_failed("be reached", e.to_string()))?;
+    let anchors_sent = String::from_utf8_lossy(&current.stdout).trim() != digest;
+    if anchors_sent {
+        let script = format!(
+            r#"set -e
+umask 022
+d="$HOME/.sloop/grid"
+mkdir -p "$d"
+t=$(mktemp -d "$d/.new.XXXXXX")
+tar -x -C "$t" -f -
+rm -rf "$d/certificates" "$d/vomsdir"
+for f in certificates vomsdir; do [ -d "$t/$f" ] && mv "$t/$f" "$d/$f"; done
+mv -f "$t/env.sh" "$d/env.sh"
+rm -rf "$t"
+printf '%s\n' {digest} > "$d/.digest"
+grep -qs '{PROFILE_MARKER}' "$HOME/.profile" ||
+  printf '%s\n' '[ -r "$HOME/.sloop/grid/env.sh" ] && . "$HOME/.sloop/grid/env.sh" {PROFILE_MARKER}' >> "$HOME/.profile""#
+        );
+        check(session.exec_with_input(&script, &bundle.tar).await)
+            .map_err(|m| remote_failed("receive the trust anchors", m))?;
+    }
+
+    // The proxy: a private temporary file in /tmp, renamed over the old one at once.
+    let script = r#"set -e
+umask 077
+f="/tmp/x509up_u$(id -u)"
+t=$(mktemp "/tmp/.x509up_u$(id -u).XXXXXX")
+cat > "$t"
+chmod 600 "$t"
+mv -f "$t" "$f"
+printf '%s\n' "$f""#;
+    let output = check(session.exec_with_input(script, &proxy_bytes).await)
+        .map_err(|m| remote_failed("receive the proxy", m))?;
+    Ok(Placed {
+        machine: machine.clone(),
+        path: String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        not_after,
+        anchors_sent,
+    })
+}
+
+/// Removes the proxy, the grid folder and the profile line from the machine.
+async fn remove(session: &Session, manifest: &Manifest) -> Result<(), AttachError> {
+    let script = format!(
+        r#"rm -f "/tmp/x509up_u$(id -u)"
+rm -rf "$HOME/.sloop/grid"
+if [ -f "$HOME/.profile" ]; then
+  grep -v '{PROFILE_MARKER}' "$HOME/.profile" > "$HOME/.profile.sloop-new" || true
+  cat "$HOME/.profile.sloop-new" > "$HOME/.profile"
+  rm -f "$HOME/.profile.sloop-new"
+fi"#
+    );
+    check(session.exec(&script).await)
+        .map(|_| ())
+        .map_err(|message| AttachError::Remote {
+            machine: manifest.name.to_string(),
+            step: "remove the proxy",
+            message,
+        })
+}
+
+/// The proxy's bytes, once it is known to be a valid, unexpired proxy with its own key.
+fn usable_proxy(
+    path: &Path,
+    now: OffsetDateTime,
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, String), AttachError> {
+    let file = read(path)?.ok_or_else(|| AttachError::NoProxy(path.to_path_buf()))?;
+    let not_after = crate::time_util::asn1_to_offset(file.certificates[0].not_after());
+    if not_after <= now {
+        return Err(AttachError::Expired {
+            path: path.to_path_buf(),
+            at: crate::time_util::rfc3339(not_after),
+        });
+    }
+    let bytes = super::read_secret(path)
+        .map_err(|source| ProxyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| AttachError::NoProxy(path.to_path_buf()))?;
+    Ok((bytes, crate::time_util::rfc3339(not_after)))
+}
+
+/// The output of a command that succeeded, else the last line it wrote to stderr.
+fn check(
+    result: Result<crate::ssh::Output, crate::ssh::SshError>,
+) -> Result<crate::ssh::Output, String> {
+    let output = result.map_err(|e| e.to_string())?;
+    if output.status == Some(0) {
+        return Ok(output);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map_or_else(
+            || format!("exit status {:?}", output.status),
+            |l| l.trim().to_string(),
+        ))
+}
+
+struct GridFolder {
+    tar: Vec<u8>,
+}
+
+/// `certificates/` (the anchors, links resolved), `vomsdir/` and `env.sh`, as one tar stream.
+/// Files are sorted and stamped with time 0, so the same host files give the same digest.
+fn grid_folder(sources: &Sources) -> Result<GridFolder, AttachError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut total = 0u64;
+    let has_anchors = add_tree(
+        &mut builder,
+        &sources.anchors,
+        "certificates",
+        0,
+        &mut total,
+    )?;
+    let has_voms = add_tree(&mut builder, &sources.voms_dir, "vomsdir", 0, &mut total)?;
+    let mut env = String::from(
+        "# Written by Sloop (`sloop proxy attach`): the grid proxy and trust anchors.\n\
+         export X509_USER_PROXY=\"/tmp/x509up_u$(id -u)\"\n",
+    );
+    if has_anchors {
+        env.push_str("export X509_CERT_DIR=\"$HOME/.sloop/grid/certificates\"\n");
+    }
+    if has_voms {
+        env.push_str("export X509_VOMS_DIR=\"$HOME/.sloop/grid/vomsdir\"\n");
+    }
+    append(&mut builder, "env.sh", env.as_bytes(), 0o644)
+        .map_err(|e| AttachError::Anchors(sources.anchors.clone(), e.to_string()))?;
+    let tar = builder
+        .into_inner()
+        .map_err(|e| AttachError::Anchors(sources.anchors.clone(), e.to_string()))?;
+    Ok(GridFolder { tar })
+}
+
+/// Adds the regular files under `dir` (following links, two levels deep for `vomsdir/<vo>/`)
+/// as `prefix/…`; false when `dir` does not exist or holds nothing.
+fn add_tree(
+    builder: &mut tar::Builder<Vec<u8>>,
+    dir: &Path,
+    prefix: &str,
+    depth: u8,
+    total: &mut u64,
+) -> Result<bool, AttachError> {
+    let failed = |e: std::io::Error| AttachError::Anchors(dir.to_path_buf(), e.to_string());
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(failed(e)),
+    };
+    let mut names: Vec<_> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let mut any = false;
+    for name in names {
+        let path = dir.join(&name);
+        // Links are followed: IGTF folders link `<hash>.0` to the CA's file.
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let inner = format!("{prefix}/{name}");
+        if metadata.is_dir() {
+            if depth < 1 {
+                any |= add_tree(builder, &path, &inner, depth + 1, total)?;
+            }
+            continue;
+        }
+        if !metadata.is_file() {
+            continue;
+        }
+        *total += metadata.len();
+        if *total > MAX_ANCHOR_BYTES {
+            return Err(AttachError::Anchors(
+                dir.to_path_buf(),
+                format!(
+                    "more than {} MiB; is X509_CERT_DIR right?",
+                    MAX_ANCHOR_BYTES >> 20
+                ),
+            ));
+        }
+        let bytes = fs_err::read(&path).map_err(failed)?;
+        append(builder, &inner, &bytes, 0o644).map_err(failed)?;
+        any = true;
+    }
+    Ok(any)
+}
+
+fn append(
+    builder: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_folder_is_reproducible_and_follows_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let anchors = dir.path().join("certificates");
+        std::fs::create_dir(&anchors).unwrap();
+        std::fs::write(anchors.join("TestCA.pem"), "ca").unwrap();
+        std::os::unix::fs::symlink("TestCA.pem", anchors.join("0123abcd.0")).unwrap();
+        std::fs::write(anchors.join("0123abcd.signing_policy"), "policy").unwrap();
+        let sources = Sources {
+            proxy: dir.path().join("proxy"),
+            anchors: anchors.clone(),
+            voms_dir: dir.path().join("none"),
+        };
+        let one = grid_folder(&sources).unwrap().tar;
+        let two = grid_folder(&sources).unwrap().tar;
+        assert_eq!(one, two, "same files, same stream");
+        let mut archive = tar::Archive::new(one.as_slice());
+        let mut names = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+            if name == "certificates/0123abcd.0" {
+                assert_eq!(body, "ca", "the link's target travels");
+            }
+            if name == "env.sh" {
+                assert!(body.contains("X509_CERT_DIR"));
+                assert!(!body.contains("X509_VOMS_DIR"), "no vomsdir on the host");
+            }
+            names.push(name);
+        }
+        assert_eq!(
+            names,
+            [
+                "certificates/0123abcd.0",
+                "certificates/0123abcd.signing_policy",
+                "certificates/TestCA.pem",
+                "env.sh"
+            ]
+        );
+    }
+}
