@@ -16,6 +16,7 @@ mod image;
 mod machine;
 mod output;
 mod progress;
+mod proxy;
 
 /// Sloop carries your analysis VM from the laptop to the grid, unchanged.
 #[derive(Debug, Parser)]
@@ -57,6 +58,9 @@ enum Command {
     },
     /// Write an ssh config for your machines, for your own ssh, scp and editors.
     SshConfig,
+    /// Your grid proxy: info, init (make one), attach to / detach from machines, watch.
+    #[command(subcommand)]
+    Proxy(proxy::ProxyCommand),
     /// Pull an image if needed, create a machine from it and start it, in one go.
     Launch {
         image: String,
@@ -222,6 +226,7 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Machine(command) => machine::run(ctx, command).await,
         Command::Shell { name, command } => machine::shell(ctx, &name, &command).await,
         Command::SshConfig => machine::ssh_config(ctx),
+        Command::Proxy(command) => proxy::run(ctx, command).await,
         Command::Launch {
             image,
             name,

@@ -6,85 +6,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha512};
+mod support;
 
-fn test_image() -> PathBuf {
-    if let Some(path) = std::env::var_os("SLOOP_TEST_IMAGE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/test-image/build.sh");
-    let out = Command::new(script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the test image recipe failed");
-    PathBuf::from(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    )
-}
-
-struct Sloop {
-    home: PathBuf,
-}
-
-impl Sloop {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sloop"));
-        command.args(args).env("SLOOP_HOME", &self.home);
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "sloop {args:?}: {:?}\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-}
-
-/// Deletes the machines left by a failed run, so libvirt does not keep their domains.
-struct Cleanup<'a>(&'a Sloop, &'static [&'static str]);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for name in self.1 {
-            let _ = self.0.run(&["machine", "delete", name, "--yes"]);
-        }
-    }
-}
-
-fn sha512_file(path: &Path) -> String {
-    hex::encode(Sha512::digest(std::fs::read(path).unwrap()))
-}
+use support::{Cleanup, Sloop, sha512_file, test_image};
 
 #[test]
 fn machine_lifecycle_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let sloop = Sloop {
         home: dir.path().join("home"),
+        env: Vec::new(),
     };
     let _cleanup = Cleanup(&sloop, &["cli-life", "cli-killed"]);
     let work = dir.path().join("analysis");
@@ -307,6 +242,7 @@ fn machine_lifecycle_from_the_command_line() {
     // Another Sloop home on the same libvirt cannot take (or clear away) that machine's domain.
     let other = Sloop {
         home: dir.path().join("other-home"),
+        env: Vec::new(),
     };
     other.ok(&[
         "catalog",

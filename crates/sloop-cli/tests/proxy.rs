@@ -1,0 +1,330 @@
+//! The grid proxy through the `sloop` binary, with a test CA and user made here, on a real
+//! tiny VM: `proxy init` from a passphrase-protected key, `proxy attach` places it in the running
+//! machine (0600, the user's, readable by `openssl` inside, its chain verified inside against
+//! the anchors that came with it), a renewal by another grid tool (`arcproxy`) reaches the
+//! machine through `proxy watch` with no other action, a start places it again, `detach`
+//! removes it, and no log holds key material or the passphrase.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sloop_core::pki::{self, CertificateSpec};
+
+mod support;
+
+use support::{Cleanup, Sloop, test_image};
+
+const USER_DN: &str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Jane Doe";
+const PASSPHRASE: &str = "proxy test passphrase 7";
+const MACHINE: &str = "cli-proxy";
+
+/// A test CA (as an anchor folder), a user with an encrypted key, a VOMS description folder.
+struct Grid {
+    anchors: PathBuf,
+    certificate: PathBuf,
+    key: PathBuf,
+    proxy: PathBuf,
+    voms_dir: PathBuf,
+}
+
+impl Grid {
+    fn new(dir: &Path) -> Self {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let ca = pki::issue(
+            &CertificateSpec {
+                subject: "/DC=invalid/DC=sloop/O=Grid Test/CN=Grid Test CA",
+                not_before: now - 3600,
+                not_after: now + 30 * 86_400,
+                ca: true,
+                server_names: &[],
+            },
+            None,
+        )
+        .unwrap();
+        let user = pki::issue(
+            &CertificateSpec {
+                subject: USER_DN,
+                not_before: now - 3600,
+                not_after: now + 10 * 86_400,
+                ca: false,
+                server_names: &[],
+            },
+            Some(&ca),
+        )
+        .unwrap();
+        let anchors = dir.join("certificates");
+        std::fs::create_dir_all(&anchors).unwrap();
+        pki::install_anchor(&anchors, &ca.certificate).unwrap();
+        let voms_dir = dir.join("vomsdir/testvo");
+        std::fs::create_dir_all(&voms_dir).unwrap();
+        std::fs::write(
+            voms_dir.join("voms.example.org.lsc"),
+            "/DC=invalid/CN=voms.example.org\n/DC=invalid/CN=Grid Test CA\n",
+        )
+        .unwrap();
+        let certificate = dir.join("usercert.pem");
+        std::fs::write(&certificate, user.certificate.to_pem().unwrap()).unwrap();
+        let key = dir.join("userkey.pem");
+        std::fs::write(
+            &key,
+            user.key
+                .private_key_to_pem_pkcs8_passphrase(
+                    openssl::symm::Cipher::aes_256_cbc(),
+                    PASSPHRASE.as_bytes(),
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+            .unwrap();
+        Self {
+            anchors,
+            certificate,
+            key,
+            proxy: dir.join("x509up_test"),
+            voms_dir: dir.join("vomsdir"),
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("X509_USER_PROXY", self.proxy.clone()),
+            ("X509_CERT_DIR", self.anchors.clone()),
+            ("X509_VOMS_DIR", self.voms_dir.clone()),
+            ("X509_USER_CERT", self.certificate.clone()),
+            ("X509_USER_KEY", self.key.clone()),
+        ]
+    }
+
+    /// A field of the proxy's certificate as `openssl x509` prints it on the host.
+    fn host_field(&self, field: &str) -> String {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", field, "-in"])
+            .arg(&self.proxy)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+fn init_with_passphrase(sloop: &Sloop, extra: &[&str]) -> String {
+    let mut args = vec!["proxy", "init", "--passphrase-stdin"];
+    args.extend_from_slice(extra);
+    let mut child = sloop
+        .command(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSPHRASE}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "proxy init: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs a login shell command in the machine, as its user.
+fn inside(sloop: &Sloop, script: &str) -> String {
+    sloop.ok(&["shell", MACHINE, "--", "sh", "-lc", script])
+}
+
+struct Watcher(Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn proxy_follows_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = Grid::new(&dir.path().join("grid"));
+    let sloop = Sloop {
+        home: dir.path().join("home"),
+        env: grid.env(),
+    };
+    let _cleanup = Cleanup(&sloop, &[MACHINE]);
+    let image = test_image();
+    sloop.ok(&[
+        "catalog",
+        "add",
+        "--demo",
+        "--image",
+        image.to_str().unwrap(),
+    ]);
+    let identifier = sloop.json(&["image", "list"])[0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sloop.ok(&[
+        "launch",
+        &identifier,
+        "--name",
+        MACHINE,
+        "--vcpus",
+        "1",
+        "--memory",
+        "256",
+        "--disk",
+        "1",
+    ]);
+
+    // No proxy yet: attach is refused by name, and nothing is recorded.
+    let refused = sloop.run(&["proxy", "attach", MACHINE]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("sloop proxy init"));
+    assert_eq!(sloop.json(&["machine", "list"])[0]["proxyAttached"], false);
+
+    let made = init_with_passphrase(&sloop, &["--valid", "2h"]);
+    assert!(made.contains(USER_DN), "{made}");
+    let info = sloop.json(&["proxy", "info"]);
+    assert_eq!(info["identity"], USER_DN);
+    assert_eq!(info["chain"]["verified"], true);
+
+    let attached = sloop.json(&["proxy", "attach", MACHINE]);
+    assert_eq!(attached["path"], "/tmp/x509up_u1000");
+    assert_eq!(attached["anchorsSent"], true);
+    assert_eq!(sloop.json(&["machine", "list"])[0]["proxyAttached"], true);
+
+    // Inside: the user's 0600 file, the same certificate, the anchors and the environment of a
+    // login shell, and a chain that verifies there.
+    let seen = inside(
+        &sloop,
+        "stat -c \"%a %U\" \"$X509_USER_PROXY\"; \
+         openssl x509 -in \"$X509_USER_PROXY\" -noout -serial; \
+         openssl verify -allow_proxy_certs -CApath \"$X509_CERT_DIR\" -untrusted \"$X509_USER_PROXY\" \"$X509_USER_PROXY\"; \
+         ls \"$X509_VOMS_DIR/testvo\"",
+    );
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines[0], "600 sloop", "{seen}");
+    assert_eq!(lines[1], grid.host_field("-serial"), "{seen}");
+    assert!(lines[2].ends_with(": OK"), "{seen}");
+    assert_eq!(lines[3], "voms.example.org.lsc", "{seen}");
+
+    // A renewal by another grid tool reaches the machine through the watcher, with no action.
+    let watcher = Watcher(
+        sloop
+            .command(&["proxy", "watch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let old_serial = grid.host_field("-serial");
+    let mut arcproxy = Command::new("arcproxy")
+        .arg("-C")
+        .arg(&grid.certificate)
+        .arg("-K")
+        .arg(&grid.key)
+        .arg("-P")
+        .arg(&grid.proxy)
+        .arg("-T")
+        .arg(&grid.anchors)
+        .args(["-S", "", "-c", "validityPeriod=3h", "-p", "key=stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("arcproxy (scripts/install-deps.sh installs nordugrid-arc-client)");
+    writeln!(arcproxy.stdin.take().unwrap(), "{PASSPHRASE}").unwrap();
+    assert!(arcproxy.wait().unwrap().success());
+    let renewed = Instant::now();
+    let new_serial = grid.host_field("-serial");
+    assert_ne!(new_serial, old_serial);
+    let mut inside_serial = String::new();
+    while renewed.elapsed() < Duration::from_secs(60) {
+        inside_serial = inside(
+            &sloop,
+            "openssl x509 -in \"$X509_USER_PROXY\" -noout -serial",
+        )
+        .trim()
+        .to_string();
+        if inside_serial == new_serial {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(inside_serial, new_serial, "the renewal reached the machine");
+    eprintln!(
+        "renewal seen inside after {:.1} s",
+        renewed.elapsed().as_secs_f64()
+    );
+    drop(watcher);
+
+    // Gone after detach: the proxy, the folder and the profile line.
+    sloop.ok(&["proxy", "detach", MACHINE]);
+    let after = inside(
+        &sloop,
+        "ls /tmp/x509up_u1000 2>&1; ls ~/.sloop/grid 2>&1; grep -c sloop ~/.profile; true",
+    );
+    assert!(after.contains("No such file"), "{after}");
+    assert!(after.trim_end().ends_with('0'), "{after}");
+
+    // Attached while stopped: placed at the next start.
+    sloop.ok(&["machine", "stop", MACHINE]);
+    let out = sloop.ok(&["proxy", "attach", MACHINE]);
+    assert!(out.contains("next start"), "{out}");
+    sloop.ok(&["machine", "start", MACHINE]);
+    let seen = inside(
+        &sloop,
+        "openssl x509 -in \"$X509_USER_PROXY\" -noout -serial",
+    );
+    assert_eq!(seen.trim(), new_serial);
+
+    // No key material or passphrase in any log.
+    let key_line = std::fs::read_to_string(&grid.proxy)
+        .unwrap()
+        .lines()
+        .skip_while(|l| !l.contains("PRIVATE KEY"))
+        .nth(1)
+        .unwrap()
+        .to_string();
+    for log in logs(&sloop.home) {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !text.contains(PASSPHRASE),
+            "passphrase in {}",
+            log.display()
+        );
+        assert!(
+            !text.contains(&key_line),
+            "key material in {}",
+            log.display()
+        );
+        assert!(!text.contains("PRIVATE KEY"), "a key in {}", log.display());
+    }
+}
+
+/// Every log file under a Sloop home: Sloop's own and the machines' console logs.
+fn logs(home: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![home.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().contains(".log") {
+                out.push(path);
+            }
+        }
+    }
+    assert!(
+        out.iter()
+            .any(|p| p.to_string_lossy().contains("sloop.log")),
+        "Sloop's log is among {out:?}"
+    );
+    out
+}

@@ -1,0 +1,81 @@
+//! What the CLI's real-VM tests share: the tiny test image, a `sloop` with its own home.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sha2::{Digest, Sha512};
+
+pub fn test_image() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLOOP_TEST_IMAGE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/test-image/build.sh");
+    let out = Command::new(script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the test image recipe failed");
+    PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+}
+
+pub struct Sloop {
+    pub home: PathBuf,
+    /// Extra environment for every command (grid variables).
+    pub env: Vec<(&'static str, PathBuf)>,
+}
+
+impl Sloop {
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sloop"));
+        command.args(args).env("SLOOP_HOME", &self.home);
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "sloop {args:?}: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+/// Deletes the machines left by a failed run, so libvirt does not keep their domains.
+pub struct Cleanup<'a>(pub &'a Sloop, pub &'static [&'static str]);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for name in self.1 {
+            let _ = self.0.run(&["machine", "delete", name, "--yes"]);
+        }
+    }
+}
+
+pub fn sha512_file(path: &Path) -> String {
+    hex::encode(Sha512::digest(std::fs::read(path).unwrap()))
+}
