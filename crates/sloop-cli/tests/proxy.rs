@@ -193,6 +193,8 @@ fn proxy_follows_the_machine() {
     assert_eq!(info["identity"], USER_DN);
     assert_eq!(info["chain"]["verified"], true);
 
+    // A line of the user's own in ~/.profile, which detach must leave alone.
+    inside(&sloop, "echo 'export MINE=kept' >> ~/.profile");
     let attached = sloop.json(&["proxy", "attach", MACHINE]);
     assert_eq!(attached["path"], "/tmp/x509up_u1000");
     assert_eq!(attached["anchorsSent"], true);
@@ -263,14 +265,18 @@ fn proxy_follows_the_machine() {
     );
     drop(watcher);
 
-    // Gone after detach: the proxy, the folder and the profile line.
+    // Gone after detach: the proxy, the folder and the profile line; the user's line stays.
     sloop.ok(&["proxy", "detach", MACHINE]);
     let after = inside(
         &sloop,
-        "ls /tmp/x509up_u1000 2>&1; ls ~/.sloop/grid 2>&1; grep -c sloop ~/.profile; true",
+        "[ -e /tmp/x509up_u1000 ] && echo proxy-left; [ -e ~/.sloop/grid ] && echo folder-left; \
+         grep -c 'sloop: grid proxy' ~/.profile; echo \"MINE=$MINE X509_USER_PROXY=$X509_USER_PROXY\"",
     );
-    assert!(after.contains("No such file"), "{after}");
-    assert!(after.trim_end().ends_with('0'), "{after}");
+    assert_eq!(
+        after.lines().collect::<Vec<_>>(),
+        ["0", "MINE=kept X509_USER_PROXY="],
+        "{after}"
+    );
 
     // Attached while stopped: placed at the next start.
     sloop.ok(&["machine", "stop", MACHINE]);

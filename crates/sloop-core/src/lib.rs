@@ -19,3 +19,16 @@ pub mod proxy;
 pub mod ssh;
 pub mod time_util;
 pub mod x509;
+
+/// An error and each of its causes, joined with ": ", on one line: how errors are shown where
+/// only text can go (logs, events, the host check).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

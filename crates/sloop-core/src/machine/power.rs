@@ -142,34 +142,42 @@ pub async fn start(
         let started = Instant::now();
         wait_for_ssh(paths, &manifest, within).await?;
         tracing::info!(machine = %name, seconds = started.elapsed().as_secs_f64(), "SSH answers");
-        if manifest.proxy_attached {
-            place_proxy(paths, config, &manifest, within).await;
-        }
+        place_proxy(paths, config, &manifest, within).await;
     }
     meter.update(reporter, 3, true);
     super::summary(paths, config, conn, &manifest).await
 }
 
-/// Places the user's proxy in an attached machine that has just started. A missing or expired
-/// proxy does not stop the start: the machine runs, and the next renewal places it.
+/// Places the user's proxy in an attached machine that has just started, or clears what an
+/// earlier attach left in a machine detached while it was stopped. A missing or expired proxy
+/// does not stop the start: the machine runs, and the next renewal places it.
 async fn place_proxy(paths: &Paths, config: &Config, manifest: &Manifest, within: Duration) {
-    let sources = crate::proxy::attach::Sources::from_env(config);
-    let placed = match connect(paths, manifest, within).await {
+    use crate::proxy::attach;
+    let sources = attach::Sources::from_env(config);
+    let outcome = match connect(paths, manifest, within).await {
         Ok(session) => {
-            let placed = crate::proxy::attach::place(
-                &session,
-                manifest,
-                &sources,
-                time::OffsetDateTime::now_utc(),
-            )
-            .await;
+            let outcome = if manifest.proxy_attached {
+                attach::place(
+                    &session,
+                    manifest,
+                    &sources,
+                    time::OffsetDateTime::now_utc(),
+                )
+                .await
+                .map(|p| Some(p.not_after))
+            } else {
+                attach::clean_up_detached(&session, manifest)
+                    .await
+                    .map(|()| None)
+            };
             let _ = session.close().await;
-            placed.map_err(|e| e.to_string())
+            outcome.map_err(|e| crate::error_chain(&e))
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(crate::error_chain(&e)),
     };
-    match placed {
-        Ok(p) => tracing::info!(machine = %manifest.name, until = %p.not_after, "proxy placed"),
+    match outcome {
+        Ok(Some(until)) => tracing::info!(machine = %manifest.name, %until, "proxy placed"),
+        Ok(None) => {}
         Err(e) => tracing::warn!(machine = %manifest.name, "proxy not placed: {e}"),
     }
 }

@@ -193,46 +193,72 @@ pub async fn place(
         step,
         message,
     };
-    let (proxy_bytes, not_after) = usable_proxy(&sources.proxy, now)?;
+    // Files are read, parsed and hashed off the async threads (the anchors can be megabytes).
+    let prepared = {
+        let sources = sources.clone();
+        tokio::task::spawn_blocking(move || {
+            let proxy = usable_proxy(&sources.proxy, now)?;
+            let bundle = grid_folder(&sources)?;
+            Ok::<_, AttachError>((proxy, bundle))
+        })
+        .await
+        .map_err(|e| remote_failed("be prepared for", e.to_string()))??
+    };
+    let ((proxy_bytes, not_after), bundle) = prepared;
 
     // The grid folder: anchors, VOMS descriptions, env.sh; skipped when the guest has this one.
-    let bundle = grid_folder(sources)?;
     let digest = hex::encode(Sha256::digest(&bundle.tar));
-    let current = session
-        .exec("cat \"$HOME/.sloop/grid/.digest\" 2>/dev/null")
-        .await
-        .map_err(|e| remote_failed("be reached", e.to_string()))?;
+    let current = run(
+        session,
+        "cat \"$HOME/.sloop/grid/.digest\" 2>/dev/null || true",
+        b"",
+    )
+    .await
+    .map_err(|m| remote_failed("be reached", m))?;
     let anchors_sent = String::from_utf8_lossy(&current.stdout).trim() != digest;
     if anchors_sent {
+        // Under a lock: a start and a renewal may place at the same time.
         let script = format!(
             r#"set -e
 umask 022
 d="$HOME/.sloop/grid"
 mkdir -p "$d"
+exec 9>"$d/.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
 t=$(mktemp -d "$d/.new.XXXXXX")
+trap 'rm -rf "$t"' EXIT
 tar -x -C "$t" -f -
 rm -rf "$d/certificates" "$d/vomsdir"
-for f in certificates vomsdir; do [ -d "$t/$f" ] && mv "$t/$f" "$d/$f"; done
+for f in certificates vomsdir; do if [ -d "$t/$f" ]; then mv "$t/$f" "$d/$f"; fi; done
 mv -f "$t/env.sh" "$d/env.sh"
-rm -rf "$t"
-printf '%s\n' {digest} > "$d/.digest"
-grep -qs '{PROFILE_MARKER}' "$HOME/.profile" ||
-  printf '%s\n' '[ -r "$HOME/.sloop/grid/env.sh" ] && . "$HOME/.sloop/grid/env.sh" {PROFILE_MARKER}' >> "$HOME/.profile""#
+printf '%s\n' {digest} > "$d/.digest""#
         );
-        check(session.exec_with_input(&script, &bundle.tar).await)
+        run(session, &script, &bundle.tar)
+            .await
             .map_err(|m| remote_failed("receive the trust anchors", m))?;
     }
+    // Every time, so a line the user removed (or a new ~/.bash_profile) is taken care of.
+    run(session, &profile_script(), b"")
+        .await
+        .map_err(|m| remote_failed("set X509_* for login shells", m))?;
 
-    // The proxy: a private temporary file in /tmp, renamed over the old one at once.
+    // The proxy: a private temporary file in /tmp, renamed over the old one at once. A directory
+    // or link where the proxy goes (another guest user's doing) is refused, not followed.
     let script = r#"set -e
 umask 077
 f="/tmp/x509up_u$(id -u)"
+if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then
+  echo "$f is not a plain file; remove it" >&2
+  exit 1
+fi
 t=$(mktemp "/tmp/.x509up_u$(id -u).XXXXXX")
+trap 'rm -f "$t"' EXIT
 cat > "$t"
 chmod 600 "$t"
 mv -f "$t" "$f"
 printf '%s\n' "$f""#;
-    let output = check(session.exec_with_input(script, &proxy_bytes).await)
+    let output = run(session, script, &proxy_bytes)
+        .await
         .map_err(|m| remote_failed("receive the proxy", m))?;
     Ok(Placed {
         machine: machine.clone(),
@@ -242,18 +268,30 @@ printf '%s\n' "$f""#;
     })
 }
 
-/// Removes the proxy, the grid folder and the profile line from the machine.
+/// The line that sources `env.sh`, exactly as it is added and, on detach, removed.
+fn profile_line() -> String {
+    format!(r#"[ -r "$HOME/.sloop/grid/env.sh" ] && . "$HOME/.sloop/grid/env.sh" {PROFILE_MARKER}"#)
+}
+
+/// Adds the line to `~/.profile` (POSIX login shells), and to `~/.bash_profile` and
+/// `~/.bashrc` where they exist (bash reads `~/.profile` only without a `~/.bash_profile`).
+fn profile_script() -> String {
+    let line = shell_quote(&profile_line());
+    format!(
+        r#"set -e
+for p in "$HOME/.profile" "$HOME/.bash_profile" "$HOME/.bashrc"; do
+  if [ "$p" != "$HOME/.profile" ] && [ ! -f "$p" ]; then continue; fi
+  grep -qxF {line} "$p" 2>/dev/null || printf '%s\n' {line} >> "$p"
+done"#
+    )
+}
+
+/// Removes the proxy, the grid folder and the profile lines from the machine. A profile is
+/// rewritten only when it held the line, through a temporary file, and only once that file is
+/// whole: a full disk leaves the user's profile as it was.
 async fn remove(session: &Session, manifest: &Manifest) -> Result<(), AttachError> {
-    let script = format!(
-        r#"rm -f "/tmp/x509up_u$(id -u)"
-rm -rf "$HOME/.sloop/grid"
-if [ -f "$HOME/.profile" ]; then
-  grep -v '{PROFILE_MARKER}' "$HOME/.profile" > "$HOME/.profile.sloop-new" || true
-  cat "$HOME/.profile.sloop-new" > "$HOME/.profile"
-  rm -f "$HOME/.profile.sloop-new"
-fi"#
-    );
-    check(session.exec(&script).await)
+    run(session, &remove_script(), b"")
+        .await
         .map(|_| ())
         .map_err(|message| AttachError::Remote {
             machine: manifest.name.to_string(),
@@ -262,7 +300,48 @@ fi"#
         })
 }
 
-/// The proxy's bytes, once it is known to be a valid, unexpired proxy with its own key.
+fn remove_script() -> String {
+    let line = shell_quote(&profile_line());
+    format!(
+        r#"set -e
+f="/tmp/x509up_u$(id -u)"
+if [ -f "$f" ] && [ ! -L "$f" ]; then rm -f "$f"; fi
+rm -rf "$HOME/.sloop/grid"
+for p in "$HOME/.profile" "$HOME/.bash_profile" "$HOME/.bashrc"; do
+  [ -f "$p" ] || continue
+  grep -qxF {line} "$p" || continue
+  t=$(mktemp "$p.sloop.XXXXXX")
+  rc=0
+  grep -vxF {line} "$p" > "$t" || rc=$?
+  if [ "$rc" -gt 1 ]; then rm -f "$t"; exit 1; fi
+  cat "$t" > "$p"
+  rm -f "$t"
+done"#
+    )
+}
+
+/// Removes what an earlier attach left in a machine detached while it was stopped; does nothing
+/// in a machine Sloop never placed a proxy in (a proxy the user made inside stays).
+pub async fn clean_up_detached(session: &Session, manifest: &Manifest) -> Result<(), AttachError> {
+    let placed_before = run(
+        session,
+        "[ -f \"$HOME/.sloop/grid/.digest\" ] && echo yes || true",
+        b"",
+    )
+    .await
+    .map_err(|message| AttachError::Remote {
+        machine: manifest.name.to_string(),
+        step: "be reached",
+        message,
+    })?;
+    if String::from_utf8_lossy(&placed_before.stdout).trim() == "yes" {
+        remove(session, manifest).await?;
+    }
+    Ok(())
+}
+
+/// The proxy's bytes, once they are known to be a valid, unexpired proxy with its own key: the
+/// very bytes that were checked.
 fn usable_proxy(
     path: &Path,
     now: OffsetDateTime,
@@ -275,20 +354,21 @@ fn usable_proxy(
             at: crate::time_util::rfc3339(not_after),
         });
     }
-    let bytes = super::read_secret(path)
-        .map_err(|source| ProxyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .ok_or_else(|| AttachError::NoProxy(path.to_path_buf()))?;
-    Ok((bytes, crate::time_util::rfc3339(not_after)))
+    Ok((file.bytes, crate::time_util::rfc3339(not_after)))
 }
 
-/// The output of a command that succeeded, else the last line it wrote to stderr.
-fn check(
-    result: Result<crate::ssh::Output, crate::ssh::SshError>,
-) -> Result<crate::ssh::Output, String> {
-    let output = result.map_err(|e| e.to_string())?;
+/// How long one command in the machine may take: placing files is quick, so a command that
+/// takes longer is stuck (a hung guest, a full disk).
+const COMMAND_WITHIN: Duration = Duration::from_secs(60);
+
+/// Runs `script` with `sh` whatever the user's login shell is, `input` on its standard input;
+/// its output when it succeeds, else the last line it wrote to stderr.
+async fn run(session: &Session, script: &str, input: &[u8]) -> Result<crate::ssh::Output, String> {
+    let command = format!("sh -c {}", shell_quote(script));
+    let output = tokio::time::timeout(COMMAND_WITHIN, session.exec_with_input(&command, input))
+        .await
+        .map_err(|_| format!("no answer within {} s", COMMAND_WITHIN.as_secs()))?
+        .map_err(|e| crate::ssh::SshError::to_string(&e))?;
     if output.status == Some(0) {
         return Ok(output);
     }
@@ -298,9 +378,17 @@ fn check(
         .rev()
         .find(|l| !l.trim().is_empty())
         .map_or_else(
-            || format!("exit status {:?}", output.status),
+            || match output.status {
+                Some(code) => format!("exit status {code}"),
+                None => "killed by a signal".to_string(),
+            },
             |l| l.trim().to_string(),
         ))
+}
+
+/// `text` as one single-quoted POSIX shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 struct GridFolder {
@@ -410,6 +498,47 @@ fn append(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a guest script with the host's `sh` in a fake home.
+    fn sh(script: &str, home: &Path) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("HOME", home)
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn profile_lines_are_added_once_and_removed_exactly() {
+        let home = tempfile::tempdir().unwrap();
+        let profile = home.path().join(".profile");
+        let bashrc = home.path().join(".bashrc");
+        let mine = "export MINE=1\n# a line of mine mentioning sloop: grid proxy in prose\n";
+        std::fs::write(&profile, mine).unwrap();
+        std::fs::write(&bashrc, "alias ll='ls -l'\n").unwrap();
+        for _ in 0..2 {
+            assert!(sh(&profile_script(), home.path()).status.success());
+        }
+        let line = profile_line();
+        for path in [&profile, &bashrc] {
+            let text = std::fs::read_to_string(path).unwrap();
+            assert_eq!(text.matches(&line).count(), 1, "{text}");
+        }
+        assert!(
+            !home.path().join(".bash_profile").exists(),
+            "no new bash_profile"
+        );
+
+        // What `remove` runs, minus the SSH: the user's lines stay, byte for byte.
+        let script = format!("sh -c {}", shell_quote(&remove_script()));
+        assert!(sh(&script, home.path()).status.success());
+        assert_eq!(std::fs::read_to_string(&profile).unwrap(), mine);
+        assert_eq!(
+            std::fs::read_to_string(&bashrc).unwrap(),
+            "alias ll='ls -l'\n"
+        );
+    }
 
     #[test]
     fn grid_folder_is_reproducible_and_follows_links() {

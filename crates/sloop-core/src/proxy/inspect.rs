@@ -121,6 +121,9 @@ impl ProxyInfo {
 pub(crate) struct ProxyFile {
     pub certificates: Vec<X509>,
     pub key: PKey<Private>,
+    /// The file's bytes these were parsed from: what gets copied, so that what is placed is
+    /// what was checked. Wiped when dropped.
+    pub bytes: zeroize::Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ProxyFile {
@@ -155,6 +158,7 @@ pub(crate) fn read(path: &Path) -> Result<Option<ProxyFile>, ProxyError> {
     let Some(bytes) = bytes else {
         return Ok(None);
     };
+    check_owner(path)?;
     let malformed = |reason: String| ProxyError::Malformed {
         path: path.to_path_buf(),
         reason,
@@ -197,7 +201,27 @@ pub(crate) fn read(path: &Path) -> Result<Option<ProxyFile>, ProxyError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(Some(ProxyFile { certificates, key }))
+    Ok(Some(ProxyFile {
+        certificates,
+        key,
+        bytes,
+    }))
+}
+
+/// Like grid tools, Sloop uses only a proxy that is the user's and readable by nobody else:
+/// another local user could have planted one in /tmp.
+fn check_owner(path: &Path) -> Result<(), ProxyError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::metadata(path).map_err(|source| ProxyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if metadata.uid() != nix::unistd::getuid().as_raw() || metadata.mode() & 0o077 != 0 {
+        return Err(ProxyError::Permissions {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn describe(

@@ -112,7 +112,9 @@ pub fn make(
             not_after: rfc3339(user_not_after),
         });
     }
-    let lifetime = time::Duration::try_from(request.lifetime).unwrap_or(time::Duration::MAX);
+    let lifetime = checked(request.lifetime.as_secs())
+        .and_then(|l| time::Duration::try_from(l).ok())
+        .ok_or_else(|| ProxyError::Lifetime(request.lifetime.as_secs()))?;
     let not_after = (now + lifetime).min(user_not_after);
     if not_after < now + lifetime {
         tracing::warn!(until = %rfc3339(not_after), "proxy cut to the user certificate's end");
@@ -124,7 +126,8 @@ pub fn make(
         user,
         &key,
         &proxy_key,
-        now - BACKDATE,
+        // Never before the user's certificate: a proxy must lie within its issuer's validity.
+        (now - BACKDATE).max(user_not_before),
         not_after,
         request.limited,
     )
@@ -158,6 +161,7 @@ pub fn make(
         &ProxyFile {
             certificates,
             key: proxy_key,
+            bytes,
         },
         anchors,
         now,
@@ -369,7 +373,30 @@ pub async fn make_with_voms(
     anchors: &Path,
 ) -> Result<ProxyInfo, ProxyError> {
     use tokio::io::AsyncWriteExt as _;
-    let seconds = request.lifetime.as_secs();
+    if request.limited {
+        return Err(ProxyError::Tool {
+            tool: tool.program(),
+            message: "a limited VOMS proxy is not offered; leave out --limited".to_string(),
+        });
+    }
+    let seconds = checked(request.lifetime.as_secs())
+        .ok_or_else(|| ProxyError::Lifetime(request.lifetime.as_secs()))?
+        .as_secs();
+    // The tool writes beside the proxy, and only a proxy that reads well replaces the old one:
+    // a failing or killed tool leaves the user's proxy as it was.
+    let folder = request
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let staged = tempfile::Builder::new()
+        .prefix(".sloop-voms-")
+        .tempfile_in(folder)
+        .map_err(|source| ProxyError::Write {
+            path: request.output.clone(),
+            source,
+        })?;
+    let staged_path = staged.path().to_path_buf();
     let mut command = tokio::process::Command::new(tool.program());
     match tool {
         VomsTool::VomsProxyInit => {
@@ -384,7 +411,7 @@ pub async fn make_with_voms(
                 .arg("--key")
                 .arg(&request.key)
                 .arg("--out")
-                .arg(&request.output)
+                .arg(&staged_path)
                 .arg("--pwstdin");
         }
         VomsTool::Arcproxy => {
@@ -396,7 +423,7 @@ pub async fn make_with_voms(
                 .arg("-K")
                 .arg(&request.key)
                 .arg("-P")
-                .arg(&request.output)
+                .arg(&staged_path)
                 .arg("-c")
                 .arg(format!("validityPeriod={seconds}"))
                 .args(["-p", "key=stdin"]);

@@ -75,6 +75,10 @@ pub enum ProxyError {
     #[error("{path} is not a readable proxy ({reason}); make a new one with `sloop proxy init`")]
     Malformed { path: PathBuf, reason: String },
     #[error(
+        "{path} is not yours alone (another owner, or readable by others); remove it and make a new proxy with `sloop proxy init`"
+    )]
+    Permissions { path: PathBuf },
+    #[error(
         "{path} holds no private key after its certificate; make a new proxy with `sloop proxy init`"
     )]
     NoKey { path: PathBuf },
@@ -108,6 +112,8 @@ pub enum ProxyError {
         not_before: String,
         not_after: String,
     },
+    #[error("a proxy lifetime of {0} s is not possible; choose between a minute and a year")]
+    Lifetime(u64),
     #[error("cannot sign the proxy: {0}")]
     Signing(String),
     #[error("{tool} could not make a VOMS proxy: {message}")]
@@ -181,7 +187,7 @@ pub fn status(
     let path = default_path();
     let (info, error) = match inspect(&path, &config.ca_dir(), time::OffsetDateTime::now_utc()) {
         Ok(info) => (info, None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(crate::error_chain(&e))),
     };
     let credentials = UserCredentials::from_env();
     let credentials_key = credentials.key.clone();

@@ -21,8 +21,12 @@ pub(crate) fn blocks(bytes: &[u8]) -> Result<Vec<Block<'_>>, String> {
         let after_begin = start + BEGIN.len();
         let label_len = find(&rest[after_begin..], DASHES)
             .ok_or_else(|| "a PEM BEGIN line is cut short".to_string())?;
+        // Only a real label is ever named in a message: a damaged BEGIN line would otherwise
+        // carry the block's content (a key) into it.
         let label = std::str::from_utf8(&rest[after_begin..after_begin + label_len])
-            .map_err(|_| "a PEM label is not text".to_string())?;
+            .ok()
+            .filter(|l| is_label(l))
+            .ok_or_else(|| "a PEM BEGIN line is damaged".to_string())?;
         let body = after_begin + label_len + DASHES.len();
         let end = find(&rest[body..], END)
             .map(|i| body + i)
@@ -30,7 +34,7 @@ pub(crate) fn blocks(bytes: &[u8]) -> Result<Vec<Block<'_>>, String> {
         let after_end = end + END.len();
         let end_label_len = find(&rest[after_end..], DASHES)
             .ok_or_else(|| format!("the file is truncated inside the {label} block's END line"))?;
-        if &rest[after_end..after_end + end_label_len] != label.as_bytes() {
+        if end_label_len > 64 || &rest[after_end..after_end + end_label_len] != label.as_bytes() {
             return Err(format!("the {label} block ends with a different label"));
         }
         let block_end = after_end + end_label_len + DASHES.len();
@@ -42,6 +46,15 @@ pub(crate) fn blocks(bytes: &[u8]) -> Result<Vec<Block<'_>>, String> {
         offset += block_end;
     }
     Ok(out)
+}
+
+/// What PEM labels look like (RFC 7468): short, upper-case words on the BEGIN line.
+fn is_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 64
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ')
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -63,6 +76,23 @@ mod tests {
         );
         assert!(blocks[1].text.starts_with(b"-----BEGIN RSA"));
         assert!(blocks[1].text.ends_with(b"-----END RSA PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn damaged_armour_never_names_the_content() {
+        let key = "-----BEGIN RSA PRIVATE KEY\nMIIEsecretbody\n-----END RSA PRIVATE KEY-----\n";
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n";
+        let damaged_end =
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecretbody\n-----END RSA PRIVATE KEY\n";
+        for text in [
+            key.to_string(),
+            format!("{key}{cert}"),
+            format!("{damaged_end}{cert}"),
+        ] {
+            let message = blocks(text.as_bytes()).unwrap_err();
+            assert!(!message.contains("MII"), "{message}");
+            assert_eq!(message.lines().count(), 1, "{message}");
+        }
     }
 
     #[test]

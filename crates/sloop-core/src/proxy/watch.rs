@@ -47,11 +47,21 @@ pub fn watch(path: &Path, on_change: impl Fn() + Send + 'static) -> Result<Proxy
     };
     let (sender, receiver) = mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access() {
-            return;
-        }
-        if event.paths.iter().any(|p| p.file_name() == name.as_deref()) {
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        let relevant = match event {
+            // A lost event (queue overflow) or a watch error: look again, to be safe.
+            Err(_) => true,
+            Ok(event) if event.need_rescan() => true,
+            // Reads are not changes; the end of a write in place is.
+            Ok(event)
+                if matches!(event.kind, EventKind::Access(kind)
+                    if kind != AccessKind::Close(AccessMode::Write)) =>
+            {
+                false
+            }
+            Ok(event) => event.paths.iter().any(|p| p.file_name() == name.as_deref()),
+        };
+        if relevant {
             let _ = sender.send(());
         }
     })
@@ -64,7 +74,13 @@ pub fn watch(path: &Path, on_change: impl Fn() + Send + 'static) -> Result<Proxy
         .spawn(move || {
             // Ends when the watcher, and with it the sender, is dropped.
             while receiver.recv().is_ok() {
-                while receiver.recv_timeout(SETTLE).is_ok() {}
+                loop {
+                    match receiver.recv_timeout(SETTLE) {
+                        Ok(()) => continue,
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
                 on_change();
             }
         })

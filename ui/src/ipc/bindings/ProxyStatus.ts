@@ -18,4 +18,12 @@ warningSeconds: number, credentials: CredentialsView,
 /**
  * The VOMS tool found on this host (`voms-proxy-init` or `arcproxy`), if any.
  */
-vomsTool: string | null, };
+vomsTool: string | null, 
+/**
+ * The key's passphrase is in the OS keyring: renewing needs no typing.
+ */
+passphraseRemembered: boolean, 
+/**
+ * The OS keyring in use, e.g. "Secret Service".
+ */
+keyring: string, };
