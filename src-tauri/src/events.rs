@@ -83,3 +83,146 @@ pub fn watch_machines(app: &AppHandle) {
         }
     });
 }
+
+/// How often the proxy's time left is looked at, for the expiry warning.
+const PROXY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Follows the proxy file: whenever it changes (renewed by Sloop or any grid tool, removed),
+/// sends `Event::Proxy` and places the new proxy in every running attached machine
+/// (`Event::ProxyPlaced`). Every 30 s it also checks the time left, and once per proxy shows a
+/// desktop notification when less than the warning time is left.
+pub fn watch_proxy(app: &AppHandle) {
+    let path = sloop_core::proxy::default_path();
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let watch = sloop_core::proxy::watch::watch(&path, move || {
+        let _ = changed.send(());
+    });
+    let watch = match watch {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::warn!("{e}; renewals reach machines at their next start");
+            None
+        }
+    };
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        // Without a watch there are no changes to wait for, only the clock.
+        let watching = watch.is_some();
+        // The watch lives as long as this task, which lives as long as the app.
+        let _watch = watch;
+        let mut warned_for: Option<String> = None;
+        let mut ticker = tokio::time::interval(PROXY_CHECK_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let renewed = tokio::select! {
+                _ = ticker.tick() => false,
+                change = changes.recv(), if watching => change.is_some(),
+            };
+            if renewed {
+                // Changes that queued up meanwhile are this one.
+                while changes.try_recv().is_ok() {}
+                let Some(status) = proxy_status(&app).await else {
+                    continue;
+                };
+                let valid = status.info.as_ref().is_some_and(|i| i.seconds_left > 0);
+                let _ = app.emit(
+                    EVENT,
+                    Event::Proxy {
+                        status: Box::new(status),
+                    },
+                );
+                if valid {
+                    place_everywhere(&app).await;
+                }
+            }
+            // The expiry check reads only the proxy (no keyring: it could ask to be unlocked).
+            let Some(info) = proxy_info(&app).await else {
+                continue;
+            };
+            let warning = app
+                .state::<AppState>()
+                .config()
+                .map(|c| i64::from(c.proxy_warning_minutes()) * 60)
+                .unwrap_or(3600);
+            if info.seconds_left < warning && warned_for.as_deref() != Some(info.not_after.as_str())
+            {
+                warned_for = Some(info.not_after.clone());
+                notify_expiry(&app, &info);
+                if let Some(status) = proxy_status(&app).await {
+                    let _ = app.emit(
+                        EVENT,
+                        Event::Proxy {
+                            status: Box::new(status),
+                        },
+                    );
+                }
+            }
+        }
+    });
+}
+
+async fn proxy_info(app: &AppHandle) -> Option<sloop_core::proxy::ProxyInfo> {
+    let anchors = app.state::<AppState>().config().ok()?.ca_dir();
+    tokio::task::spawn_blocking(move || {
+        sloop_core::proxy::inspect(
+            &sloop_core::proxy::default_path(),
+            &anchors,
+            time::OffsetDateTime::now_utc(),
+        )
+    })
+    .await
+    .ok()?
+    .ok()?
+}
+
+async fn proxy_status(app: &AppHandle) -> Option<sloop_core::proxy::ProxyStatus> {
+    let state = app.state::<AppState>();
+    let config = state.config().ok()?.clone();
+    let keyring = state.keyring.clone();
+    tokio::task::spawn_blocking(move || sloop_core::proxy::status(&config, &keyring))
+        .await
+        .ok()
+}
+
+async fn place_everywhere(app: &AppHandle) {
+    let state = app.state::<AppState>();
+    let (Ok(config), Ok(conn)) = (state.config(), state.connection().await) else {
+        return;
+    };
+    let sources = sloop_core::proxy::attach::Sources::from_env(config);
+    let mut placed = Vec::new();
+    let mut failed = Vec::new();
+    for (machine, outcome) in
+        sloop_core::proxy::attach::push_all(&state.paths, &conn, &sources).await
+    {
+        match outcome {
+            Ok(p) => placed.push(p),
+            Err(e) => failed.push(format!("{machine}: {}", crate::IpcError::chain(&e))),
+        }
+    }
+    if !placed.is_empty() || !failed.is_empty() {
+        let _ = app.emit(EVENT, Event::ProxyPlaced { placed, failed });
+    }
+}
+
+fn notify_expiry(app: &AppHandle, info: &sloop_core::proxy::ProxyInfo) {
+    use tauri_plugin_notification::NotificationExt as _;
+    let body = if info.seconds_left > 0 {
+        format!(
+            "Your grid proxy ends in {} minutes. Renew it in Sloop or with your grid tools.",
+            info.seconds_left / 60
+        )
+    } else {
+        "Your grid proxy has expired. Renew it in Sloop or with your grid tools.".to_string()
+    };
+    // No notification service (a bare X server): the header still shows the warning.
+    if let Err(e) = app
+        .notification()
+        .builder()
+        .title("Grid proxy")
+        .body(body)
+        .show()
+    {
+        tracing::info!("no desktop notification: {e}");
+    }
+}

@@ -28,6 +28,12 @@ pub enum ErrorCode {
     Cancelled,
     /// The same work is already running.
     Busy,
+    /// The proxy could not be read, made, placed or removed.
+    Proxy,
+    /// The grid key needs its passphrase, or the one given does not open it: ask for it.
+    Passphrase,
+    /// A fault inside Sloop (a worker thread panicked).
+    Internal,
 }
 
 /// What a failed command returns.
@@ -57,6 +63,15 @@ impl IpcError {
             source = cause.source();
         }
         message
+    }
+}
+
+impl From<tokio::task::JoinError> for IpcError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self {
+            code: ErrorCode::Internal,
+            message: format!("the work stopped unexpectedly ({error}); the log may say more"),
+        }
     }
 }
 

@@ -43,9 +43,12 @@ pub fn run() -> anyhow::Result<()> {
         .manage(state)
         // The native folder picker for a machine's work directory.
         .plugin(tauri_plugin_dialog::init())
+        // The proxy's expiry warning.
+        .plugin(tauri_plugin_notification::init())
         .setup(|app| {
             events::forward_log(app.handle());
             events::watch_machines(app.handle());
+            events::watch_proxy(app.handle());
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -72,6 +75,11 @@ pub fn run() -> anyhow::Result<()> {
             commands::terminal::terminal_resize,
             commands::terminal::terminal_close,
             commands::logs::log_recent,
+            commands::proxy::proxy_status,
+            commands::proxy::proxy_init,
+            commands::proxy::proxy_forget,
+            commands::proxy::machine_proxy_attach,
+            commands::proxy::machine_proxy_detach,
         ])
         .build(tauri::generate_context!())
         .context("cannot start the app window")?;

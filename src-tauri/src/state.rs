@@ -25,6 +25,8 @@ pub struct AppState {
     connection: Mutex<Option<Connection>>,
     /// Long work under way, by task name, with what cancels it.
     tasks: Mutex<HashMap<String, CancellationToken>>,
+    /// The OS keyring for the grid key's passphrase, chosen once (the choice asks D-Bus).
+    pub keyring: sloop_core::proxy::passphrase::PassphraseStore,
     /// Open in-app terminals by id.
     terminals: Mutex<(u32, HashMap<u32, sloop_core::ssh::Terminal>)>,
 }
@@ -41,6 +43,7 @@ impl AppState {
             log,
             connection: Mutex::new(None),
             tasks: Mutex::new(HashMap::new()),
+            keyring: sloop_core::proxy::passphrase::PassphraseStore::new(),
             terminals: Mutex::new((0, HashMap::new())),
         }
     }

@@ -15,6 +15,9 @@ const application = required("SLOOP_E2E_APP");
 const sloopHome = required("SLOOP_HOME");
 const artefacts = required("SLOOP_E2E_ARTEFACTS");
 const libvirtUri = required("SLOOP_E2E_LIBVIRT_URI");
+// The grid user run.sh made: certificate, protected key, test CA; the proxy goes in there too.
+const grid = required("SLOOP_E2E_GRID");
+const gridPassphrase = required("SLOOP_E2E_GRID_PASSPHRASE");
 const driverPort = Number(process.env.SLOOP_E2E_DRIVER_PORT ?? 4444);
 
 // The first host check boots a test guest (KVM is tried first, with a timeout, then TCG).
@@ -101,6 +104,24 @@ function logMessages() {
   );
 }
 
+/** Seconds the proxy file has left, as openssl reads it on the host. */
+function proxySecondsLeft() {
+  const out = execFileSync("openssl", ["x509", "-noout", "-enddate", "-in", path.join(grid, "x509up")], {
+    encoding: "utf8",
+  });
+  const end = Date.parse(out.trim().replace(/^notAfter=/, ""));
+  return Math.round((end - Date.now()) / 1000);
+}
+
+/** The panel's time left in seconds, from its "H h M min" text (minute precision). */
+async function panelSecondsLeft() {
+  const text = await (await byTestId("proxy-time-left")).getText();
+  const hours = /(\d+)\s*h/.exec(text);
+  const minutes = /(\d+)\s*min/.exec(text);
+  assert.ok(hours || minutes, `the panel's time left reads ${JSON.stringify(text)}`);
+  return (hours ? Number(hours[1]) * 3600 : 0) + (minutes ? Number(minutes[1]) * 60 : 0);
+}
+
 // The suite's timeout bounds all its tests together: the machine's life alone can take minutes.
 describe("the app window", { timeout: 900_000 }, () => {
   before(async () => {
@@ -160,6 +181,54 @@ describe("the app window", { timeout: 900_000 }, () => {
         assert.fail(`QEMU ran no guest on this host: ${accelerationText}`);
     }
     await screenshot("host");
+  });
+
+  it("makes a proxy from the panel, shows its real time left, and follows a renewal by arcproxy", async () => {
+    const panel = await byTestId("proxy-panel");
+    await panel.waitForDisplayed({ timeout: UI_TIMEOUT });
+    assert.match(await panel.getText(), /No grid proxy/);
+
+    // Make one: a wrong passphrase is refused in the form, the right one makes the proxy.
+    await (await byTestId("proxy-renew")).click();
+    const passphrase = await byTestId("proxy-passphrase");
+    await passphrase.waitForDisplayed({ timeout: UI_TIMEOUT });
+    await passphrase.setValue("not the passphrase");
+    await (await byTestId("proxy-submit")).click();
+    const error = await byTestId("proxy-error");
+    await error.waitForDisplayed({ timeout: UI_TIMEOUT });
+    assert.match(await error.getText(), /passphrase/);
+    assert.equal(fs.existsSync(path.join(grid, "x509up")), false, "no proxy from a wrong passphrase");
+    await (await byTestId("proxy-passphrase")).setValue(gridPassphrase);
+    await (await byTestId("proxy-submit")).click();
+    const identity = await byTestId("proxy-identity");
+    await identity.waitForDisplayed({ timeout: UI_TIMEOUT });
+    assert.match(await identity.getText(), /Erin Tester/);
+    // The file: 0600, and the time the panel shows is the file's own.
+    assert.equal(fs.statSync(path.join(grid, "x509up")).mode & 0o777, 0o600);
+    assert.ok(Math.abs((await panelSecondsLeft()) - proxySecondsLeft()) <= 120);
+    assert.ok(proxySecondsLeft() > 11 * 3600, "the default lifetime is 12 h");
+    await screenshot("proxy-panel");
+
+    // Renewed by another grid tool: the panel follows within seconds, with no click.
+    execFileSync(
+      "arcproxy",
+      [
+        "-C", path.join(grid, "usercert.pem"), "-K", path.join(grid, "userkey.pem"),
+        "-P", path.join(grid, "x509up"), "-T", path.join(grid, "certificates"),
+        "-S", "", "-c", "validityPeriod=2h", "-p", "key=stdin",
+      ],
+      { input: `${gridPassphrase}\n`, stdio: ["pipe", "ignore", "inherit"], timeout: 60_000 },
+    );
+    await browser.waitUntil(async () => (await panelSecondsLeft()) <= 2 * 3600, {
+      timeout: 20_000,
+      timeoutMsg: "the panel did not follow the renewal by arcproxy",
+    });
+    assert.ok(Math.abs((await panelSecondsLeft()) - proxySecondsLeft()) <= 120);
+
+    // Nothing secret reached the log.
+    const log = fs.readFileSync(path.join(sloopHome, "logs", "sloop.log"), "utf8");
+    assert.equal(log.includes(gridPassphrase), false, "the passphrase is in the log");
+    assert.equal(log.includes("PRIVATE KEY"), false, "a key is in the log");
   });
 
   it("shows the friendly empty state when there are no machines", async () => {
@@ -315,6 +384,36 @@ describe("the app window", { timeout: 900_000 }, () => {
         },
       );
       await screenshot("machine-terminal");
+
+      // The grid proxy, attached from the card's switch, is read inside by openssl.
+      await (await byTestId("machine-back")).click();
+      await (await (await machineCard("e2e")).$('[data-testid="proxy-switch"]')).click();
+      await browser.waitUntil(
+        async () =>
+          (await (await (await machineCard("e2e")).$('[data-testid="proxy-switch"]')).isSelected()) &&
+          (await (await machineCard("e2e")).getAttribute("data-busy")) === null,
+        { timeout: 60_000, timeoutMsg: "the proxy switch did not turn on" },
+      );
+      await waitForMachine("e2e", "Running", UI_TIMEOUT, "attach");
+      await (await (await machineCard("e2e")).$('[data-testid="machine-open"]')).click();
+      await (await byTestId("machine-tab-terminal")).click();
+      await (await byTestId("machine-terminal")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      await browser.waitUntil(
+        async () => (await (await byTestId("machine-terminal-status")).getAttribute("data-status")) === "open",
+        { timeout: 60_000, timeoutMsg: "the terminal did not connect again" },
+      );
+      await browser.waitUntil(async () => (await terminalRows()).some((row) => row.trim() !== ""), {
+        timeout: 30_000,
+        timeoutMsg: "the terminal shows no prompt again",
+      });
+      await browser.execute(() =>
+        document.querySelector('[data-testid="machine-terminal"] .xterm-helper-textarea')?.focus(),
+      );
+      await typeLine("openssl x509 -in /tmp/x509up_u1000 -noout -subject");
+      await browser.waitUntil(
+        async () => (await terminalRows()).some((row) => row.includes("CN = Erin Tester")),
+        { timeout: 30_000, timeoutMsg: "openssl in the machine did not read the attached proxy" },
+      );
 
       // The serial console shows the boot, with the image's contextualisation (sloop-init).
       await (await byTestId("machine-tab-console")).click();

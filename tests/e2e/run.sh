@@ -106,6 +106,26 @@ export SLOOP_DEMO_IMAGE
 
 # The app inherits this environment through tauri-driver and WebKitWebDriver.
 sloop_home=$(mktemp -d -t sloop-e2e.XXXXXX)
+
+# A grid user made here: a test CA as the only trust anchor, the user's certificate and a
+# passphrase-protected key, and where the proxy goes. The user's own grid files are not touched.
+grid=$sloop_home/grid
+mkdir -p "$grid/certificates"
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/DC=invalid/DC=sloop/O=E2E Grid/CN=E2E Grid CA" \
+  -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign,cRLSign \
+  -keyout "$grid/ca.key" -out "$grid/ca.pem" 2>/dev/null
+cp "$grid/ca.pem" "$grid/certificates/$(openssl x509 -noout -hash -in "$grid/ca.pem").0"
+openssl req -newkey rsa:2048 -nodes -subj "/DC=invalid/DC=sloop/O=E2E Grid/CN=Erin Tester" \
+  -keyout "$grid/user.key" -out "$grid/user.csr" 2>/dev/null
+openssl x509 -req -in "$grid/user.csr" -CA "$grid/ca.pem" -CAkey "$grid/ca.key" -set_serial 7 -days 10 \
+  -extfile <(printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n') \
+  -out "$grid/usercert.pem" 2>/dev/null
+export SLOOP_E2E_GRID_PASSPHRASE="e2e grid passphrase"
+openssl pkey -in "$grid/user.key" -aes256 -passout env:SLOOP_E2E_GRID_PASSPHRASE -out "$grid/userkey.pem"
+chmod 400 "$grid/userkey.pem"
+rm -f "$grid/ca.key" "$grid/user.key" "$grid/user.csr"
+export X509_CERT_DIR=$grid/certificates X509_USER_CERT=$grid/usercert.pem X509_USER_KEY=$grid/userkey.pem
+export X509_USER_PROXY=$grid/x509up X509_VOMS_DIR=$grid/vomsdir
 export SLOOP_HOME=$sloop_home
 export SLOOP_LIBVIRT_URI=$libvirt_uri
 
@@ -119,7 +139,7 @@ done
 
 say "testing $app on display :$display, SLOOP_HOME=$sloop_home"
 start=$(seconds)
-SLOOP_E2E_APP=$app SLOOP_E2E_ARTEFACTS=$artefacts SLOOP_E2E_LIBVIRT_URI=$libvirt_uri \
+SLOOP_E2E_APP=$app SLOOP_E2E_ARTEFACTS=$artefacts SLOOP_E2E_GRID=$grid SLOOP_E2E_LIBVIRT_URI=$libvirt_uri \
   SLOOP_E2E_DRIVER_PORT=$driver_port \
   node --test --test-reporter=spec "$here/app.test.mjs" &
 # In the background so that a signal to this script is handled at once, not after the tests.

@@ -9,6 +9,8 @@ describe("App", () => {
     render(App, { props: { backend: new FakeBackend() } });
     expect(screen.getByTestId("view-host")).toBeVisible();
     expect(screen.getByTestId("nav-host")).toHaveAttribute("aria-current", "page");
+    // The grid proxy is in the header, above every view.
+    expect(await screen.findByTestId("proxy-identity")).toHaveTextContent("Jane Doe");
 
     const nav = screen.getAllByRole("button").filter((b) => b.dataset.testid?.startsWith("nav-"));
     expect(nav.map((b) => b.dataset.testid)).toEqual([
@@ -29,6 +31,7 @@ describe("App", () => {
 
     await userEvent.click(screen.getByTestId("nav-logs"));
     expect(screen.getByTestId("view-logs")).toBeVisible();
+    expect(screen.getByTestId("proxy-panel")).toBeVisible();
     expect(screen.getByTestId("nav-logs")).toHaveAttribute("aria-current", "page");
   });
 });

@@ -6,4 +6,5 @@ pub mod host;
 pub mod images;
 pub mod logs;
 pub mod machines;
+pub mod proxy;
 pub mod terminal;

@@ -10,6 +10,8 @@ import type { ImageView } from "./bindings/ImageView";
 import type { IpcError } from "./bindings/IpcError";
 import type { LogLine } from "./bindings/LogLine";
 import type { MachineSummary } from "./bindings/MachineSummary";
+import type { ProxyInit } from "./bindings/ProxyInit";
+import type { ProxyStatus } from "./bindings/ProxyStatus";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
 
@@ -61,6 +63,24 @@ export interface Backend {
   machineDelete(name: string): Promise<void>;
   /** The end of the machine's serial console log (its current or last boot). */
   machineConsole(name: string): Promise<string>;
+  /**
+   * Places the user's grid proxy in machine `name` at every start and renewal, and now if it
+   * runs. Refused when there is no usable proxy.
+   */
+  machineProxyAttach(name: string): Promise<MachineSummary>;
+  /** Stops placing the proxy in machine `name`, and removes it from the machine if it runs. */
+  machineProxyDetach(name: string): Promise<MachineSummary>;
+  /** The grid proxy (or why there is none), the user's certificate and the keyring. */
+  proxyStatus(): Promise<ProxyStatus>;
+  /**
+   * Makes a new proxy from the user's certificate; resolves with the new status. Rejects with
+   * code `passphrase` when the key needs a passphrase that was not given or does not open it,
+   * `proxy` for every other failure. Attached running machines get the new proxy (a
+   * `proxyPlaced` event says which).
+   */
+  proxyInit(request: ProxyInit): Promise<ProxyStatus>;
+  /** Removes the key's passphrase from the keyring; false when none was remembered. */
+  proxyForget(): Promise<boolean>;
   /** Asks the user for a folder with the system's folder picker; null when cancelled. */
   pickFolder(title: string): Promise<string | null>;
   /**

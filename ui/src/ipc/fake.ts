@@ -10,6 +10,10 @@ import type { LocalState } from "./bindings/LocalState";
 import type { LogLine } from "./bindings/LogLine";
 import type { MachineState } from "./bindings/MachineState";
 import type { MachineSummary } from "./bindings/MachineSummary";
+import type { Placed } from "./bindings/Placed";
+import type { ProxyInfo } from "./bindings/ProxyInfo";
+import type { ProxyInit } from "./bindings/ProxyInit";
+import type { ProxyStatus } from "./bindings/ProxyStatus";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
 
@@ -45,6 +49,14 @@ export interface FakeOptions {
   actionError?: IpcError;
   /** Serial console text by machine name; started machines get a boot's worth of lines. */
   consoles?: Record<string, string>;
+  /** The grid proxy, the user's credentials and the keyring; demoProxyStatus() when not given. */
+  proxy?: ProxyStatus;
+  /** The passphrase of the user's key, when it has one; "secret" when not given. */
+  keyPassphrase?: string;
+  /** What the keyring holds when `proxy.passphraseRemembered`; keyPassphrase when not given. */
+  rememberedPassphrase?: string;
+  /** Makes proxyStatus reject with this. */
+  proxyStatusError?: IpcError;
   /** How long each call takes, to see busy states. */
   delayMs?: number;
 }
@@ -97,6 +109,16 @@ export class FakeBackend implements Backend {
   consoles: Map<string, string>;
   /** Every power action and delete, as "start:name", "stop:name" and so on, in order. */
   readonly actions: string[] = [];
+  /** The grid proxy's status; its times are made current when it is read. */
+  proxy: ProxyStatus;
+  proxyStatusError: IpcError | undefined;
+  /**
+   * Every proxyInit request, in order, without the passphrase: `passphrase` says whether one
+   * was typed.
+   */
+  readonly proxyInits: (Omit<ProxyInit, "passphrase"> & { passphrase: boolean })[] = [];
+  /** Every machineProxyAttach and machineProxyDetach, as "attach:name" and "detach:name". */
+  readonly proxyActions: string[] = [];
   /** Every terminalOpen, terminalWrite, terminalResize and terminalClose call, in order. */
   readonly terminalOpens: { name: string; size: TerminalSize }[] = [];
   readonly terminalWrites: { id: number; data: string }[] = [];
@@ -106,6 +128,9 @@ export class FakeBackend implements Backend {
   private lastTerminal = 0;
   private heldStarts: (() => void)[] = [];
   private pickedFolder: string | null;
+  private keyPassphrase: string;
+  /** The fake keyring's one entry. */
+  private remembered: string | null;
   private listeners = new Set<(event: Event) => void>();
   /** Every image any catalog listed, by SHA-512: stored images keep their names. */
   private known = new Map<string, CatalogImage>();
@@ -130,6 +155,12 @@ export class FakeBackend implements Backend {
     this.startStepMs = options.startStepMs ?? this.delayMs;
     this.startHold = options.startHold ?? false;
     this.consoles = new Map(Object.entries(options.consoles ?? {}));
+    this.proxy = structuredClone(options.proxy ?? demoProxyStatus());
+    this.keyPassphrase = options.keyPassphrase ?? "secret";
+    this.remembered = this.proxy.passphraseRemembered
+      ? (options.rememberedPassphrase ?? this.keyPassphrase)
+      : null;
+    this.proxyStatusError = options.proxyStatusError;
   }
 
   async hostCheck(fresh: boolean): Promise<HostReport> {
@@ -192,6 +223,7 @@ export class FakeBackend implements Backend {
         sshPort: this.freePort(),
         workDir,
         imageCertified: true,
+        proxyAttached: false,
       };
       this.machines.push(machine);
       this.emit({ type: "finished", task, error: null });
@@ -244,6 +276,113 @@ export class FakeBackend implements Backend {
     this.consoles.delete(name);
     this.log("info", `machine deleted machine=${name}`);
     this.emitMachines();
+  }
+
+  async machineProxyAttach(name: string): Promise<MachineSummary> {
+    this.proxyActions.push(`attach:${name}`);
+    await this.delay();
+    const machine = this.machine(name);
+    // As the core: a broken proxy is refused before anything is recorded.
+    const info = this.proxyNow().info;
+    if (!info) {
+      throw proxyError(`no proxy at ${this.proxy.path}; make one with \`sloop proxy init\``);
+    }
+    if (info.secondsLeft <= 0) {
+      throw proxyError(
+        `the proxy at ${this.proxy.path} expired at ${info.notAfter}; renew it with \`sloop proxy init\``,
+      );
+    }
+    if (!machine.proxyAttached) {
+      machine.proxyAttached = true;
+      this.log("info", `proxy attached machine=${name}`);
+      this.emitMachines();
+    }
+    return structuredClone(machine);
+  }
+
+  async machineProxyDetach(name: string): Promise<MachineSummary> {
+    this.proxyActions.push(`detach:${name}`);
+    await this.delay();
+    const machine = this.machine(name);
+    if (machine.proxyAttached) {
+      machine.proxyAttached = false;
+      this.log("info", `proxy detached machine=${name}`);
+      this.emitMachines();
+    }
+    return structuredClone(machine);
+  }
+
+  async proxyStatus(): Promise<ProxyStatus> {
+    await this.delay();
+    if (this.proxyStatusError) throw this.proxyStatusError;
+    return this.proxyNow();
+  }
+
+  async proxyInit(request: ProxyInit): Promise<ProxyStatus> {
+    const { passphrase, ...rest } = request;
+    this.proxyInits.push({ ...rest, passphrase: passphrase !== null });
+    await this.delay();
+    const status = this.proxy;
+    const { credentials } = status;
+    if (!credentials.found) {
+      throw proxyError(
+        `no user certificate at ${credentials.certificate} with its key at ${credentials.key}`,
+      );
+    }
+    if (credentials.needsPassphrase) {
+      const given = passphrase ?? this.remembered;
+      if (given === null) {
+        throw passphraseError(`the key ${credentials.key} is protected: give its passphrase`);
+      }
+      if (given !== this.keyPassphrase) {
+        throw passphraseError(`the passphrase does not open the key ${credentials.key}`);
+      }
+    }
+    const vo = request.vo?.trim() || null;
+    if (vo !== null && status.vomsTool === null) {
+      throw proxyError(
+        "VOMS attributes need voms-proxy-init or arcproxy; install voms-clients or nordugrid-arc-client",
+      );
+    }
+    const identity = status.info?.identity ?? DEMO_IDENTITY;
+    status.info = demoProxyInfo(new Date(), request.lifetimeHours * 3600, vo, identity);
+    status.error = null;
+    if (request.remember && passphrase !== null) {
+      this.remembered = passphrase;
+      status.passphraseRemembered = true;
+    }
+    this.log("info", `proxy made path=${status.path} hours=${request.lifetimeHours}`);
+    // As the core's file watch: the new proxy is announced and placed in attached machines.
+    this.emit({ type: "proxy", status: this.proxyNow() });
+    const placed: Placed[] = this.machines
+      .filter((m) => m.proxyAttached && m.state === "running")
+      .map((m) => ({
+        machine: m.name,
+        path: "/tmp/x509up_u1000",
+        notAfter: status.info!.notAfter,
+        anchorsSent: false,
+      }));
+    if (placed.length > 0) this.emit({ type: "proxyPlaced", placed, failed: [] });
+    return this.proxyNow();
+  }
+
+  async proxyForget(): Promise<boolean> {
+    await this.delay();
+    const was = this.remembered !== null;
+    this.remembered = null;
+    this.proxy.passphraseRemembered = false;
+    return was;
+  }
+
+  /** The proxy's status with its time left counted from now. */
+  private proxyNow(): ProxyStatus {
+    const status = structuredClone(this.proxy);
+    const now = Date.now();
+    if (status.info) {
+      status.info.secondsLeft = secondsUntil(status.info.notAfter, now);
+      for (const ac of status.info.voms) ac.secondsLeft = secondsUntil(ac.notAfter, now);
+    }
+    return status;
   }
 
   async pickFolder(_title: string): Promise<string | null> {
@@ -673,6 +812,92 @@ function bootConsole(machine: MachineSummary): string {
   ]
     .filter((line) => line !== null)
     .join("\r\n");
+}
+
+function proxyError(message: string): IpcError {
+  return { code: "proxy", message };
+}
+
+function passphraseError(message: string): IpcError {
+  return { code: "passphrase", message };
+}
+
+function secondsUntil(time: string, nowMs: number): number {
+  return Math.floor((Date.parse(time) - nowMs) / 1000);
+}
+
+/** Whose certificate the fake proxies are made from. */
+export const DEMO_IDENTITY = "/DC=org/DC=example/CN=Jane Doe";
+
+/**
+ * A proxy as the core reads one: made now for `lifetimeSeconds`, with the VOMS attributes of
+ * `vo` when given.
+ */
+export function demoProxyInfo(
+  made: Date,
+  lifetimeSeconds: number,
+  vo: string | null,
+  identity = DEMO_IDENTITY,
+): ProxyInfo {
+  const notBefore = made;
+  const notAfter = new Date(made.getTime() + lifetimeSeconds * 1000);
+  const secondsLeft = secondsUntil(notAfter.toISOString(), Date.now());
+  const issuerHost = vo ? `voms.${vo}.example.org` : "";
+  return {
+    path: "/tmp/x509up_u1000",
+    kind: "rfc3820",
+    policy: "impersonation",
+    pathLength: null,
+    subject: `${identity}/CN=1794829053`,
+    issuer: identity,
+    identity,
+    notBefore: notBefore.toISOString(),
+    notAfter: notAfter.toISOString(),
+    secondsLeft,
+    keyAlgorithm: "RSA",
+    keyBits: 2048,
+    signatureAlgorithm: "sha256WithRSAEncryption",
+    chainLength: 2,
+    chain: { verified: true, reason: null, anchors: "/etc/grid-security/certificates" },
+    voms: vo
+      ? [
+          {
+            vo,
+            fqans: [`/${vo}/Role=NULL/Capability=NULL`, `/${vo}/lcg1/Role=NULL/Capability=NULL`],
+            issuer: `/DC=org/DC=example/OU=computers/CN=${issuerHost}`,
+            holder: "/DC=org/DC=example/CN=Example Grid CA",
+            uri: `${issuerHost}:15001`,
+            notBefore: notBefore.toISOString(),
+            notAfter: notAfter.toISOString(),
+            secondsLeft,
+          },
+        ]
+      : [],
+    vomsError: null,
+  };
+}
+
+/**
+ * A user with a grid certificate whose key needs a passphrase (not remembered), and a 12-hour
+ * atlas proxy made an hour ago: 11 h left.
+ */
+export function demoProxyStatus(now = new Date()): ProxyStatus {
+  const made = new Date(now.getTime() - 3600 * 1000);
+  return {
+    path: "/tmp/x509up_u1000",
+    info: demoProxyInfo(made, 12 * 3600, "atlas"),
+    error: null,
+    warningSeconds: 3600,
+    credentials: {
+      certificate: "/home/ada/.globus/usercert.pem",
+      key: "/home/ada/.globus/userkey.pem",
+      found: true,
+      needsPassphrase: true,
+    },
+    vomsTool: "voms-proxy-init",
+    passphraseRemembered: false,
+    keyring: "Secret Service",
+  };
 }
 
 function catalogError(message: string): IpcError {

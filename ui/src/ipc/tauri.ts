@@ -9,6 +9,8 @@ import type { HostReport } from "./bindings/HostReport";
 import type { ImageView } from "./bindings/ImageView";
 import type { LogLine } from "./bindings/LogLine";
 import type { MachineSummary } from "./bindings/MachineSummary";
+import type { ProxyInit } from "./bindings/ProxyInit";
+import type { ProxyStatus } from "./bindings/ProxyStatus";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
 
@@ -87,6 +89,26 @@ export class TauriBackend implements Backend {
 
   machineConsole(name: string): Promise<string> {
     return invoke("machine_console", { name });
+  }
+
+  machineProxyAttach(name: string): Promise<MachineSummary> {
+    return invoke("machine_proxy_attach", { name });
+  }
+
+  machineProxyDetach(name: string): Promise<MachineSummary> {
+    return invoke("machine_proxy_detach", { name });
+  }
+
+  proxyStatus(): Promise<ProxyStatus> {
+    return invoke("proxy_status");
+  }
+
+  proxyInit(request: ProxyInit): Promise<ProxyStatus> {
+    return invoke("proxy_init", { request });
+  }
+
+  proxyForget(): Promise<boolean> {
+    return invoke("proxy_forget");
   }
 
   async pickFolder(title: string): Promise<string | null> {

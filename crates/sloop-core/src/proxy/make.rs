@@ -114,7 +114,7 @@ pub fn make(
     }
     let lifetime = checked(request.lifetime.as_secs())
         .and_then(|l| time::Duration::try_from(l).ok())
-        .ok_or_else(|| ProxyError::Lifetime(request.lifetime.as_secs()))?;
+        .ok_or(ProxyError::Lifetime(request.lifetime.as_secs()))?;
     let not_after = (now + lifetime).min(user_not_after);
     if not_after < now + lifetime {
         tracing::warn!(until = %rfc3339(not_after), "proxy cut to the user certificate's end");
@@ -380,7 +380,7 @@ pub async fn make_with_voms(
         });
     }
     let seconds = checked(request.lifetime.as_secs())
-        .ok_or_else(|| ProxyError::Lifetime(request.lifetime.as_secs()))?
+        .ok_or(ProxyError::Lifetime(request.lifetime.as_secs()))?
         .as_secs();
     // The tool writes beside the proxy, and only a proxy that reads well replaces the old one:
     // a failing or killed tool leaves the user's proxy as it was.

@@ -238,6 +238,7 @@ describe("ImagesView", () => {
           sshPort: 2222,
           workDir: null,
           imageCertified: true,
+          proxyAttached: false,
         },
       ],
     });

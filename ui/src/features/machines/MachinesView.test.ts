@@ -2,7 +2,7 @@ import { fireEvent, screen, waitFor, within } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { MachineSummary } from "../../ipc/bindings/MachineSummary";
-import { demoCatalog, FakeBackend, type FakeOptions } from "../../ipc/fake";
+import { demoCatalog, demoProxyStatus, FakeBackend, type FakeOptions } from "../../ipc/fake";
 import { renderWith } from "../../test-utils";
 import MachinesView from "./MachinesView.svelte";
 import { StubScreen } from "./stub-screen";
@@ -28,6 +28,7 @@ function machine(over: Partial<MachineSummary> = {}): MachineSummary {
     sshPort: 2222,
     workDir: null,
     imageCertified: true,
+    proxyAttached: false,
     ...over,
   };
 }
@@ -314,6 +315,54 @@ describe("MachinesView", () => {
       machines: [machine({ state: "crashed" }), machine({ name: "from-cli", sshPort: 2223 })],
     });
     expect((await card("from-cli")).getByTestId("machine-state")).toHaveTextContent("Stopped");
+  });
+
+  it("attaches and detaches the grid proxy with the card's switch", async () => {
+    const backend = new FakeBackend({ machines: [machine({ state: "running" })], delayMs: 20 });
+    renderWith(MachinesView, backend);
+    const c = await card();
+
+    const toggle = c.getByRole("switch", { name: "Grid proxy" });
+    expect(toggle).toBe(c.getByTestId("proxy-switch"));
+    expect(toggle).not.toBeChecked();
+    expect(toggle.closest("label")).toHaveAttribute(
+      "title",
+      "Place your grid proxy in this machine at every start and renewal",
+    );
+
+    await userEvent.click(toggle);
+    // Busy until the core answers; the switch moves only then.
+    expect(toggle).toBeDisabled();
+    expect(toggle).not.toBeChecked();
+    await waitFor(() => expect(c.getByTestId("proxy-switch")).toBeChecked());
+    await waitFor(() => expect(c.getByTestId("proxy-switch")).toBeEnabled());
+    expect(backend.machines[0]!.proxyAttached).toBe(true);
+
+    await userEvent.click(c.getByTestId("proxy-switch"));
+    await waitFor(() => expect(c.getByTestId("proxy-switch")).not.toBeChecked());
+    await waitFor(() => expect(c.getByTestId("proxy-switch")).toBeEnabled());
+    expect(backend.proxyActions).toEqual(["attach:analysis", "detach:analysis"]);
+    expect(backend.machines[0]!.proxyAttached).toBe(false);
+
+    // Attached elsewhere (sloop proxy attach): the switch follows.
+    backend.emit({ type: "machines", machines: [machine({ proxyAttached: true })] });
+    await waitFor(() => expect(c.getByTestId("proxy-switch")).toBeChecked());
+  });
+
+  it("shows on its card why the grid proxy cannot be attached", async () => {
+    const proxy = demoProxyStatus();
+    proxy.info = null;
+    const backend = new FakeBackend({ machines: [machine()], proxy });
+    renderWith(MachinesView, backend);
+    const c = await card();
+
+    await userEvent.click(c.getByTestId("proxy-switch"));
+    const error = await c.findByTestId("machine-error");
+    expect(error).toHaveTextContent("Cannot attach the grid proxy to analysis");
+    expect(error).toHaveTextContent("no proxy at /tmp/x509up_u1000");
+    expect(c.getByTestId("proxy-switch")).not.toBeChecked();
+    expect(c.getByTestId("proxy-switch")).toBeEnabled();
+    expect(backend.machines[0]!.proxyAttached).toBe(false);
   });
 
   it("opens a terminal in a running machine: input goes out, output comes in", async () => {

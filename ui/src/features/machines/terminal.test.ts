@@ -13,6 +13,7 @@ const running: MachineSummary = {
   sshPort: 2222,
   workDir: null,
   imageCertified: true,
+  proxyAttached: false,
 };
 
 function setup(machine: MachineSummary = running) {
