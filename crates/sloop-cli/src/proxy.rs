@@ -299,12 +299,20 @@ async fn init(
     let anchors = ctx.config.ca_dir();
     let made = loop {
         let attempt = match voms {
-            None => proxy::make(
-                request,
-                passphrase.as_ref().map(|p| p.as_str()),
-                &anchors,
-                OffsetDateTime::now_utc(),
-            ),
+            // Key generation and the key's decryption are CPU work: off the async threads.
+            None => {
+                let (request, passphrase, anchors) =
+                    (request.clone(), passphrase.clone(), anchors.clone());
+                tokio::task::spawn_blocking(move || {
+                    proxy::make(
+                        &request,
+                        passphrase.as_ref().map(|p| p.as_str()),
+                        &anchors,
+                        OffsetDateTime::now_utc(),
+                    )
+                })
+                .await?
+            }
             Some(vo) => {
                 let tool = VomsTool::find().context(
                     "VOMS attributes need voms-proxy-init or arcproxy; install voms-clients or nordugrid-arc-client",

@@ -206,16 +206,41 @@ pub async fn place(
     };
     let ((proxy_bytes, not_after), bundle) = prepared;
 
-    // The grid folder: anchors, VOMS descriptions, env.sh; skipped when the guest has this one.
+    // One command for a renewal: the proxy (a private temporary file in /tmp, renamed over the
+    // old one at once; a directory or link in its place is refused, not followed), the profile
+    // lines (every time, so a line the user removed or a new ~/.bash_profile is taken care of),
+    // then the digest of the grid folder the machine has.
+    let script = format!(
+        r#"set -e
+umask 077
+f="/tmp/x509up_u$(id -u)"
+if [ -L "$f" ] || {{ [ -e "$f" ] && [ ! -f "$f" ]; }}; then
+  echo "$f is not a plain file; remove it" >&2
+  exit 1
+fi
+t=$(mktemp "/tmp/.x509up_u$(id -u).XXXXXX")
+trap 'rm -f "$t"' EXIT
+cat > "$t"
+chmod 600 "$t"
+mv -f "$t" "$f"
+trap - EXIT
+umask 022
+{profile}
+printf '%s\n' "$f"
+cat "$HOME/.sloop/grid/.digest" 2>/dev/null || true"#,
+        profile = profile_script()
+    );
+    let output = run(session, &script, &proxy_bytes)
+        .await
+        .map_err(|m| remote_failed("receive the proxy", m))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = stdout.lines();
+    let path = lines.next().unwrap_or_default().trim().to_string();
+    let current = lines.next().unwrap_or_default().trim();
+
+    // The grid folder (anchors, VOMS descriptions, env.sh), only when the machine's differs.
     let digest = hex::encode(Sha256::digest(&bundle.tar));
-    let current = run(
-        session,
-        "cat \"$HOME/.sloop/grid/.digest\" 2>/dev/null || true",
-        b"",
-    )
-    .await
-    .map_err(|m| remote_failed("be reached", m))?;
-    let anchors_sent = String::from_utf8_lossy(&current.stdout).trim() != digest;
+    let anchors_sent = current != digest;
     if anchors_sent {
         // Under a lock: a start and a renewal may place at the same time.
         let script = format!(
@@ -237,32 +262,9 @@ printf '%s\n' {digest} > "$d/.digest""#
             .await
             .map_err(|m| remote_failed("receive the trust anchors", m))?;
     }
-    // Every time, so a line the user removed (or a new ~/.bash_profile) is taken care of.
-    run(session, &profile_script(), b"")
-        .await
-        .map_err(|m| remote_failed("set X509_* for login shells", m))?;
-
-    // The proxy: a private temporary file in /tmp, renamed over the old one at once. A directory
-    // or link where the proxy goes (another guest user's doing) is refused, not followed.
-    let script = r#"set -e
-umask 077
-f="/tmp/x509up_u$(id -u)"
-if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then
-  echo "$f is not a plain file; remove it" >&2
-  exit 1
-fi
-t=$(mktemp "/tmp/.x509up_u$(id -u).XXXXXX")
-trap 'rm -f "$t"' EXIT
-cat > "$t"
-chmod 600 "$t"
-mv -f "$t" "$f"
-printf '%s\n' "$f""#;
-    let output = run(session, script, &proxy_bytes)
-        .await
-        .map_err(|m| remote_failed("receive the proxy", m))?;
     Ok(Placed {
         machine: machine.clone(),
-        path: String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        path,
         not_after,
         anchors_sent,
     })

@@ -452,18 +452,19 @@ pub async fn make_with_voms(
     if !output.status.success() {
         let text = format!(
             "{}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            String::from_utf8_lossy(&output.stdout)
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
+        // The tools print their reason last; before it come notes (identity, random seed file).
         let message = text
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .find(|l| {
-                let l = l.to_ascii_lowercase();
-                l.contains("error") || l.contains("fail") || l.contains("cannot")
+            .rfind(|l| {
+                !l.is_empty()
+                    && !l.starts_with("Function:")
+                    && !l.starts_with("Your identity:")
+                    && !l.contains(".rnd")
             })
-            .or_else(|| text.lines().map(str::trim).find(|l| !l.is_empty()))
             .unwrap_or("it failed without a message")
             .to_string();
         return Err(failed(message));

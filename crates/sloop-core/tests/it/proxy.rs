@@ -133,20 +133,15 @@ fn limited_proxy_is_an_rfc_proxy_for_arcproxy_too() {
     let output = user.path("limited");
     let mut req = request(&user, &output);
     req.limited = true;
-    let made = proxy::make(
-        &req,
-        Some(GridUser::PASSPHRASE),
-        &user.anchors,
-        OffsetDateTime::now_utc(),
-    )
-    .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let made = proxy::make(&req, Some(GridUser::PASSPHRASE), &user.anchors, now).unwrap();
     assert_eq!(made.policy, ProxyPolicy::Limited);
     let info = arcproxy_info(&output, &user.anchors);
     assert!(
         info.contains("Proxy type: X.509 Proxy Certificate Profile RFC compliant restricted proxy"),
         "{info}"
     );
-    let read = proxy::inspect(&output, &user.anchors, OffsetDateTime::now_utc())
+    let read = proxy::inspect(&output, &user.anchors, now)
         .unwrap()
         .unwrap();
     assert_eq!(read, made);
@@ -378,4 +373,54 @@ fn damaged_proxies_are_reported_clearly() {
     let e = inspect("eec", &eec);
     assert!(matches!(e, ProxyError::NotAProxy { .. }), "{e}");
     assert!(e.to_string().contains(GridUser::DN), "{e}");
+}
+
+/// `--voms` with a VO the host knows no VOMS server for: the tool's own reason comes back, and
+/// the user's current proxy is left exactly as it was, with no stray file beside it.
+#[tokio::test]
+async fn a_failing_voms_tool_leaves_the_proxy_alone() {
+    require("voms-proxy-init");
+    let user = GridUser::new();
+    let output = user.path("x509up");
+    let now = OffsetDateTime::now_utc();
+    proxy::make(
+        &request(&user, &output),
+        Some(GridUser::PASSPHRASE),
+        &user.anchors,
+        now,
+    )
+    .unwrap();
+    let before = std::fs::read(&output).unwrap();
+    let entries = || {
+        let mut names: Vec<_> = std::fs::read_dir(user.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let listed = entries();
+    // No vomses file anywhere the tool looks: it cannot know the VO's server.
+    let e = proxy::make_with_voms(
+        proxy::VomsTool::VomsProxyInit,
+        &request(&user, &output),
+        "novo.example.invalid",
+        Some(GridUser::PASSPHRASE),
+        &user.anchors,
+    )
+    .await
+    .unwrap_err();
+    eprintln!("{e}");
+    assert!(matches!(e, ProxyError::Tool { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "voms-proxy-init could not make a VOMS proxy: VOMS Server for novo.example.invalid not known!"
+    );
+    assert!(!e.to_string().contains(GridUser::PASSPHRASE));
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        before,
+        "the proxy is untouched"
+    );
+    assert_eq!(entries(), listed, "no file left beside it");
 }
