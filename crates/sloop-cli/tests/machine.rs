@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{Cleanup, Sloop, sha512_file, test_image};
+use support::{Cleanup, Sloop, sha512_file};
 
 #[test]
 fn machine_lifecycle_from_the_command_line() {
@@ -25,34 +25,14 @@ fn machine_lifecycle_from_the_command_line() {
     let work = dir.path().join("analysis");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("from-host.txt"), "written on the host\n").unwrap();
-    let image = test_image();
-    sloop.ok(&[
-        "catalog",
-        "add",
-        "--demo",
-        "--image",
-        image.to_str().unwrap(),
-    ]);
-    let identifier = sloop.json(&["image", "list"])[0]["identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let identifier = sloop.demo_image();
 
     let started = Instant::now();
-    let out = sloop.ok(&[
-        "launch",
+    let out = sloop.launch_tiny(
         &identifier,
-        "--name",
         "cli-life",
-        "--workdir",
-        work.to_str().unwrap(),
-        "--vcpus",
-        "1",
-        "--memory",
-        "256",
-        "--disk",
-        "1",
-    ]);
+        &["--workdir", work.to_str().unwrap()],
+    );
     eprintln!(
         "launch (copy, create, start, SSH up) took {:.1} s",
         started.elapsed().as_secs_f64()
@@ -244,13 +224,7 @@ fn machine_lifecycle_from_the_command_line() {
         home: dir.path().join("other-home"),
         env: Vec::new(),
     };
-    other.ok(&[
-        "catalog",
-        "add",
-        "--demo",
-        "--image",
-        image.to_str().unwrap(),
-    ]);
+    assert_eq!(other.demo_image(), identifier, "the same demo image");
     other.ok(&["image", "pull", &identifier]);
     let clash = other.run(&[
         "machine",

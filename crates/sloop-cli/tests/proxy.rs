@@ -16,7 +16,7 @@ use sloop_core::pki::{self, CertificateSpec};
 
 mod support;
 
-use support::{Cleanup, Sloop, test_image};
+use support::{Cleanup, Sloop};
 
 const USER_DN: &str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Jane Doe";
 const PASSPHRASE: &str = "proxy test passphrase 7";
@@ -156,30 +156,8 @@ fn proxy_follows_the_machine() {
         env: grid.env(),
     };
     let _cleanup = Cleanup(&sloop, &[MACHINE]);
-    let image = test_image();
-    sloop.ok(&[
-        "catalog",
-        "add",
-        "--demo",
-        "--image",
-        image.to_str().unwrap(),
-    ]);
-    let identifier = sloop.json(&["image", "list"])[0]["identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    sloop.ok(&[
-        "launch",
-        &identifier,
-        "--name",
-        MACHINE,
-        "--vcpus",
-        "1",
-        "--memory",
-        "256",
-        "--disk",
-        "1",
-    ]);
+    let identifier = sloop.demo_image();
+    sloop.launch_tiny(&identifier, MACHINE, &[]);
 
     // No proxy yet: attach is refused by name, and nothing is recorded.
     let refused = sloop.run(&["proxy", "attach", MACHINE]);

@@ -79,3 +79,32 @@ impl Drop for Cleanup<'_> {
 pub fn sha512_file(path: &Path) -> String {
     hex::encode(Sha512::digest(std::fs::read(path).unwrap()))
 }
+
+impl Sloop {
+    /// Subscribes to the demo catalog built from the tiny test image; returns the image's
+    /// identifier.
+    pub fn demo_image(&self) -> String {
+        let image = test_image();
+        self.ok(&[
+            "catalog",
+            "add",
+            "--demo",
+            "--image",
+            image.to_str().unwrap(),
+        ]);
+        self.json(&["image", "list"])[0]["identifier"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `sloop launch` of the tiny image as a small machine `name` (1 vCPU, 256 MiB, 1 GiB),
+    /// with `extra` arguments; returns what it printed.
+    pub fn launch_tiny(&self, identifier: &str, name: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "launch", identifier, "--name", name, "--vcpus", "1", "--memory", "256", "--disk", "1",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+}
