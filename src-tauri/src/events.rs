@@ -190,18 +190,15 @@ async fn place_everywhere(app: &AppHandle) {
         return;
     };
     let sources = sloop_core::proxy::attach::Sources::from_env(config);
-    let mut placed = Vec::new();
-    let mut failed = Vec::new();
-    for (machine, outcome) in
-        sloop_core::proxy::attach::push_all(&state.paths, &conn, &sources).await
-    {
-        match outcome {
-            Ok(p) => placed.push(p),
-            Err(e) => failed.push(format!("{machine}: {}", crate::IpcError::chain(&e))),
-        }
-    }
-    if !placed.is_empty() || !failed.is_empty() {
-        let _ = app.emit(EVENT, Event::ProxyPlaced { placed, failed });
+    let pushed = sloop_core::proxy::attach::push_all(&state.paths, &conn, &sources).await;
+    if !pushed.placed.is_empty() || !pushed.failed.is_empty() {
+        let _ = app.emit(
+            EVENT,
+            Event::ProxyPlaced {
+                placed: pushed.placed,
+                failed: pushed.failed,
+            },
+        );
     }
 }
 

@@ -55,14 +55,7 @@ impl IpcError {
 
     /// `error` followed by its sources, joined with ": ".
     pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        message
+        sloop_core::error_chain(error)
     }
 }
 

@@ -386,14 +386,11 @@ async fn push_all(ctx: &Context) -> Vec<Placed> {
         }
     };
     let sources = Sources::from_env(&ctx.config);
-    let mut placed = Vec::new();
-    for (machine, outcome) in attach::push_all(&ctx.paths, &conn, &sources).await {
-        match outcome {
-            Ok(p) => placed.push(p),
-            Err(e) => output::warn(&format!("machine {machine}: {e}")),
-        }
+    let pushed = attach::push_all(&ctx.paths, &conn, &sources).await;
+    for failure in &pushed.failed {
+        output::warn(&format!("proxy not placed in {failure}"));
     }
-    placed
+    pushed.placed
 }
 
 async fn watch(ctx: &Context) -> anyhow::Result<ExitCode> {

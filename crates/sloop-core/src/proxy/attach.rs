@@ -110,10 +110,20 @@ pub async fn attach(
     {
         return Ok(None);
     }
-    let session = crate::machine::power::connect(paths, &manifest, CONNECT_WITHIN).await?;
-    let placed = place(&session, &manifest, sources, now).await;
+    place_in(paths, &manifest, sources, now).await.map(Some)
+}
+
+/// Logs in to the running machine, places the proxy, and leaves.
+async fn place_in(
+    paths: &Paths,
+    manifest: &Manifest,
+    sources: &Sources,
+    now: OffsetDateTime,
+) -> Result<Placed, AttachError> {
+    let session = crate::machine::power::connect(paths, manifest, CONNECT_WITHIN).await?;
+    let placed = place(&session, manifest, sources, now).await;
     let _ = session.close().await;
-    placed.map(Some)
+    placed
 }
 
 /// Marks machine `name` detached and, when it runs, removes the proxy, anchors and profile line
@@ -138,46 +148,48 @@ pub async fn detach(paths: &Paths, conn: &Connection, name: &str) -> Result<(), 
     removed
 }
 
+/// What a renewal did: where the proxy was placed, and `machine: reason` where it could not be
+/// (`the machines folder: reason` when the machines could not be listed).
+#[derive(Debug, Default)]
+pub struct Pushed {
+    pub placed: Vec<Placed>,
+    pub failed: Vec<String>,
+}
+
 /// Places the current proxy in every running attached machine: what a renewal calls. One
 /// machine's failure does not stop the others.
-pub async fn push_all(
-    paths: &Paths,
-    conn: &Connection,
-    sources: &Sources,
-) -> Vec<(String, Result<Placed, AttachError>)> {
+pub async fn push_all(paths: &Paths, conn: &Connection, sources: &Sources) -> Pushed {
+    let mut pushed = Pushed::default();
     let manifests = match crate::machine::manifest::load_all(&paths.machines_dir()) {
         Ok(manifests) => manifests,
         Err(e) => {
-            return vec![(
-                String::new(),
-                Err(AttachError::Machine(MachineError::from(e))),
-            )];
+            pushed
+                .failed
+                .push(format!("the machines folder: {}", crate::error_chain(&e)));
+            return pushed;
         }
     };
-    let mut results = Vec::new();
     for manifest in manifests.into_iter().filter(|m| m.proxy_attached) {
-        match crate::machine::domain_state(conn, &manifest.domain_name()).await {
-            Ok(MachineState::Running) => {}
+        let outcome = match crate::machine::domain_state(conn, &manifest.domain_name()).await {
+            Ok(MachineState::Running) => {
+                place_in(paths, &manifest, sources, OffsetDateTime::now_utc()).await
+            }
             Ok(_) => continue,
+            Err(e) => Err(MachineError::from(e).into()),
+        };
+        match outcome {
+            Ok(p) => {
+                tracing::info!(machine = %manifest.name, until = %p.not_after, "proxy placed");
+                pushed.placed.push(p);
+            }
             Err(e) => {
-                results.push((manifest.name.to_string(), Err(MachineError::from(e).into())));
-                continue;
+                let reason = crate::error_chain(&e);
+                tracing::warn!(machine = %manifest.name, "proxy not placed: {reason}");
+                pushed.failed.push(format!("{}: {reason}", manifest.name));
             }
         }
-        let outcome = async {
-            let session = crate::machine::power::connect(paths, &manifest, CONNECT_WITHIN).await?;
-            let placed = place(&session, &manifest, sources, OffsetDateTime::now_utc()).await;
-            let _ = session.close().await;
-            placed
-        }
-        .await;
-        match &outcome {
-            Ok(p) => tracing::info!(machine = %manifest.name, until = %p.not_after, "proxy placed"),
-            Err(e) => tracing::warn!(machine = %manifest.name, "proxy not placed: {e}"),
-        }
-        results.push((manifest.name.to_string(), outcome));
     }
-    results
+    pushed
 }
 
 /// Places the proxy, and the anchors when they changed, over an open session.
