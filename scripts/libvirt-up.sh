@@ -6,6 +6,13 @@ set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then default=qemu:///system; else default=qemu:///session; fi
 uri=${1:-${SLOOP_LIBVIRT_URI:-$default}}
 
+# Without udev, /dev/kvm stays root:root 0600. libvirt checks it as its QEMU user, finds KVM
+# unusable although its probe enabled KVM, and so probes QEMU again on every lookup: each define
+# took about 50 s here. Give it udev's owner and mode (Debian's rule: group kvm, 0660).
+if [ "$(id -u)" -eq 0 ] && [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
 answers() { timeout 10 virsh -c "$uri" version >/dev/null 2>&1; }
 answers && exit 0
 
