@@ -44,7 +44,7 @@ pub enum LibvirtError {
     },
     #[error("libvirt at {uri} did not answer within {seconds} s; is the daemon stuck?")]
     Timeout { uri: String, seconds: u64 },
-    #[error("libvirt refused: {0}")]
+    #[error("libvirt refused")]
     Call(#[from] Failure),
     #[error("a libvirt worker thread failed")]
     Worker(#[source] tokio::task::JoinError),
@@ -174,6 +174,24 @@ mod tests {
         let conn = Connection::open("test:///default").await.unwrap();
         assert_eq!(conn.uri(), "test:///default");
         assert!(!conn.version().await.unwrap().is_empty());
+    }
+
+    /// Regression (issue 10, bug 2): libvirt's message appears once in the whole chain.
+    #[tokio::test]
+    async fn a_refused_call_says_libvirts_words_once() {
+        let conn = Connection::open("test:///default").await.unwrap();
+        let error = conn
+            .run(|c| c.lookup_domain_by_name("no-such-domain").map(|_| ()))
+            .await
+            .unwrap_err();
+        let chain = crate::error_chain(&error);
+        let words = match &error {
+            LibvirtError::Call(failure) => failure.message.clone(),
+            other => panic!("expected a refused call, got {other:?}"),
+        };
+        assert!(!words.is_empty());
+        assert_eq!(chain, format!("libvirt refused: {words}"));
+        assert_eq!(chain.matches(words.as_str()).count(), 1, "{chain}");
     }
 
     #[tokio::test]

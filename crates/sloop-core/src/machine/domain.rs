@@ -262,7 +262,7 @@ mod tests {
         if version >= 9_002_000 {
             assert_eq!(passt.unwrap(), "sloop-demo");
         } else {
-            let error = passt.unwrap_err().to_string();
+            let error = crate::error_chain(&passt.unwrap_err());
             assert!(
                 error.contains("passt"),
                 "libvirt {version} should refuse passt: {error}"
