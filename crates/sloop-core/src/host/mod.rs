@@ -276,11 +276,7 @@ async fn check_acceleration(
         );
     };
     let probed = if fresh {
-        let result = acceleration::probe(qemu).await;
-        if let Ok(probe) = &result {
-            acceleration::store(cache_dir, probe);
-        }
-        result
+        acceleration::probe_again(qemu, cache_dir).await
     } else {
         acceleration::probe_cached(qemu, cache_dir).await
     };
@@ -299,10 +295,21 @@ async fn check_acceleration(
             );
         }
     };
-    let why_not_kvm = match &probe.kvm {
-        Trial::Ran => String::new(),
-        Trial::Hung => "KVM is present but a test guest did not run".to_string(),
-        Trial::Refused(reason) => format!("KVM is not usable ({reason})"),
+    let why_not_kvm = match (&probe.fallback, &probe.kvm) {
+        (Some(fallback), Trial::Ran) => format!(
+            "a test guest ran with KVM, but machine {} stopped under KVM on {} ({})",
+            fallback.machine, fallback.at, fallback.reason
+        ),
+        (Some(fallback), _) => format!(
+            "machine {} stopped under KVM on {} ({})",
+            fallback.machine, fallback.at, fallback.reason
+        ),
+        (None, Trial::Ran) => String::new(),
+        (None, Trial::Hung(None)) => "KVM is present but a test guest did not run".to_string(),
+        (None, Trial::Hung(Some(said))) => {
+            format!("KVM is present but a test guest did not run ({said})")
+        }
+        (None, Trial::Refused(reason)) => format!("KVM is not usable ({reason})"),
     };
     let c = match probe.chosen {
         Some(Acceleration::Kvm) => check(
@@ -314,6 +321,9 @@ async fn check_acceleration(
         ),
         Some(Acceleration::Tcg) => {
             let fix = match &probe.kvm {
+                Trial::Ran if probe.fallback.is_some() => {
+                    "none needed; to try KVM again, set acceleration = \"kvm\" in config.toml (a new QEMU or kernel also retries it)"
+                }
                 Trial::Refused(reason) if reason.contains("does not exist") => {
                     "for speed: enable virtualisation (VT-x/AMD-V) in the firmware settings, then load kvm_intel or kvm_amd"
                 }

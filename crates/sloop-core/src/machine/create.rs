@@ -122,7 +122,8 @@ pub async fn create(
 
     meter.stage("defining it in libvirt");
     meter.update(reporter, 4, true);
-    super::power::define(paths, config, conn, &manifest, share).await?;
+    let accel = super::power::acceleration_for(paths, config).await?;
+    super::power::define(paths, conn, &manifest, accel, share).await?;
     manifest.save(&dir)?;
     meter.update(reporter, 5, true);
     tracing::info!(machine = %name, image = %chosen.title, "machine created");

@@ -25,6 +25,7 @@ pub use manifest::{MachineName, Manifest};
 pub use power::{force_off, start, stop};
 
 use crate::config::Config;
+use crate::host::Acceleration;
 use crate::libvirt::{Connection, LibvirtError, NO_DOMAIN};
 use crate::paths::Paths;
 
@@ -139,6 +140,152 @@ pub enum MachineError {
         "machine {machine}'s base image {path} is missing; pull the image again (sloop image pull)"
     )]
     BaseMissing { machine: String, path: PathBuf },
+    #[error(
+        "machine {machine} could not start under {}{}",
+        acceleration.label(),
+        qemu_log.as_ref().map(|l| format!(" (QEMU said: {l})")).unwrap_or_default()
+    )]
+    StartRefused {
+        machine: String,
+        acceleration: Acceleration,
+        qemu_log: Option<String>,
+        #[source]
+        source: Box<LibvirtError>,
+    },
+    #[error(
+        "machine {machine} stopped while booting under {}: libvirt says {status}{}; its console's last line: {console}",
+        acceleration.label(),
+        qemu_log.as_ref().map(|l| format!(", QEMU said: {l}")).unwrap_or_default()
+    )]
+    GuestStopped {
+        machine: String,
+        acceleration: Acceleration,
+        status: Box<DomainStatus>,
+        qemu_log: Option<String>,
+        console: String,
+    },
+    #[error("machine {machine} did not reach its SSH login; its console's last line: {console}")]
+    NoLogin {
+        machine: String,
+        console: String,
+        #[source]
+        source: Box<crate::ssh::SshError>,
+    },
+}
+
+impl MachineError {
+    /// Why this failure blames KVM, when it does: a guest that stopped on its own, or a domain
+    /// QEMU could not start for a reason that names KVM. The caller knows the acceleration was
+    /// KVM; a user's pause or a power-off is not KVM's doing.
+    pub fn kvm_failure(&self) -> Option<String> {
+        match self {
+            Self::GuestStopped {
+                status, qemu_log, ..
+            } if status.on_its_own => Some(match qemu_log {
+                Some(line) => format!("{status}: {line}"),
+                None => status.to_string(),
+            }),
+            Self::StartRefused {
+                qemu_log, source, ..
+            } => {
+                let said = qemu_log
+                    .clone()
+                    .unwrap_or_else(|| crate::error_chain(source.as_ref()));
+                said.to_ascii_lowercase().contains("kvm").then_some(said)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A domain's state with libvirt's reason for it, as `virsh domstate --reason` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainStatus {
+    pub state: MachineState,
+    /// libvirt's reason in its own words ("unknown", "user", "crashed", "shutdown").
+    pub reason: String,
+    /// The guest or its QEMU stopped by itself, not by anyone's hand: a pause libvirt cannot
+    /// explain (KVM's internal errors give that), an I/O error or watchdog, a crash, a failure.
+    pub on_its_own: bool,
+    /// Held paused for a moment while QEMU starts.
+    starting: bool,
+}
+
+impl std::fmt::Display for DomainStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            MachineState::Running => "running",
+            MachineState::Stopped => "shut off",
+            MachineState::Paused => "paused",
+            MachineState::ShuttingDown => "shutting down",
+            MachineState::Crashed => "crashed",
+            MachineState::Undefined => "undefined",
+            MachineState::Unknown => "in an unknown state",
+        };
+        write!(f, "{state} ({})", self.reason)
+    }
+}
+
+impl DomainStatus {
+    fn from_libvirt(
+        state: virt::domain::DomainStateEnum,
+        reason: virt::domain::DomainStateReasonEnum,
+    ) -> Self {
+        use virt::domain::{
+            DomainPausedReason as P, DomainShutoffReason as O, DomainStateReason as R,
+        };
+        use virt::enumutil::Enum::Known;
+        let on_its_own = match reason {
+            Known(R::Paused(Known(reason))) => matches!(
+                reason,
+                P::Unknown | P::IOError | P::Watchdog | P::Crashed | P::APIError
+            ),
+            Known(R::Paused(_)) => true,
+            Known(R::Crashed(_)) => true,
+            Known(R::Shutoff(Known(reason))) => matches!(reason, O::Crashed | O::Failed),
+            _ => false,
+        };
+        let starting = matches!(reason, Known(R::Paused(Known(P::StartingUp))));
+        // virt words reasons as one lower-case word; virsh's words read better.
+        let word = match reason {
+            Known(reason) => reason.to_string(),
+            _ => "unknown".to_string(),
+        };
+        let reason = match word.as_str() {
+            "startingup" => "starting up",
+            "shuttingdown" => "shutting down",
+            "ioerror" => "I/O error",
+            "fromsnapshot" => "from snapshot",
+            "apierror" => "API error",
+            "postcopyfailed" => "post-copy failed",
+            other => other,
+        };
+        Self {
+            state: MachineState::from_libvirt(state),
+            reason: reason.to_string(),
+            on_its_own,
+            starting,
+        }
+    }
+
+    /// The status of a domain libvirt no longer knows (removed while it booted).
+    pub fn undefined() -> Self {
+        Self {
+            state: MachineState::Undefined,
+            reason: "removed".to_string(),
+            on_its_own: false,
+            starting: false,
+        }
+    }
+
+    /// Whether a guest in this state will not reach its SSH login without someone's help.
+    pub fn ends_boot(&self) -> bool {
+        match self.state {
+            MachineState::Running | MachineState::Unknown => false,
+            MachineState::Paused => !self.starting,
+            _ => true,
+        }
+    }
 }
 
 /// The manifest of machine `name`.
@@ -268,6 +415,22 @@ pub async fn domain_state(conn: &Connection, name: &str) -> Result<MachineState,
     Ok(state.map_or(MachineState::Undefined, MachineState::from_libvirt))
 }
 
+/// The state and reason of libvirt domain `name`, `None` when libvirt does not know it.
+pub async fn domain_status(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<DomainStatus>, LibvirtError> {
+    let name = name.to_string();
+    conn.run(move |c| match c.lookup_domain_by_name(&name) {
+        Ok(domain) => domain
+            .state()
+            .map(|(state, reason)| Some(DomainStatus::from_libvirt(state, reason))),
+        Err(e) if e.code().to_raw() == NO_DOMAIN => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+}
+
 /// The UUID of libvirt domain `name`, `None` when libvirt does not know it.
 pub async fn domain_uuid(conn: &Connection, name: &str) -> Result<Option<String>, LibvirtError> {
     let name = name.to_string();
@@ -309,4 +472,57 @@ pub fn ssh_config(paths: &Paths) -> Result<(PathBuf, String), MachineError> {
     crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
         .map_err(|e| MachineError::Files(path.clone(), e))?;
     Ok((path, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virt::domain::{
+        DomainPausedReason as P, DomainShutoffReason as O, DomainState as S, DomainStateReason as R,
+    };
+    use virt::enumutil::Enum::Known;
+
+    fn status(state: S, reason: R) -> DomainStatus {
+        DomainStatus::from_libvirt(Known(state), Known(reason))
+    }
+
+    fn stopped(status: DomainStatus) -> MachineError {
+        MachineError::GuestStopped {
+            machine: "m".into(),
+            acceleration: Acceleration::Kvm,
+            status: Box::new(status),
+            qemu_log: None,
+            console: "(empty)".into(),
+        }
+    }
+
+    #[test]
+    fn a_pause_nobody_asked_for_blames_kvm_a_users_pause_does_not() {
+        let unexplained = status(S::Paused, R::Paused(Known(P::Unknown)));
+        assert!(unexplained.on_its_own && unexplained.ends_boot());
+        assert_eq!(unexplained.to_string(), "paused (unknown)");
+        assert_eq!(
+            stopped(unexplained).kvm_failure().as_deref(),
+            Some("paused (unknown)")
+        );
+
+        let users = status(S::Paused, R::Paused(Known(P::User)));
+        assert!(!users.on_its_own && users.ends_boot());
+        assert_eq!(users.to_string(), "paused (user)");
+        assert_eq!(stopped(users).kvm_failure(), None);
+    }
+
+    #[test]
+    fn starting_up_is_not_the_end_of_a_boot_a_crash_is() {
+        let starting = status(S::Paused, R::Paused(Known(P::StartingUp)));
+        assert!(!starting.ends_boot());
+        assert_eq!(starting.to_string(), "paused (starting up)");
+
+        let crashed = status(S::Shutoff, R::Shutoff(Known(O::Crashed)));
+        assert!(crashed.on_its_own && crashed.ends_boot());
+        let powered_off = status(S::Shutoff, R::Shutoff(Known(O::Shutdown)));
+        assert!(!powered_off.on_its_own && powered_off.ends_boot());
+        assert_eq!(stopped(powered_off).kvm_failure(), None);
+        assert!(!DomainStatus::undefined().on_its_own);
+    }
 }
