@@ -113,10 +113,16 @@ impl Grid {
 }
 
 fn init_with_passphrase(sloop: &Sloop, extra: &[&str]) -> String {
+    init_with_passphrase_in(sloop, extra, &std::env::var("PATH").unwrap_or_default())
+}
+
+/// `proxy init` with the passphrase on stdin, finding the grid tools on `path`.
+fn init_with_passphrase_in(sloop: &Sloop, extra: &[&str], path: &str) -> String {
     let mut args = vec!["proxy", "init", "--passphrase-stdin"];
     args.extend_from_slice(extra);
     let mut child = sloop
         .command(&args)
+        .env("PATH", path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -311,4 +317,79 @@ fn logs(home: &Path) -> Vec<PathBuf> {
         "Sloop's log is among {out:?}"
     );
     out
+}
+
+/// Regression (issue 10, bug 1): `proxy init --voms VO` installs the proxy the VOMS tool made.
+/// A stand-in `voms-proxy-init` first on `PATH` writes a real proxy (made by the core, with
+/// its own serial) to the file Sloop names with `--out`; that proxy must end up at
+/// `X509_USER_PROXY`, 0600, replacing the one there before, with nothing left beside it.
+#[test]
+fn voms_init_installs_the_proxy_the_tool_made() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let grid = Grid::new(dir.path());
+    let sloop = Sloop {
+        home: dir.path().join("home"),
+        env: grid.env(),
+    };
+    init_with_passphrase(&sloop, &[]);
+    let before = std::fs::read(&grid.proxy).unwrap();
+
+    // The tool's proxy, made apart with the same credentials.
+    let ready = dir.path().join("made-by-the-tool.pem");
+    let credentials = sloop_core::proxy::UserCredentials {
+        certificate: grid.certificate.clone(),
+        key: grid.key.clone(),
+    };
+    sloop_core::proxy::make(
+        &sloop_core::proxy::MakeRequest::new(&credentials, ready.clone()),
+        Some(PASSPHRASE),
+        &grid.anchors,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("voms-proxy-init");
+    let asked = bin.join("asked");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\n# Stand-in voms-proxy-init: writes the test's proxy to --out.\necho \"$@\" > '{asked}'\nwhile [ $# -gt 0 ]; do\n  [ \"$1\" = --out ] && out=$2\n  shift\ndone\ncat '{ready}' > \"$out\"\n",
+            asked = asked.display(),
+            ready = ready.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let listed = || {
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let files_before = listed();
+    init_with_passphrase_in(&sloop, &["--voms", "testvo"], &path);
+    assert!(
+        std::fs::read_to_string(&asked)
+            .unwrap()
+            .starts_with("--voms testvo "),
+        "the tool was asked for the VO"
+    );
+    let installed = std::fs::read(&grid.proxy).unwrap();
+    assert_ne!(installed, before, "the old proxy was replaced");
+    assert_eq!(installed, std::fs::read(&ready).unwrap(), "by the tool's");
+    assert_eq!(
+        std::fs::metadata(&grid.proxy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(listed(), files_before, "no file left beside the proxy");
 }

@@ -469,8 +469,23 @@ pub async fn make_with_voms(
             .to_string();
         return Err(failed(message));
     }
-    super::inspect(&request.output, anchors, OffsetDateTime::now_utc())?
-        .ok_or_else(|| failed(format!("it wrote no proxy to {}", request.output.display())))
+    // Checked where the tool wrote it; only then does it replace the user's proxy.
+    let mut made = super::inspect(&staged_path, anchors, OffsetDateTime::now_utc())?
+        .ok_or_else(|| failed("it wrote no proxy".to_string()))?;
+    fs_err::set_permissions(&staged_path, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| ProxyError::Write {
+            path: request.output.clone(),
+            source,
+        },
+    )?;
+    staged
+        .persist(&request.output)
+        .map_err(|e| ProxyError::Write {
+            path: request.output.clone(),
+            source: e.error,
+        })?;
+    made.path = request.output.clone();
+    Ok(made)
 }
 
 #[cfg(test)]
