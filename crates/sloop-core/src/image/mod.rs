@@ -38,6 +38,12 @@ pub enum ImageError {
     NotCertified { title: String, reason: String },
     #[error("image {title} is used by machine {machine}; delete the machine first")]
     InUse { title: String, machine: String },
+    #[error("cannot tell whether a machine still uses image {title}, so it is kept")]
+    UseUnknown {
+        title: String,
+        #[source]
+        source: crate::machine::manifest::ManifestError,
+    },
     #[error(transparent)]
     Pull(#[from] pull::PullError),
     #[error("image store at {path}")]
@@ -381,7 +387,13 @@ pub fn remove(
 ) -> Result<ImageView, ImageError> {
     let images = list(paths, config, now)?;
     let image = find(&images, query)?.clone();
-    let machines = crate::machine::manifest::load_all(&paths.machines_dir()).unwrap_or_default();
+    // A manifest that cannot be read might name this base: refuse rather than guess.
+    let machines = crate::machine::manifest::load_all(&paths.machines_dir()).map_err(|source| {
+        ImageError::UseUnknown {
+            title: image.title.clone(),
+            source,
+        }
+    })?;
     if let Some(machine) = machines.iter().find(|m| m.base.sha512 == image.sha512) {
         return Err(ImageError::InUse {
             title: image.title.clone(),

@@ -708,6 +708,23 @@ async fn image_pull_resumes_after_drops_and_survives_a_server_ignoring_range() {
             Some("bytes=1400000-".to_string())
         ]
     );
+    // Regression (issue 10, bug 3): a machine manifest that cannot be read might name this
+    // base, so the image is kept and the error names the file.
+    let broken = grid.paths.machines_dir().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("machine.toml"), "name = [not toml").unwrap();
+    let kept = image::remove(&grid.paths, &grid.config, IMAGE_ID, grid.now).unwrap_err();
+    let message = sloop_core::error_chain(&kept);
+    assert!(message.contains("so it is kept"), "{message}");
+    assert!(
+        message.contains(&broken.join("machine.toml").display().to_string()),
+        "{message}"
+    );
+    assert!(matches!(
+        image::list(&grid.paths, &grid.config, grid.now).unwrap()[0].local,
+        LocalState::Stored { .. }
+    ));
+    std::fs::remove_dir_all(&broken).unwrap();
     image::remove(&grid.paths, &grid.config, IMAGE_ID, grid.now).unwrap();
 
     // It drops every time: the pull gives up, keeping what it has for the next one.
