@@ -15,6 +15,12 @@ pub enum DiskError {
     Run(#[source] std::io::Error),
     #[error("qemu-img could not make the overlay: {0}")]
     QemuImg(String),
+    #[error("cannot put the new overlay in place at {path}")]
+    Place {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Creates `overlay` on `base` (qcow2, backing format recorded so libvirt never probes it),
@@ -53,6 +59,38 @@ pub async fn create_overlay(base: &Path, overlay: &Path, size_gib: u32) -> Resul
             return Err(DiskError::QemuImg(message.trim().to_string()));
         }
     }
-    std::fs::rename(&partial, overlay).map_err(DiskError::Run)?;
-    Ok(())
+    place(&partial, overlay)
+}
+
+/// Renames the finished overlay into place; a failure names the rename, not qemu-img.
+fn place(partial: &Path, overlay: &Path) -> Result<(), DiskError> {
+    std::fs::rename(partial, overlay).map_err(|source| {
+        let _ = std::fs::remove_file(partial);
+        DiskError::Place {
+            path: overlay.to_path_buf(),
+            source,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 10, bug 4): a failed rename is reported as one, and leaves no partial.
+    #[test]
+    fn a_failed_rename_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("overlay.qcow2.partial");
+        std::fs::write(&partial, b"x").unwrap();
+        // A folder that does not exist: the rename fails.
+        let error = place(&partial, &dir.path().join("gone/overlay.qcow2")).unwrap_err();
+        let message = crate::error_chain(&error);
+        assert!(
+            message.starts_with("cannot put the new overlay in place at "),
+            "{message}"
+        );
+        assert!(!message.contains("qemu-img"), "{message}");
+        assert!(!partial.exists());
+    }
 }
