@@ -71,6 +71,9 @@ pub struct Sources {
     pub proxy: PathBuf,
     pub anchors: PathBuf,
     pub voms_dir: PathBuf,
+    /// The VOMS servers' addresses (a `vomses` file or folder), so VOMS proxies can be renewed
+    /// inside the machine too.
+    pub vomses: PathBuf,
 }
 
 impl Sources {
@@ -80,6 +83,7 @@ impl Sources {
             proxy: super::default_path(),
             anchors: config.ca_dir(),
             voms_dir: super::voms_dir(),
+            vomses: super::vomses(),
         }
     }
 }
@@ -265,8 +269,8 @@ if command -v flock >/dev/null 2>&1; then flock 9; fi
 t=$(mktemp -d "$d/.new.XXXXXX")
 trap 'rm -rf "$t"' EXIT
 tar -x -C "$t" -f -
-rm -rf "$d/certificates" "$d/vomsdir"
-for f in certificates vomsdir; do if [ -d "$t/$f" ]; then mv "$t/$f" "$d/$f"; fi; done
+rm -rf "$d/certificates" "$d/vomsdir" "$d/vomses"
+for f in certificates vomsdir vomses; do if [ -e "$t/$f" ]; then mv "$t/$f" "$d/$f"; fi; done
 mv -f "$t/env.sh" "$d/env.sh"
 printf '%s\n' {digest} > "$d/.digest""#
         );
@@ -422,6 +426,16 @@ fn grid_folder(sources: &Sources) -> Result<GridFolder, AttachError> {
         &mut total,
     )?;
     let has_voms = add_tree(&mut builder, &sources.voms_dir, "vomsdir", 0, &mut total)?;
+    // voms-proxy-init and arcproxy take a vomses file or a folder of them alike.
+    let has_vomses = if sources.vomses.is_file() {
+        let bytes = std::fs::read(&sources.vomses)
+            .map_err(|e| AttachError::Anchors(sources.vomses.clone(), e.to_string()))?;
+        append(&mut builder, "vomses", &bytes, 0o644)
+            .map_err(|e| AttachError::Anchors(sources.vomses.clone(), e.to_string()))?;
+        true
+    } else {
+        add_tree(&mut builder, &sources.vomses, "vomses", 1, &mut total)?
+    };
     let mut env = String::from(
         "# Written by Sloop (`sloop proxy attach`): the grid proxy and trust anchors.\n\
          export X509_USER_PROXY=\"/tmp/x509up_u$(id -u)\"\n",
@@ -431,6 +445,11 @@ fn grid_folder(sources: &Sources) -> Result<GridFolder, AttachError> {
     }
     if has_voms {
         env.push_str("export X509_VOMS_DIR=\"$HOME/.sloop/grid/vomsdir\"\n");
+    }
+    if has_vomses {
+        env.push_str(
+            "export VOMS_USERCONF=\"$HOME/.sloop/grid/vomses\"\nexport X509_VOMSES=\"$HOME/.sloop/grid/vomses\"\n",
+        );
     }
     append(&mut builder, "env.sh", env.as_bytes(), 0o644)
         .map_err(|e| AttachError::Anchors(sources.anchors.clone(), e.to_string()))?;
@@ -566,6 +585,7 @@ mod tests {
             proxy: dir.path().join("proxy"),
             anchors: anchors.clone(),
             voms_dir: dir.path().join("none"),
+            vomses: dir.path().join("none"),
         };
         let one = grid_folder(&sources).unwrap().tar;
         let two = grid_folder(&sources).unwrap().tar;
@@ -595,5 +615,38 @@ mod tests {
                 "env.sh"
             ]
         );
+    }
+
+    /// Regression (issue 10, bug 5): the host's vomses travel with the vomsdir, so
+    /// `voms-proxy-init --voms VO` inside the machine finds the VO's server.
+    #[test]
+    fn vomses_travel_as_a_file_or_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "\"testvo\" \"voms.example.org\" \"15000\" \"/DC=invalid/CN=voms.example.org\" \"testvo\"\n";
+        let folder = dir.path().join("vomses.d");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("testvo-voms.example.org"), line).unwrap();
+        let file = dir.path().join("vomses");
+        std::fs::write(&file, line).unwrap();
+        for (vomses, member) in [(folder, "vomses/testvo-voms.example.org"), (file, "vomses")] {
+            let sources = Sources {
+                proxy: dir.path().join("proxy"),
+                anchors: dir.path().join("none"),
+                voms_dir: dir.path().join("none"),
+                vomses,
+            };
+            let tar = grid_folder(&sources).unwrap().tar;
+            let mut archive = tar::Archive::new(tar.as_slice());
+            let mut seen = std::collections::BTreeMap::new();
+            for entry in archive.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let name = entry.path().unwrap().display().to_string();
+                let mut body = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+                seen.insert(name, body);
+            }
+            assert_eq!(seen.get(member).map(String::as_str), Some(line), "{seen:?}");
+            assert!(seen["env.sh"].contains("export VOMS_USERCONF=\"$HOME/.sloop/grid/vomses\""));
+        }
     }
 }

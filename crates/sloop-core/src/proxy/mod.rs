@@ -62,6 +62,18 @@ pub fn voms_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/etc/grid-security/vomsdir"))
 }
 
+/// The VOMS servers' addresses as VOMS clients find them: `VOMS_USERCONF`, else `~/.voms/vomses`
+/// when it exists, else `/etc/vomses`.
+pub fn vomses() -> PathBuf {
+    if let Some(path) = std::env::var_os("VOMS_USERCONF").filter(|v| !v.is_empty()) {
+        return PathBuf::from(path);
+    }
+    directories::BaseDirs::new()
+        .map(|b| b.home_dir().join(".voms/vomses"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/etc/vomses"))
+}
+
 /// A proxy, or the user's certificate, could not be read or made. No variant carries key
 /// material or a passphrase.
 #[derive(Debug, thiserror::Error)]
