@@ -1,7 +1,7 @@
 //! Core events to window events. Everything the core tells the window without being asked goes
 //! out as one `sloop_core::event::Event` on one Tauri event name, so the UI has one listener.
 
-use sloop_core::event::{Event, Reporter};
+use sloop_core::event::Event;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -29,25 +29,25 @@ pub fn forward_log(app: &AppHandle) {
     });
 }
 
-/// Tells the window that `task` ended, with the error's whole chain when it failed.
-pub fn finished<T, E: std::error::Error + 'static>(
-    reporter: &Reporter,
-    task: &str,
-    result: &Result<T, E>,
-) {
-    reporter.finished(
-        task,
-        result.as_ref().err().map(|e| crate::IpcError::chain(e)),
-    );
-}
-
-/// A reporter that sends the core's progress and task events to the window.
-pub fn reporter(app: &AppHandle) -> Reporter {
+/// Sends every event of the core's workflows (progress, task ends, proxy placements) to the
+/// window, for as long as the app runs.
+pub fn forward_core(app: &AppHandle) {
+    let mut events = app.state::<AppState>().core.subscribe();
     let app = app.clone();
-    Reporter::new(move |event| {
-        // No window (closing): the work goes on; its result still reaches the caller.
-        let _ = app.emit(EVENT, event);
-    })
+    tauri::async_runtime::spawn(async move {
+        loop {
+            match events.recv().await {
+                // No window (closing): the work goes on; its result still reaches the caller.
+                Ok(event) => {
+                    let _ = app.emit(EVENT, event);
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "the window fell behind the core's events");
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
 }
 
 /// How often machines' states are compared with libvirt's.
@@ -61,23 +61,18 @@ pub fn watch_machines(app: &AppHandle) {
         let mut last = None;
         loop {
             let state = app.state::<AppState>();
-            if let (Ok(config), Ok(conn)) = (state.config(), state.connection().await) {
-                match sloop_core::machine::list(&state.paths, config, &conn).await {
-                    Ok(machines) if last.as_ref() != Some(&machines) => {
-                        let _ = app.emit(
-                            EVENT,
-                            Event::Machines {
-                                machines: machines.clone(),
-                            },
-                        );
-                        last = Some(machines);
-                    }
-                    Ok(_) => {}
-                    Err(sloop_core::machine::MachineError::Libvirt(_)) => {
-                        state.forget_connection().await
-                    }
-                    Err(e) => tracing::debug!("machine watch: {e}"),
+            match state.core.machines().await {
+                Ok(machines) if last.as_ref() != Some(&machines) => {
+                    let _ = app.emit(
+                        EVENT,
+                        Event::Machines {
+                            machines: machines.clone(),
+                        },
+                    );
+                    last = Some(machines);
                 }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("machine watch: {e}"),
             }
             tokio::time::sleep(MACHINE_WATCH_EVERY).await;
         }
@@ -132,7 +127,8 @@ pub fn watch_proxy(app: &AppHandle) {
                     },
                 );
                 if valid {
-                    place_everywhere(&app).await;
+                    // Placements reach the window as core events.
+                    app.state::<AppState>().core.place_proxy().await;
                 }
             }
             // The expiry check reads only the proxy (no keyring: it could ask to be unlocked).
@@ -178,28 +174,10 @@ async fn proxy_info(app: &AppHandle) -> Option<sloop_core::proxy::ProxyInfo> {
 async fn proxy_status(app: &AppHandle) -> Option<sloop_core::proxy::ProxyStatus> {
     let state = app.state::<AppState>();
     let config = state.config().ok()?.clone();
-    let keyring = state.keyring.clone();
+    let keyring = state.core.keyring().clone();
     tokio::task::spawn_blocking(move || sloop_core::proxy::status(&config, &keyring))
         .await
         .ok()
-}
-
-async fn place_everywhere(app: &AppHandle) {
-    let state = app.state::<AppState>();
-    let (Ok(config), Ok(conn)) = (state.config(), state.connection().await) else {
-        return;
-    };
-    let sources = sloop_core::proxy::attach::Sources::from_env(config);
-    let pushed = sloop_core::proxy::attach::push_all(&state.paths, &conn, &sources).await;
-    if !pushed.placed.is_empty() || !pushed.failed.is_empty() {
-        let _ = app.emit(
-            EVENT,
-            Event::ProxyPlaced {
-                placed: pushed.placed,
-                failed: pushed.failed,
-            },
-        );
-    }
 }
 
 fn notify_expiry(app: &AppHandle, info: &sloop_core::proxy::ProxyInfo) {

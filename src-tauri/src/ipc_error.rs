@@ -68,6 +68,23 @@ impl From<tokio::task::JoinError> for IpcError {
     }
 }
 
+impl From<sloop_core::CoreError> for IpcError {
+    fn from(error: sloop_core::CoreError) -> Self {
+        use sloop_core::CoreError as E;
+        match error {
+            E::Config(e) => Self::new(ErrorCode::Config, &*e),
+            E::Libvirt(e) => e.into(),
+            E::Machine(e) => e.into(),
+            E::Image(e) => e.into(),
+            E::Proxy(e) => e.into(),
+            E::Passphrase(e) => e.into(),
+            e @ E::Busy(_) => Self::new(ErrorCode::Busy, &e),
+            e @ E::NoVomsTool => Self::new(ErrorCode::Proxy, &e),
+            e @ E::Internal(_) => Self::new(ErrorCode::Internal, &e),
+        }
+    }
+}
+
 impl From<ConfigError> for IpcError {
     fn from(error: ConfigError) -> Self {
         Self::new(ErrorCode::Config, &error)

@@ -47,6 +47,7 @@ pub fn run() -> anyhow::Result<()> {
         .plugin(tauri_plugin_notification::init())
         .setup(|app| {
             events::forward_log(app.handle());
+            events::forward_core(app.handle());
             events::watch_machines(app.handle());
             events::watch_proxy(app.handle());
             Ok(())

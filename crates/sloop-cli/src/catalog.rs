@@ -25,7 +25,7 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
                     Some(image) => image,
                     None => catalog::demo::image_from_env()?,
                 };
-                catalog::demo::ensure(&ctx.paths, &ctx.config, &image, now).await?
+                catalog::demo::ensure(ctx.paths(), ctx.config(), &image, now).await?
             } else {
                 let request = AddRequest {
                     source: source.unwrap_or_default(),
@@ -35,7 +35,7 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
                     endorser_ca,
                     anchors: ca_dir,
                 };
-                catalog::add(&ctx.paths, &ctx.config, &request, now).await?
+                catalog::add(ctx.paths(), ctx.config(), &request, now).await?
             };
             if ctx.json {
                 output::json(&view)?;
@@ -60,7 +60,7 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         CatalogCommand::List => {
-            let views = catalog::list(&ctx.paths, &ctx.config, now)?;
+            let views = catalog::list(ctx.paths(), ctx.config(), now)?;
             if ctx.json {
                 output::json(&views)?;
             } else if views.is_empty() {
@@ -75,7 +75,7 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
         CatalogCommand::Refresh { name } => {
             let names = match name {
                 Some(name) => vec![name],
-                None => catalog::subscriptions(&ctx.paths)?
+                None => catalog::subscriptions(ctx.paths())?
                     .into_iter()
                     .map(|(name, _)| name)
                     .collect(),
@@ -83,12 +83,12 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
             let mut views = Vec::new();
             let mut failed = false;
             for name in names {
-                match catalog::refresh(&ctx.paths, &ctx.config, &name, now).await {
+                match catalog::refresh(ctx.paths(), ctx.config(), &name, now).await {
                     Ok(view) => views.push(view),
                     Err(e) => {
                         failed = true;
                         output::warn(&format!("{name}: {:#}", anyhow::Error::from(e)));
-                        if let Ok(view) = catalog::load(&ctx.paths, &ctx.config, &name, now) {
+                        if let Ok(view) = catalog::load(ctx.paths(), ctx.config(), &name, now) {
                             views.push(view);
                         }
                     }
@@ -106,7 +106,7 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
             })
         }
         CatalogCommand::Remove { name } => {
-            catalog::remove(&ctx.paths, &name)?;
+            catalog::remove(ctx.paths(), &name)?;
             if ctx.json {
                 output::json(&serde_json::json!({ "removed": name }))?;
             } else {

@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use sloop_core::event::{Event, Reporter};
 use sloop_core::image::{self, ImageView, LocalState};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 
 use crate::{Context, ImageCommand, output, progress};
 
@@ -13,7 +11,7 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> anyhow::Result<ExitCod
     let now = OffsetDateTime::now_utc();
     match command {
         ImageCommand::List => {
-            let images = image::list(&ctx.paths, &ctx.config, now)?;
+            let images = image::list(ctx.paths(), ctx.config(), now)?;
             if ctx.json {
                 output::json(&images)?;
             } else if images.is_empty() {
@@ -26,22 +24,9 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Pull { image: query } => {
-            let cancel = CancellationToken::new();
-            let on_interrupt = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    on_interrupt.cancel();
-                }
-            });
-            let bar = progress::Bar::new(!ctx.json);
-            let reporter = Reporter::new(move |event| {
-                if let Event::Progress(p) = event {
-                    bar.draw(&p);
-                }
-            });
-            let result =
-                image::pull(&ctx.paths, &ctx.config, &query, &reporter, &cancel, now).await;
-            progress::Bar::clear_line(!ctx.json);
+            let follow = progress::Follow::start(ctx, Some(ctx.core.pull_task(&query)?));
+            let result = ctx.core.pull(&query).await;
+            follow.end().await;
             let view = result?;
             if ctx.json {
                 output::json(&view)?;
@@ -54,7 +39,7 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Rm { image: query } => {
-            let view = image::remove(&ctx.paths, &ctx.config, &query, now)?;
+            let view = image::remove(ctx.paths(), ctx.config(), &query, now)?;
             if ctx.json {
                 output::json(&view)?;
             } else {

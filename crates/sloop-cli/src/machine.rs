@@ -6,12 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sloop_core::event::{Event, Reporter};
-use sloop_core::libvirt::Connection;
+use sloop_core::TaskId;
+use sloop_core::facade::LaunchRequest;
 use sloop_core::machine::manifest::Resources;
 use sloop_core::machine::{self, CreateRequest, MachineSummary};
-use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 
 use crate::{Context, MachineCommand, output, progress};
 
@@ -39,19 +37,6 @@ impl ResourceArgs {
     }
 }
 
-fn reporter(ctx: &Context) -> Reporter {
-    let bar = progress::Bar::new(!ctx.json);
-    Reporter::new(move |event| {
-        if let Event::Progress(p) = event {
-            bar.draw(&p);
-        }
-    })
-}
-
-async fn connect(ctx: &Context) -> anyhow::Result<Connection> {
-    Ok(Connection::open(&ctx.config.libvirt_uri()).await?)
-}
-
 fn print_summary(ctx: &Context, summary: &MachineSummary, text: &str) -> anyhow::Result<()> {
     progress::Bar::clear_line(!ctx.json);
     if ctx.json {
@@ -72,7 +57,6 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
     if let MachineCommand::List = command {
         return crate::machine_list(ctx).await;
     }
-    let conn = connect(ctx).await?;
     match command {
         MachineCommand::List => {}
         MachineCommand::Create {
@@ -87,15 +71,10 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
                 resources: resources.resources(),
                 work_dir: workdir,
             };
-            let summary = machine::create(
-                &ctx.paths,
-                &ctx.config,
-                &conn,
-                &request,
-                &reporter(ctx),
-                OffsetDateTime::now_utc(),
-            )
-            .await?;
+            let follow = progress::Follow::start(ctx, None);
+            let created = ctx.core.create(&request).await;
+            follow.end().await;
+            let summary = created?;
             print_summary(
                 ctx,
                 &summary,
@@ -111,8 +90,10 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
             timeout,
         } => {
             let wait = (!no_wait).then(|| Duration::from_secs(timeout));
-            let summary =
-                machine::start(&ctx.paths, &ctx.config, &conn, &name, wait, &reporter(ctx)).await?;
+            let follow = progress::Follow::start(ctx, None);
+            let started = ctx.core.start(&name, wait).await;
+            follow.end().await;
+            let summary = started?;
             let how = if no_wait {
                 "started"
             } else {
@@ -133,16 +114,9 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
             timeout,
         } => {
             let summary = if force {
-                machine::force_off(&ctx.paths, &ctx.config, &conn, &name).await?
+                ctx.core.force_off(&name).await?
             } else {
-                machine::stop(
-                    &ctx.paths,
-                    &ctx.config,
-                    &conn,
-                    &name,
-                    Duration::from_secs(timeout),
-                )
-                .await?
+                ctx.core.stop(&name, Duration::from_secs(timeout)).await?
             };
             print_summary(
                 ctx,
@@ -151,23 +125,10 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
             )?;
         }
         MachineCommand::Restart { name } => {
-            machine::stop(
-                &ctx.paths,
-                &ctx.config,
-                &conn,
-                &name,
-                machine::power::SHUTDOWN_GRACE,
-            )
-            .await?;
-            let summary = machine::start(
-                &ctx.paths,
-                &ctx.config,
-                &conn,
-                &name,
-                Some(Duration::from_secs(300)),
-                &reporter(ctx),
-            )
-            .await?;
+            let follow = progress::Follow::start(ctx, None);
+            let restarted = ctx.core.restart(&name).await;
+            follow.end().await;
+            let summary = restarted?;
             print_summary(
                 ctx,
                 &summary,
@@ -179,7 +140,7 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
                 output::text("Nothing deleted.\n");
                 return Ok(ExitCode::from(1));
             }
-            machine::delete(&ctx.paths, &conn, &name).await?;
+            ctx.core.delete(&name).await?;
             if ctx.json {
                 output::json(&serde_json::json!({ "deleted": name }))?;
             } else {
@@ -188,8 +149,8 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
         }
         MachineCommand::Info { name } => {
             let parsed = name.parse()?;
-            let manifest = machine::load(&ctx.paths, &parsed)?;
-            let summary = machine::summary(&ctx.paths, &ctx.config, &conn, &manifest).await?;
+            let manifest = machine::load(ctx.paths(), &parsed)?;
+            let summary = ctx.core.machine(&name).await?;
             if ctx.json {
                 output::json(&serde_json::json!({ "summary": summary, "manifest": manifest }))?;
             } else {
@@ -210,13 +171,13 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
                     manifest.ssh_port,
                     manifest.user,
                     summary.work_dir.as_deref().unwrap_or("-"),
-                    ctx.paths.machine_dir(&name).display(),
+                    ctx.paths().machine_dir(&name).display(),
                     manifest.created
                 ));
             }
         }
         MachineCommand::Console { name } => {
-            let text = machine::console_tail(&ctx.paths, &name, 64 * 1024)?;
+            let text = machine::console_tail(ctx.paths(), &name, 64 * 1024)?;
             output::text(&text);
         }
     }
@@ -241,8 +202,8 @@ fn confirm_delete(name: &str) -> anyhow::Result<bool> {
 
 pub async fn shell(ctx: &Context, name: &str, command: &[String]) -> anyhow::Result<ExitCode> {
     let parsed = name.parse()?;
-    let manifest = machine::load(&ctx.paths, &parsed)?;
-    let session = machine::power::connect(&ctx.paths, &manifest, Duration::from_secs(20))
+    let manifest = machine::load(ctx.paths(), &parsed)?;
+    let session = machine::power::connect(ctx.paths(), &manifest, Duration::from_secs(20))
         .await
         .with_context(|| {
             format!("cannot reach machine {name}; is it running? (sloop machine start {name})")
@@ -353,7 +314,7 @@ fn shell_quote(word: &str) -> String {
 }
 
 pub fn ssh_config(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let (path, text) = machine::ssh_config(&ctx.paths)?;
+    let (path, text) = machine::ssh_config(ctx.paths())?;
     if ctx.json {
         output::json(&serde_json::json!({ "path": path, "config": text }))?;
     } else {
@@ -373,42 +334,16 @@ pub async fn launch(
     workdir: Option<PathBuf>,
     resources: &ResourceArgs,
 ) -> anyhow::Result<ExitCode> {
-    let now = OffsetDateTime::now_utc();
-    let conn = connect(ctx).await?;
-    let cancel = CancellationToken::new();
-    let on_interrupt = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_interrupt.cancel();
-        }
-    });
-    let pulled =
-        sloop_core::image::pull(&ctx.paths, &ctx.config, image, &reporter(ctx), &cancel, now)
-            .await?;
-    let request = CreateRequest {
+    let request = LaunchRequest {
+        image: image.to_string(),
         name: name.to_string(),
-        image: pulled.sha512.clone(),
         resources: resources.resources(),
         work_dir: workdir,
     };
-    machine::create(
-        &ctx.paths,
-        &ctx.config,
-        &conn,
-        &request,
-        &reporter(ctx),
-        now,
-    )
-    .await?;
-    let summary = machine::start(
-        &ctx.paths,
-        &ctx.config,
-        &conn,
-        name,
-        Some(Duration::from_secs(300)),
-        &reporter(ctx),
-    )
-    .await?;
+    let follow = progress::Follow::start(ctx, Some(TaskId::new("launch", name)));
+    let launched = ctx.core.launch(&request).await;
+    follow.end().await;
+    let summary = launched?;
     print_summary(
         ctx,
         &summary,

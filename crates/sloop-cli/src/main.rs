@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sloop_core::Core;
 use sloop_core::config::Config;
 use sloop_core::host::{self, CheckStatus, HostReport};
-use sloop_core::libvirt::Connection;
 use sloop_core::logging::{self, LogOptions};
 use sloop_core::machine::MachineSummary;
 use sloop_core::paths::Paths;
@@ -175,11 +175,22 @@ pub(crate) enum MachineCommand {
     Console { name: String },
 }
 
-/// Everything a command needs.
+/// Everything a command needs: the core, which every workflow goes through, and how to print.
 pub(crate) struct Context {
-    pub(crate) paths: Paths,
-    pub(crate) config: Config,
+    pub(crate) core: Core,
+    /// The core's settings; the CLI refuses to start without them.
+    config: Config,
     pub(crate) json: bool,
+}
+
+impl Context {
+    pub(crate) fn paths(&self) -> &Paths {
+        self.core.paths()
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
 }
 
 #[tokio::main]
@@ -208,7 +219,7 @@ async fn main() -> ExitCode {
         Err(e) => return output::fail(&e),
     };
     let ctx = Context {
-        paths,
+        core: Core::with_config(paths, Ok(config.clone())),
         config,
         json: cli.json,
     };
@@ -237,7 +248,7 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn doctor(ctx: &Context, cached: bool) -> anyhow::Result<ExitCode> {
-    let report = host::check_host(&ctx.paths, &ctx.config, !cached).await;
+    let report = host::check_host(ctx.paths(), ctx.config(), !cached).await;
     if ctx.json {
         output::json(&report)?;
     } else {
@@ -274,10 +285,7 @@ fn render_report(report: &HostReport) -> String {
 }
 
 pub(crate) async fn machine_list(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let conn = Connection::open(&ctx.config.libvirt_uri()).await?;
-    let machines = sloop_core::machine::list(&ctx.paths, &ctx.config, &conn)
-        .await
-        .context("cannot list machines")?;
+    let machines = ctx.core.machines().await.context("cannot list machines")?;
     if ctx.json {
         output::json(&machines)?;
     } else if machines.is_empty() {

@@ -35,6 +35,55 @@ impl Bar {
     }
 }
 
+/// Draws the core's progress events while a workflow runs, and cancels the task named by
+/// `on_interrupt` at Ctrl-C. [`Follow::end`] stops drawing and clears the line before the
+/// command prints its result.
+pub struct Follow {
+    drawing: tokio::task::JoinHandle<()>,
+    interrupt: Option<tokio::task::JoinHandle<()>>,
+    bar: bool,
+}
+
+impl Follow {
+    pub fn start(ctx: &crate::Context, on_interrupt: Option<sloop_core::TaskId>) -> Self {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut events = ctx.core.subscribe();
+        let bar = Bar::new(!ctx.json);
+        let drawing = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(sloop_core::event::Event::Progress(p)) => bar.draw(&p),
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        let interrupt = on_interrupt.map(|task| {
+            let tasks = ctx.core.tasks().clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tasks.cancel(&task);
+                }
+            })
+        });
+        Self {
+            drawing,
+            interrupt,
+            bar: !ctx.json,
+        }
+    }
+
+    /// Stops drawing (waiting for a draw under way) and clears the progress line.
+    pub async fn end(self) {
+        self.drawing.abort();
+        let _ = self.drawing.await;
+        if let Some(interrupt) = self.interrupt {
+            interrupt.abort();
+        }
+        Bar::clear_line(self.bar);
+    }
+}
+
 /// `downloading  12.0 MB of 22.1 MB  54%  8.1 MB/s  2 s left`
 pub fn line(progress: &Progress) -> String {
     let amount = |n: u64| match progress.unit {

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sloop_core::libvirt::Connection;
+use sloop_core::CoreError;
+use sloop_core::facade::Renewal;
 use sloop_core::proxy::attach::{self, Placed, Sources};
 use sloop_core::proxy::passphrase::PassphraseStore;
-use sloop_core::proxy::{self, MakeRequest, ProxyError, ProxyInfo, UserCredentials, VomsTool};
+use sloop_core::proxy::{self, MakeRequest, ProxyError, ProxyInfo, UserCredentials};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -85,9 +86,9 @@ pub(crate) async fn run(ctx: &Context, command: ProxyCommand) -> anyhow::Result<
             init(ctx, &request, voms.as_deref(), passphrase_stdin, remember).await
         }
         ProxyCommand::Attach { name } => {
-            let conn = connect(ctx).await?;
+            let conn = ctx.core.connection().await?;
             let placed =
-                attach::attach(&ctx.paths, &conn, &name, &Sources::from_env(&ctx.config)).await?;
+                attach::attach(ctx.paths(), &conn, &name, &Sources::from_env(ctx.config())).await?;
             if ctx.json {
                 output::json(&placed)?;
             } else {
@@ -104,8 +105,8 @@ pub(crate) async fn run(ctx: &Context, command: ProxyCommand) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         ProxyCommand::Detach { name } => {
-            let conn = connect(ctx).await?;
-            attach::detach(&ctx.paths, &conn, &name).await?;
+            let conn = ctx.core.connection().await?;
+            attach::detach(ctx.paths(), &conn, &name).await?;
             if ctx.json {
                 output::json(&serde_json::json!({ "machine": name, "attached": false }))?;
             } else {
@@ -134,14 +135,10 @@ pub(crate) async fn run(ctx: &Context, command: ProxyCommand) -> anyhow::Result<
     }
 }
 
-async fn connect(ctx: &Context) -> anyhow::Result<Connection> {
-    Ok(Connection::open(&ctx.config.libvirt_uri()).await?)
-}
-
 fn info(ctx: &Context, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let path = path.unwrap_or_else(proxy::default_path);
     let now = OffsetDateTime::now_utc();
-    let Some(info) = proxy::inspect(&path, &ctx.config.ca_dir(), now)? else {
+    let Some(info) = proxy::inspect(&path, &ctx.config().ca_dir(), now)? else {
         anyhow::bail!(
             "no proxy at {}; make one with `sloop proxy init`",
             path.display()
@@ -161,7 +158,7 @@ fn info(ctx: &Context, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 fn warn_if_expiring(ctx: &Context, info: &ProxyInfo) {
-    let warning = i64::from(ctx.config.proxy_warning_minutes()) * 60;
+    let warning = i64::from(ctx.config().proxy_warning_minutes()) * 60;
     if info.seconds_left <= 0 {
         output::warn(&format!(
             "the proxy expired at {}; renew it with `sloop proxy init`",
@@ -272,87 +269,47 @@ async fn init(
     passphrase_stdin: bool,
     remember: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = PassphraseStore::new();
     let key = request.key.clone();
-    let needs = proxy::needs_passphrase(&request.key)?;
-    // Where the passphrase comes from: standard input, the keyring, or a prompt.
-    let (mut passphrase, recalled) = if !needs {
-        (None, false)
-    } else if passphrase_stdin {
-        (Some(read_stdin_line()?), false)
+    // The passphrase comes from standard input when asked; else the core tries the keyring,
+    // and the user is prompted only when that gives none, or one that no longer opens the key.
+    let mut typed = if passphrase_stdin && proxy::needs_passphrase(&key)? {
+        Some(read_stdin_line()?)
     } else {
-        let recalled = tokio::task::spawn_blocking({
-            let store = store.clone();
-            let key = key.clone();
-            move || store.recall(&key)
-        })
-        .await?
-        .unwrap_or_else(|e| {
-            output::warn(&e.to_string());
-            None
-        });
-        match recalled {
-            Some(p) => (Some(p), true),
-            None => (Some(prompt(&key)?), false),
-        }
+        None
     };
-    let anchors = ctx.config.ca_dir();
-    let made = loop {
-        let attempt = match voms {
-            // Key generation and the key's decryption are CPU work: off the async threads.
-            None => {
-                let (request, passphrase, anchors) =
-                    (request.clone(), passphrase.clone(), anchors.clone());
-                tokio::task::spawn_blocking(move || {
-                    proxy::make(
-                        &request,
-                        passphrase.as_ref().map(|p| p.as_str()),
-                        &anchors,
-                        OffsetDateTime::now_utc(),
-                    )
-                })
-                .await?
-            }
-            Some(vo) => {
-                let tool = VomsTool::find().context(
-                    "VOMS attributes need voms-proxy-init or arcproxy; install voms-clients or nordugrid-arc-client",
-                )?;
-                proxy::make_with_voms(
-                    tool,
-                    request,
-                    vo,
-                    passphrase.as_ref().map(|p| p.as_str()),
-                    &anchors,
-                )
-                .await
-            }
+    let renewed = loop {
+        let renewal = Renewal {
+            request: request.clone(),
+            vo: voms.map(str::to_string),
+            passphrase: typed.clone(),
+            remember,
+            place: true,
         };
-        match attempt {
-            // A remembered passphrase that no longer opens the key (the key was re-encrypted):
-            // ask once, like any tool would.
-            Err(ProxyError::WrongPassphrase { .. })
-                if recalled && std::io::stdin().is_terminal() =>
+        match ctx.core.renew_proxy(renewal).await {
+            Err(CoreError::Proxy(ProxyError::PassphraseNeeded { .. })) if typed.is_none() => {
+                typed = Some(prompt(&key)?);
+            }
+            Err(CoreError::Proxy(ProxyError::WrongPassphrase { .. }))
+                if typed.is_none() && std::io::stdin().is_terminal() =>
             {
                 output::warn("the remembered passphrase no longer opens your key");
-                passphrase = Some(prompt(&key)?);
-                continue;
+                typed = Some(prompt(&key)?);
             }
             other => break other?,
         }
     };
-    if remember && let Some(p) = passphrase.clone() {
-        let backend = store.backend();
-        tokio::task::spawn_blocking({
-            let store = store.clone();
-            let key = key.clone();
-            move || store.remember(&key, &p)
-        })
-        .await??;
-        if !ctx.json {
+    match &renewed.remembered {
+        Some(Ok(backend)) if !ctx.json => {
             output::text(&format!("passphrase remembered in the {backend}\n"));
         }
+        Some(Err(reason)) => output::warn(&format!("the passphrase was not remembered: {reason}")),
+        _ => {}
     }
-    let placed = push_all(ctx).await;
+    for failure in &renewed.placed.failed {
+        output::warn(&format!("proxy not placed in {failure}"));
+    }
+    let made = &renewed.proxy;
+    let placed = &renewed.placed.placed;
     if ctx.json {
         output::json(&serde_json::json!({ "proxy": made, "placed": placed }))?;
     } else {
@@ -363,7 +320,7 @@ async fn init(
             made.path.display(),
             made.not_after
         ));
-        for p in &placed {
+        for p in placed {
             output::text(&format!("placed in machine {} at {}\n", p.machine, p.path));
         }
     }
@@ -372,21 +329,7 @@ async fn init(
 
 /// Places the proxy in the running attached machines; failures are warnings.
 async fn push_all(ctx: &Context) -> Vec<Placed> {
-    let attached = sloop_core::machine::manifest::load_all(&ctx.paths.machines_dir())
-        .map(|all| all.iter().any(|m| m.proxy_attached))
-        .unwrap_or(true);
-    if !attached {
-        return Vec::new();
-    }
-    let conn = match connect(ctx).await {
-        Ok(conn) => conn,
-        Err(e) => {
-            output::warn(&format!("the proxy was not placed in machines: {e:#}"));
-            return Vec::new();
-        }
-    };
-    let sources = Sources::from_env(&ctx.config);
-    let pushed = attach::push_all(&ctx.paths, &conn, &sources).await;
+    let pushed = ctx.core.place_proxy().await;
     for failure in &pushed.failed {
         output::warn(&format!("proxy not placed in {failure}"));
     }
@@ -415,7 +358,7 @@ async fn watch(ctx: &Context) -> anyhow::Result<ExitCode> {
             }
         }
         // Only a valid proxy is worth placing; a removed or half-made one is skipped.
-        match proxy::inspect(&path, &ctx.config.ca_dir(), OffsetDateTime::now_utc()) {
+        match proxy::inspect(&path, &ctx.config().ca_dir(), OffsetDateTime::now_utc()) {
             Ok(Some(info)) if info.seconds_left > 0 => {}
             Ok(_) => continue,
             Err(e) => {

@@ -1,11 +1,13 @@
 //! Sloop's core: everything Sloop does, for the CLI and the desktop app alike.
 //!
 //! It knows nothing of windows or terminals. Each domain is a module with its own error type;
-//! long work reports through [`event::Reporter`]. See docs/ARCHITECTURE.md.
+//! long work reports through [`event::Reporter`]. Front ends hold one [`Core`], which composes
+//! the workflows. See docs/ARCHITECTURE.md.
 
 pub mod catalog;
 pub mod config;
 pub mod event;
+pub mod facade;
 pub mod fsutil;
 pub mod host;
 pub mod http;
@@ -19,6 +21,8 @@ pub mod proxy;
 pub mod ssh;
 pub mod time_util;
 pub mod x509;
+
+pub use facade::{Core, CoreError, TaskId};
 
 /// An error and each of its causes, joined with ": ", on one line: how errors are shown where
 /// only text can go (logs, events, the host check).

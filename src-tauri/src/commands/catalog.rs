@@ -10,7 +10,7 @@ use crate::state::AppState;
 #[tauri::command]
 pub async fn catalog_list(state: State<'_, AppState>) -> Result<Vec<CatalogView>, IpcError> {
     let config = state.config()?;
-    Ok(catalog::list(&state.paths, config, state.now())?)
+    Ok(catalog::list(state.paths(), config, state.now())?)
 }
 
 /// Subscribes to the list at `source` (URL, file or mirror folder); `name` is optional.
@@ -26,7 +26,7 @@ pub async fn catalog_add(
         name: name.filter(|n| !n.is_empty()),
         ..AddRequest::default()
     };
-    Ok(catalog::add(&state.paths, config, &request, state.now()).await?)
+    Ok(catalog::add(state.paths(), config, &request, state.now()).await?)
 }
 
 /// Subscribes to the offline demo catalog, building it from the demo image first.
@@ -34,7 +34,7 @@ pub async fn catalog_add(
 pub async fn catalog_add_demo(state: State<'_, AppState>) -> Result<CatalogView, IpcError> {
     let config = state.config()?;
     let image = catalog::demo::image_from_env()?;
-    Ok(catalog::demo::ensure(&state.paths, config, &image, state.now()).await?)
+    Ok(catalog::demo::ensure(state.paths(), config, &image, state.now()).await?)
 }
 
 /// Fetches a catalog's list again.
@@ -44,11 +44,11 @@ pub async fn catalog_refresh(
     name: String,
 ) -> Result<CatalogView, IpcError> {
     let config = state.config()?;
-    Ok(catalog::refresh(&state.paths, config, &name, state.now()).await?)
+    Ok(catalog::refresh(state.paths(), config, &name, state.now()).await?)
 }
 
 /// Forgets a catalog; downloaded images stay.
 #[tauri::command]
 pub async fn catalog_remove(state: State<'_, AppState>, name: String) -> Result<(), IpcError> {
-    Ok(catalog::remove(&state.paths, &name)?)
+    Ok(catalog::remove(state.paths(), &name)?)
 }

@@ -11,5 +11,5 @@ use crate::state::AppState;
 #[tauri::command]
 pub async fn host_check(state: State<'_, AppState>, fresh: bool) -> Result<HostReport, IpcError> {
     let config = state.config()?;
-    Ok(host::check_host(&state.paths, config, fresh).await)
+    Ok(host::check_host(state.paths(), config, fresh).await)
 }

@@ -5,9 +5,10 @@
 //! is wiped after use, and never goes back out.
 
 use serde::Deserialize;
-use sloop_core::machine::{self, MachineSummary};
+use sloop_core::facade::Renewal;
+use sloop_core::machine::MachineSummary;
 use sloop_core::proxy::attach::{self, Sources};
-use sloop_core::proxy::{self, MakeRequest, ProxyError, ProxyStatus, UserCredentials, VomsTool};
+use sloop_core::proxy::{self, MakeRequest, ProxyError, ProxyStatus, UserCredentials};
 use tauri::State;
 use ts_rs::TS;
 use zeroize::Zeroizing;
@@ -51,7 +52,7 @@ impl Drop for ProxyInit {
 #[tauri::command]
 pub async fn proxy_status(state: State<'_, AppState>) -> Result<ProxyStatus, IpcError> {
     let config = state.config()?.clone();
-    let keyring = state.keyring.clone();
+    let keyring = state.core.keyring().clone();
     Ok(tokio::task::spawn_blocking(move || proxy::status(&config, &keyring)).await?)
 }
 
@@ -62,70 +63,26 @@ pub async fn proxy_init(
     state: State<'_, AppState>,
     mut request: ProxyInit,
 ) -> Result<ProxyStatus, IpcError> {
-    let config = state.config()?.clone();
     let credentials = UserCredentials::from_env();
     let mut make = MakeRequest::new(&credentials, proxy::default_path());
     make.lifetime = std::time::Duration::from_secs(u64::from(request.lifetime_hours) * 3600);
-    let typed = request.passphrase.take().map(Zeroizing::new);
-    let keyring = state.keyring.clone();
-    let passphrase = match typed.clone() {
-        Some(p) => Some(p),
-        None => {
-            let key = credentials.key.clone();
-            let keyring = keyring.clone();
-            tokio::task::spawn_blocking(move || keyring.recall(&key))
-                .await?
-                .unwrap_or_else(|e| {
-                    tracing::warn!("{e}");
-                    None
-                })
-        }
-    };
-    let anchors = config.ca_dir();
-    match request.vo.as_deref().filter(|v| !v.trim().is_empty()) {
-        None => {
-            let make = make.clone();
-            let owned = passphrase.clone();
-            let anchors = anchors.clone();
-            tokio::task::spawn_blocking(move || {
-                proxy::make(
-                    &make,
-                    owned.as_ref().map(|p| p.as_str()),
-                    &anchors,
-                    time::OffsetDateTime::now_utc(),
-                )
-            })
-            .await?
-        }
-        Some(vo) => {
-            let tool = VomsTool::find().ok_or_else(|| IpcError {
-                code: ErrorCode::Proxy,
-                message: "VOMS attributes need voms-proxy-init or arcproxy; install voms-clients or nordugrid-arc-client".into(),
-            })?;
-            let passphrase = passphrase.as_ref().map(|p| p.as_str());
-            proxy::make_with_voms(tool, &make, vo.trim(), passphrase, &anchors).await
-        }
-    }?;
-    if request.remember
-        && let Some(p) = typed
-    {
-        let key = credentials.key.clone();
-        let keyring = keyring.clone();
-        // The proxy is made: a keyring that refuses is worth a log line, not a failure.
-        match tokio::task::spawn_blocking(move || keyring.remember(&key, &p)).await? {
-            Ok(()) => {}
-            Err(e) => tracing::warn!("the passphrase was not remembered: {e}"),
-        }
-    }
-    let keyring = state.keyring.clone();
-    let status = tokio::task::spawn_blocking(move || proxy::status(&config, &keyring)).await?;
-    Ok(status)
+    state
+        .core
+        .renew_proxy(Renewal {
+            request: make,
+            vo: request.vo.take(),
+            passphrase: request.passphrase.take().map(Zeroizing::new),
+            remember: request.remember,
+            place: false,
+        })
+        .await?;
+    proxy_status(state).await
 }
 
 /// Forgets the passphrase remembered for the user's key; false when none was.
 #[tauri::command]
 pub async fn proxy_forget(state: State<'_, AppState>) -> Result<bool, IpcError> {
-    let keyring = state.keyring.clone();
+    let keyring = state.core.keyring().clone();
     let key = UserCredentials::from_env().key;
     Ok(tokio::task::spawn_blocking(move || keyring.forget(&key)).await??)
 }
@@ -138,7 +95,7 @@ pub async fn machine_proxy_attach(
 ) -> Result<MachineSummary, IpcError> {
     let config = state.config()?;
     let conn = state.connection().await?;
-    attach::attach(&state.paths, &conn, &name, &Sources::from_env(config)).await?;
+    attach::attach(state.paths(), &conn, &name, &Sources::from_env(config)).await?;
     summary(&state, &name).await
 }
 
@@ -149,18 +106,12 @@ pub async fn machine_proxy_detach(
     name: String,
 ) -> Result<MachineSummary, IpcError> {
     let conn = state.connection().await?;
-    attach::detach(&state.paths, &conn, &name).await?;
+    attach::detach(state.paths(), &conn, &name).await?;
     summary(&state, &name).await
 }
 
 async fn summary(state: &AppState, name: &str) -> Result<MachineSummary, IpcError> {
-    let config = state.config()?;
-    let conn = state.connection().await?;
-    let manifest = machine::load(
-        &state.paths,
-        &name.parse().map_err(machine::MachineError::from)?,
-    )?;
-    Ok(machine::summary(&state.paths, config, &conn, &manifest).await?)
+    Ok(state.core.machine(name).await?)
 }
 
 impl From<ProxyError> for IpcError {

@@ -34,10 +34,11 @@ pub async fn terminal_open(
     output: Channel<TerminalEvent>,
 ) -> Result<u32, IpcError> {
     let manifest = machine::load(
-        &state.paths,
+        state.paths(),
         &name.parse().map_err(machine::MachineError::from)?,
     )?;
-    let session = machine::power::connect(&state.paths, &manifest, Duration::from_secs(20)).await?;
+    let session =
+        machine::power::connect(state.paths(), &manifest, Duration::from_secs(20)).await?;
     let terminal = session
         .open_terminal(size, move |event| {
             let event = match event {

@@ -1,0 +1,641 @@
+//! [`Core`]: the one object both front ends hold. It owns where files are, the settings, the
+//! libvirt connection (opened on first use, opened again after libvirt fails), the keyring, the
+//! long work under way and the event stream, and it composes the workflows that the CLI and the
+//! app would otherwise each write: start (then place the proxy), restart, launch (pull, create,
+//! start) and proxy renewal (keyring, VOMS or not, remember, place).
+//!
+//! Front ends parse, render and ask the user; they do not sequence core calls themselves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, broadcast};
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+use crate::config::{Config, ConfigError};
+use crate::event::{Event, Reporter};
+use crate::image::{self, ImageError, ImageView};
+use crate::libvirt::{Connection, LibvirtError};
+use crate::machine::manifest::Resources;
+use crate::machine::{self, CreateRequest, MachineError, MachineSummary};
+use crate::paths::Paths;
+use crate::proxy::attach::{self, Pushed, Sources};
+use crate::proxy::passphrase::{PassphraseError, PassphraseStore};
+use crate::proxy::{self, MakeRequest, ProxyError, ProxyInfo, VomsTool};
+
+/// How long a start waits for the machine's SSH login unless the caller says otherwise.
+pub const START_WAIT: Duration = Duration::from_secs(300);
+
+/// How many events a slow subscriber may fall behind before it misses some.
+const EVENT_BACKLOG: usize = 1024;
+
+/// A workflow failed: the step's own error, with its structure kept.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The config file could not be read; every command that needs the settings says so.
+    #[error(transparent)]
+    Config(Arc<ConfigError>),
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Passphrase(#[from] PassphraseError),
+    #[error("{0} is already running")]
+    Busy(TaskId),
+    #[error(
+        "VOMS attributes need voms-proxy-init or arcproxy; install voms-clients or nordugrid-arc-client"
+    )]
+    NoVomsTool,
+    #[error("the work stopped unexpectedly ({0}); the log may say more")]
+    Internal(String),
+}
+
+impl From<tokio::task::JoinError> for CoreError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// Names one piece of long work, e.g. `pull:<image id>` or `start:<machine>`: what progress
+/// events carry, what cancel takes, what a second click on the same button is refused by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(String);
+
+impl TaskId {
+    pub fn new(kind: &str, subject: &str) -> Self {
+        Self(format!("{kind}:{subject}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for TaskId {
+    fn from(task: &str) -> Self {
+        Self(task.to_string())
+    }
+}
+
+/// The long work under way, each with what cancels it.
+#[derive(Debug, Default, Clone)]
+pub struct Tasks {
+    running: Arc<SyncMutex<HashMap<TaskId, CancellationToken>>>,
+}
+
+/// A registered task; dropping it (the work ended, however) removes it from the registry.
+#[derive(Debug)]
+pub struct TaskGuard {
+    id: TaskId,
+    token: CancellationToken,
+    tasks: Tasks,
+}
+
+impl TaskGuard {
+    pub fn id(&self) -> &TaskId {
+        &self.id
+    }
+
+    /// Cancelled when someone cancels this task.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.tasks.lock().remove(&self.id);
+    }
+}
+
+impl Tasks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, CancellationToken>> {
+        // A panic elsewhere while the map was held leaves it consistent: every step is one call.
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers `id`; refused while the same task runs.
+    pub fn begin(&self, id: TaskId) -> Result<TaskGuard, CoreError> {
+        let mut running = self.lock();
+        if running.contains_key(&id) {
+            return Err(CoreError::Busy(id));
+        }
+        let token = CancellationToken::new();
+        running.insert(id.clone(), token.clone());
+        Ok(TaskGuard {
+            id,
+            token,
+            tasks: self.clone(),
+        })
+    }
+
+    /// Cancels `id`; false when it was not running.
+    pub fn cancel(&self, id: &TaskId) -> bool {
+        self.lock().get(id).map(CancellationToken::cancel).is_some()
+    }
+
+    /// The tasks under way now, sorted.
+    pub fn running(&self) -> Vec<TaskId> {
+        let mut ids: Vec<_> = self.lock().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// What a new machine is made of, for [`Core::launch`].
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    /// The image: identifier, SHA-512 or title (or their starts), as `image pull` takes it.
+    pub image: String,
+    pub name: String,
+    pub resources: Resources,
+    pub work_dir: Option<std::path::PathBuf>,
+}
+
+/// What a proxy renewal needs, for [`Core::renew_proxy`].
+pub struct Renewal {
+    pub request: MakeRequest,
+    /// Ask this VO's VOMS server for attributes.
+    pub vo: Option<String>,
+    /// The passphrase the user typed now; without one, the keyring's is used.
+    pub passphrase: Option<Zeroizing<String>>,
+    /// Remember the typed passphrase in the keyring.
+    pub remember: bool,
+    /// Place the new proxy in the running attached machines (a front end that watches the proxy
+    /// file places renewals itself).
+    pub place: bool,
+}
+
+impl std::fmt::Debug for Renewal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renewal")
+            .field("request", &self.request)
+            .field("vo", &self.vo)
+            .field("remember", &self.remember)
+            .field("place", &self.place)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a renewal did.
+#[derive(Debug)]
+pub struct Renewed {
+    pub proxy: ProxyInfo,
+    /// The keyring's name when the passphrase was remembered; the reason when it could not be.
+    pub remembered: Option<Result<&'static str, String>>,
+    /// Where the proxy was placed, and where not (empty when not asked to place).
+    pub placed: Pushed,
+}
+
+/// The one object both front ends hold. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Core {
+    paths: Paths,
+    /// A config file that does not load is not fatal: the app still opens, and every workflow
+    /// that needs the settings says what is wrong with the file.
+    config: Result<Config, Arc<ConfigError>>,
+    connection: Mutex<Option<Connection>>,
+    keyring: PassphraseStore,
+    tasks: Tasks,
+    events: broadcast::Sender<Event>,
+}
+
+impl Core {
+    /// A core for the files under `paths`, with the config read from there.
+    pub fn new(paths: Paths) -> Self {
+        let config = Config::load(&paths.config_file()).map_err(Arc::new);
+        Self::with_config(paths, config)
+    }
+
+    /// A core with settings already loaded (or the reason they could not be).
+    pub fn with_config(paths: Paths, config: Result<Config, Arc<ConfigError>>) -> Self {
+        Self {
+            paths,
+            config,
+            connection: Mutex::new(None),
+            keyring: PassphraseStore::new(),
+            tasks: Tasks::default(),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+        }
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// The settings, or why they could not be read.
+    pub fn config(&self) -> Result<&Config, CoreError> {
+        self.config
+            .as_ref()
+            .map_err(|e| CoreError::Config(e.clone()))
+    }
+
+    pub fn keyring(&self) -> &PassphraseStore {
+        &self.keyring
+    }
+
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// Every event the core's workflows report from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// A reporter that sends into [`Core::subscribe`]'s stream.
+    pub fn reporter(&self) -> Reporter {
+        let events = self.events.clone();
+        Reporter::new(move |event| {
+            // Nobody listening is fine: the work goes on and its result reaches the caller.
+            let _ = events.send(event);
+        })
+    }
+
+    /// Sends `event` to every subscriber.
+    pub fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// The libvirt connection, opened now if it is not open yet.
+    pub async fn connection(&self) -> Result<Connection, CoreError> {
+        let uri = self.config()?.libvirt_uri();
+        let mut slot = self.connection.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = Connection::open(&uri).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets the connection when `result` failed in libvirt, so that the next call opens a new
+    /// one: the daemon may have restarted, and a connection to the old one never recovers.
+    pub async fn after<T>(&self, result: Result<T, CoreError>) -> Result<T, CoreError> {
+        let libvirt_failed = matches!(
+            &result,
+            Err(CoreError::Libvirt(_) | CoreError::Machine(MachineError::Libvirt(_)))
+        );
+        if libvirt_failed {
+            *self.connection.lock().await = None;
+        }
+        result
+    }
+
+    /// Every machine with the state libvirt reports for it.
+    pub async fn machines(&self) -> Result<Vec<MachineSummary>, CoreError> {
+        let listed = async {
+            let conn = self.connection().await?;
+            Ok(machine::list(&self.paths, self.config()?, &conn).await?)
+        }
+        .await;
+        self.after(listed).await
+    }
+
+    /// Machine `name`'s summary with its real state.
+    pub async fn machine(&self, name: &str) -> Result<MachineSummary, CoreError> {
+        let found = async {
+            let manifest = machine::load(&self.paths, &name.parse().map_err(MachineError::from)?)?;
+            let conn = self.connection().await?;
+            Ok(machine::summary(&self.paths, self.config()?, &conn, &manifest).await?)
+        }
+        .await;
+        self.after(found).await
+    }
+
+    /// Makes a machine from a certified, stored image; it is left stopped. Reports as
+    /// `create:<name>`, including the end.
+    pub async fn create(&self, request: &CreateRequest) -> Result<MachineSummary, CoreError> {
+        let task = self.tasks.begin(TaskId::new("create", &request.name))?;
+        let reporter = self.reporter();
+        let made = async {
+            let conn = self.connection().await?;
+            let now = OffsetDateTime::now_utc();
+            Ok(
+                machine::create(&self.paths, self.config()?, &conn, request, &reporter, now)
+                    .await?,
+            )
+        }
+        .await;
+        finished(&reporter, task.id(), &made);
+        self.after(made).await
+    }
+
+    /// Stops machine `name` at once.
+    pub async fn force_off(&self, name: &str) -> Result<MachineSummary, CoreError> {
+        let stopped = async {
+            let conn = self.connection().await?;
+            Ok(machine::force_off(&self.paths, self.config()?, &conn, name).await?)
+        }
+        .await;
+        self.after(stopped).await
+    }
+
+    /// Deletes machine `name` with its overlay (the user's changes to its disk).
+    pub async fn delete(&self, name: &str) -> Result<(), CoreError> {
+        let deleted = async {
+            let conn = self.connection().await?;
+            Ok(machine::delete(&self.paths, &conn, name).await?)
+        }
+        .await;
+        self.after(deleted).await
+    }
+
+    /// Starts machine `name` and, unless `wait` is `None`, waits for its SSH login; an attached
+    /// proxy is then placed. Reports as `start:<name>`, including the end.
+    pub async fn start(
+        &self,
+        name: &str,
+        wait: Option<Duration>,
+    ) -> Result<MachineSummary, CoreError> {
+        let task = self.tasks.begin(TaskId::new("start", name))?;
+        let reporter = self.reporter();
+        let started = async {
+            let conn = self.connection().await?;
+            Ok(machine::start(&self.paths, self.config()?, &conn, name, wait, &reporter).await?)
+        }
+        .await;
+        finished(&reporter, task.id(), &started);
+        self.after(started).await
+    }
+
+    /// Shuts machine `name` down (ACPI), forcing it off after `grace`.
+    pub async fn stop(&self, name: &str, grace: Duration) -> Result<MachineSummary, CoreError> {
+        let stopped = async {
+            let conn = self.connection().await?;
+            Ok(machine::stop(&self.paths, self.config()?, &conn, name, grace).await?)
+        }
+        .await;
+        self.after(stopped).await
+    }
+
+    /// Stops machine `name`, then starts it and waits for its SSH login.
+    pub async fn restart(&self, name: &str) -> Result<MachineSummary, CoreError> {
+        self.stop(name, machine::power::SHUTDOWN_GRACE).await?;
+        self.start(name, Some(START_WAIT)).await
+    }
+
+    /// The task a pull of `query` runs as: named after the image, not the query, so that two
+    /// queries for one image are one task.
+    pub fn pull_task(&self, query: &str) -> Result<TaskId, CoreError> {
+        let images = image::list(&self.paths, self.config()?, OffsetDateTime::now_utc())?;
+        Ok(TaskId(image::task_name(image::find(&images, query)?)))
+    }
+
+    /// Downloads and verifies the image `query` names (resuming an interrupted download), as
+    /// the task [`Core::pull_task`] names: cancellable, reporting progress and its end.
+    pub async fn pull(&self, query: &str) -> Result<ImageView, CoreError> {
+        let task = self.tasks.begin(self.pull_task(query)?)?;
+        let reporter = self.reporter();
+        let pulled = image::pull(
+            &self.paths,
+            self.config()?,
+            query,
+            &reporter,
+            task.token(),
+            OffsetDateTime::now_utc(),
+        )
+        .await;
+        finished(&reporter, task.id(), &pulled);
+        Ok(pulled?)
+    }
+
+    /// Pulls the image when it is not stored yet, makes the machine from it, starts it and waits
+    /// for its SSH login: one task, `launch:<name>`, cancellable while it downloads.
+    pub async fn launch(&self, request: &LaunchRequest) -> Result<MachineSummary, CoreError> {
+        let task = self.tasks.begin(TaskId::new("launch", &request.name))?;
+        let reporter = self.reporter();
+        let made = async {
+            let config = self.config()?;
+            let conn = self.connection().await?;
+            let now = OffsetDateTime::now_utc();
+            let pulled = image::pull(
+                &self.paths,
+                config,
+                &request.image,
+                &reporter,
+                task.token(),
+                now,
+            )
+            .await?;
+            let create = CreateRequest {
+                name: request.name.clone(),
+                image: pulled.sha512.clone(),
+                resources: request.resources.clone(),
+                work_dir: request.work_dir.clone(),
+            };
+            machine::create(&self.paths, config, &conn, &create, &reporter, now).await?;
+            Ok(machine::start(
+                &self.paths,
+                config,
+                &conn,
+                &request.name,
+                Some(START_WAIT),
+                &reporter,
+            )
+            .await?)
+        }
+        .await;
+        finished(&reporter, task.id(), &made);
+        self.after(made).await
+    }
+
+    /// Makes a new proxy from the user's certificate: with the typed passphrase, else the one
+    /// the keyring remembers; through the VOMS tool when a VO is asked for. Then remembers the
+    /// typed passphrase when asked, and places the proxy in the running attached machines.
+    ///
+    /// A key that needs a passphrase nobody gave fails with `ProxyError::PassphraseNeeded`; a
+    /// remembered one that no longer opens the key with `ProxyError::WrongPassphrase`: the front
+    /// end asks the user and calls again with what they typed.
+    pub async fn renew_proxy(&self, renewal: Renewal) -> Result<Renewed, CoreError> {
+        let config = self.config()?;
+        let key = renewal.request.key.clone();
+        let passphrase = match renewal.passphrase.clone() {
+            Some(typed) => Some(typed),
+            None => {
+                let keyring = self.keyring.clone();
+                let needs = {
+                    let key = key.clone();
+                    tokio::task::spawn_blocking(move || proxy::needs_passphrase(&key)).await??
+                };
+                if needs {
+                    let key = key.clone();
+                    tokio::task::spawn_blocking(move || keyring.recall(&key))
+                        .await?
+                        .unwrap_or_else(|e| {
+                            tracing::warn!("{e}");
+                            None
+                        })
+                } else {
+                    None
+                }
+            }
+        };
+        let anchors = config.ca_dir();
+        let made = match renewal
+            .vo
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            // Key generation and the key's decryption are CPU work: off the async threads.
+            None => {
+                let (request, passphrase, anchors) =
+                    (renewal.request.clone(), passphrase.clone(), anchors.clone());
+                tokio::task::spawn_blocking(move || {
+                    proxy::make(
+                        &request,
+                        passphrase.as_ref().map(|p| p.as_str()),
+                        &anchors,
+                        OffsetDateTime::now_utc(),
+                    )
+                })
+                .await??
+            }
+            Some(vo) => {
+                let tool = VomsTool::find().ok_or(CoreError::NoVomsTool)?;
+                let passphrase = passphrase.as_ref().map(|p| p.as_str());
+                proxy::make_with_voms(tool, &renewal.request, vo, passphrase, &anchors).await?
+            }
+        };
+        let remembered = match (renewal.remember, renewal.passphrase) {
+            (true, Some(typed)) => {
+                let keyring = self.keyring.clone();
+                let backend = keyring.backend();
+                // The proxy is made: a keyring that refuses is reported, not a failure.
+                let stored =
+                    tokio::task::spawn_blocking(move || keyring.remember(&key, &typed)).await?;
+                Some(stored.map(|()| backend).map_err(|e| {
+                    tracing::warn!("the passphrase was not remembered: {e}");
+                    crate::error_chain(&e)
+                }))
+            }
+            _ => None,
+        };
+        let placed = if renewal.place {
+            self.place_proxy().await
+        } else {
+            Pushed::default()
+        };
+        Ok(Renewed {
+            proxy: made,
+            remembered,
+            placed,
+        })
+    }
+
+    /// Places the current proxy in every running attached machine, and tells subscribers.
+    /// Nothing is asked of libvirt when no machine is attached.
+    pub async fn place_proxy(&self) -> Pushed {
+        let attached = machine::manifest::load_all(&self.paths.machines_dir())
+            .map(|all| all.iter().any(|m| m.proxy_attached))
+            .unwrap_or(true);
+        if !attached {
+            return Pushed::default();
+        }
+        let pushed = async {
+            let conn = self.connection().await?;
+            let sources = Sources::from_env(self.config()?);
+            Ok(attach::push_all(&self.paths, &conn, &sources).await)
+        }
+        .await;
+        let pushed = match self.after(pushed).await {
+            Ok(pushed) => pushed,
+            Err(e) => Pushed {
+                placed: Vec::new(),
+                failed: vec![format!("every machine: {}", crate::error_chain(&e))],
+            },
+        };
+        if !pushed.placed.is_empty() || !pushed.failed.is_empty() {
+            self.emit(Event::ProxyPlaced {
+                placed: pushed.placed.clone(),
+                failed: pushed.failed.clone(),
+            });
+        }
+        pushed
+    }
+}
+
+/// Tells subscribers that `task` ended, with the error's whole chain when it failed.
+pub fn finished<T, E: std::error::Error + 'static>(
+    reporter: &Reporter,
+    task: &TaskId,
+    result: &Result<T, E>,
+) {
+    reporter.finished(
+        task.as_str(),
+        result.as_ref().err().map(|e| crate::error_chain(e)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_runs_once_at_a_time_and_leaves_when_it_ends() {
+        let tasks = Tasks::default();
+        let first = tasks.begin(TaskId::new("pull", "abc")).unwrap();
+        let again = tasks.begin(TaskId::new("pull", "abc")).unwrap_err();
+        assert_eq!(again.to_string(), "pull:abc is already running");
+        let other = tasks.begin(TaskId::new("pull", "def")).unwrap();
+        assert_eq!(
+            tasks.running(),
+            vec![TaskId::from("pull:abc"), TaskId::from("pull:def")]
+        );
+
+        assert!(tasks.cancel(&TaskId::from("pull:abc")));
+        assert!(first.token().is_cancelled());
+        assert!(!other.token().is_cancelled());
+        drop(first);
+        assert!(!tasks.cancel(&TaskId::from("pull:abc")));
+        assert!(tasks.begin(TaskId::new("pull", "abc")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_broken_config_is_said_by_every_workflow_that_needs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path().to_path_buf()).unwrap();
+        std::fs::create_dir_all(paths.config_file().parent().unwrap()).unwrap();
+        std::fs::write(paths.config_file(), "libvirt_uri = [").unwrap();
+        let core = Core::new(paths);
+        let error = core.machines().await.unwrap_err();
+        assert!(matches!(error, CoreError::Config(_)), "{error:?}");
+        let said = crate::error_chain(&error);
+        assert!(said.contains("config.toml"), "{said}");
+    }
+
+    #[tokio::test]
+    async fn workflow_events_reach_every_subscriber() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = Core::new(Paths::under(dir.path().to_path_buf()).unwrap());
+        let mut first = core.subscribe();
+        let mut second = core.subscribe();
+        core.reporter().finished("pull:abc", None);
+        for events in [&mut first, &mut second] {
+            assert_eq!(
+                events.recv().await.unwrap(),
+                Event::Finished {
+                    task: "pull:abc".into(),
+                    error: None
+                }
+            );
+        }
+    }
+}
