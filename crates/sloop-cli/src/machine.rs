@@ -211,11 +211,7 @@ pub async fn shell(ctx: &Context, name: &str, command: &[String]) -> anyhow::Res
     if command.is_empty() {
         return interactive(session).await;
     }
-    let line = command
-        .iter()
-        .map(|word| shell_quote(word))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let line = remote_line(command)?;
     let status = session
         .exec_streaming(&line, &mut tokio::io::stdout(), &mut tokio::io::stderr())
         .await?;
@@ -301,16 +297,10 @@ async fn interactive(session: sloop_core::ssh::Session) -> anyhow::Result<ExitCo
 }
 
 /// One word for a POSIX shell: as is when safe, else in single quotes.
-fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if safe {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
+/// The command's words as one line for the machine's POSIX shell, each word kept whole.
+fn remote_line(words: &[String]) -> anyhow::Result<String> {
+    shlex::try_join(words.iter().map(String::as_str))
+        .context("a word of the command holds a NUL byte, which no shell can pass")
 }
 
 pub fn ssh_config(ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -360,11 +350,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn words_are_quoted_for_the_remote_shell() {
-        assert_eq!(shell_quote("uname"), "uname");
-        assert_eq!(shell_quote("-a"), "-a");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
+    fn words_reach_the_remote_shell_whole() {
+        let words: Vec<String> = ["uname", "-a", "a b", "it's", "", "$HOME", "*", "x;y"]
+            .map(String::from)
+            .to_vec();
+        let line = remote_line(&words).unwrap();
+        assert!(line.starts_with("uname -a "), "{line}");
+        assert_eq!(shlex::split(&line), Some(words));
     }
 }

@@ -223,17 +223,7 @@ pub(super) fn seed_for(
 
 /// A random RFC 4122 version 4 UUID.
 fn new_uuid() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let h = hex::encode(bytes);
-    format!(
-        "{}-{}-4{}-{:x}{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        (bytes[8] & 0x3) | 0x8,
-        &h[17..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 #[cfg(test)]
