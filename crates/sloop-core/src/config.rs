@@ -17,7 +17,7 @@ pub struct Config {
     pub ca_dir: Option<PathBuf>,
     /// `kvm` or `tcg`: how machines run, whatever the acceleration probe found. For hosts where
     /// KVM passes the probe but real guests hang. Default: what the probe found.
-    pub acceleration: Option<crate::host::Acceleration>,
+    pub acceleration: Option<crate::types::Acceleration>,
     /// Warn this many minutes before the grid proxy expires. Default: 60.
     pub proxy_warning_minutes: Option<u32>,
 }

@@ -337,6 +337,19 @@ impl Core {
         self.after(made).await
     }
 
+    /// After a start that waited for SSH: places the proxy in machine `name` when it is
+    /// attached, or clears what an attach left when it was detached while stopped. Neither stops
+    /// the start: a failure is logged, and the next renewal places the proxy.
+    async fn settle_proxy(&self, name: &str, within: Duration) {
+        let (Ok(config), Ok(parsed)) = (self.config(), name.parse()) else {
+            return;
+        };
+        match machine::load(&self.paths, &parsed) {
+            Ok(manifest) => attach::after_start(&self.paths, config, &manifest, within).await,
+            Err(e) => tracing::warn!(machine = name, "proxy not placed: {e}"),
+        }
+    }
+
     /// Stops machine `name` at once.
     pub async fn force_off(&self, name: &str) -> Result<MachineSummary, CoreError> {
         let stopped = async {
@@ -368,7 +381,12 @@ impl Core {
         let reporter = self.reporter();
         let started = async {
             let conn = self.connection().await?;
-            Ok(machine::start(&self.paths, self.config()?, &conn, name, wait, &reporter).await?)
+            let config = self.config()?;
+            let running = machine::start(&self.paths, config, &conn, name, wait, &reporter).await?;
+            if let Some(within) = wait {
+                self.settle_proxy(name, within).await;
+            }
+            Ok(running)
         }
         .await;
         finished(&reporter, task.id(), &started);
@@ -441,7 +459,7 @@ impl Core {
                 work_dir: request.work_dir.clone(),
             };
             machine::create(&self.paths, config, &conn, &create, &reporter, now).await?;
-            Ok(machine::start(
+            let running = machine::start(
                 &self.paths,
                 config,
                 &conn,
@@ -449,7 +467,9 @@ impl Core {
                 Some(START_WAIT),
                 &reporter,
             )
-            .await?)
+            .await?;
+            self.settle_proxy(&request.name, START_WAIT).await;
+            Ok(running)
         }
         .await;
         finished(&reporter, task.id(), &made);

@@ -12,14 +12,18 @@ pub mod fsutil;
 pub mod host;
 pub mod http;
 pub mod image;
+#[cfg(test)]
+mod layering;
 pub mod libvirt;
 pub mod logging;
 pub mod machine;
 pub mod paths;
 pub mod pki;
+pub mod programs;
 pub mod proxy;
 pub mod ssh;
 pub mod time_util;
+pub mod types;
 pub mod x509;
 
 pub use facade::{Core, CoreError, TaskId};

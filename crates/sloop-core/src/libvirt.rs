@@ -52,8 +52,8 @@ pub enum LibvirtError {
 
 /// The fix to print when no daemon answers: depends on whether one is installed at all.
 fn unreachable_fix(uri: &str) -> &'static str {
-    let installed = crate::host::find_program("libvirtd").is_some()
-        || crate::host::find_program("virtqemud").is_some();
+    let installed = crate::programs::find_program("libvirtd").is_some()
+        || crate::programs::find_program("virtqemud").is_some();
     if !installed {
         return "install it: sudo apt-get install libvirt-daemon-system qemu-system-x86";
     }

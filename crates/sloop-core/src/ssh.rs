@@ -11,7 +11,10 @@ use russh::client::{self, Handle};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
 
-use crate::machine::keys::fingerprint;
+/// SHA-256 fingerprint as OpenSSH prints it (`SHA256:…`).
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(russh::keys::HashAlg::Sha256).to_string()
+}
 
 /// One TCP connect or SSH handshake may take this long before it is tried again. Generous: key
 /// exchange on a guest under software emulation is slow.

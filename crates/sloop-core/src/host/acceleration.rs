@@ -19,44 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
-use ts_rs::TS;
 
-/// How guests are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[serde(rename_all = "lowercase")]
-#[ts(export)]
-pub enum Acceleration {
-    /// Hardware virtualisation: libvirt `<domain type='kvm'>`.
-    Kvm,
-    /// QEMU's software emulation: libvirt `<domain type='qemu'>`. Works everywhere, slower.
-    Tcg,
-}
-
-impl Acceleration {
-    /// How people name it: "KVM", "TCG".
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Kvm => "KVM",
-            Self::Tcg => "TCG",
-        }
-    }
-
-    /// The word `config.toml` uses for it.
-    pub fn config_name(self) -> &'static str {
-        match self {
-            Self::Kvm => "kvm",
-            Self::Tcg => "tcg",
-        }
-    }
-
-    /// The libvirt domain type for this acceleration.
-    pub fn domain_type(self) -> &'static str {
-        match self {
-            Self::Kvm => "kvm",
-            Self::Tcg => "qemu",
-        }
-    }
-}
+pub use crate::types::Acceleration;
 
 /// The outcome of trying one accelerator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,8 @@ use serde::Serialize;
 use tokio::process::Command;
 use ts_rs::TS;
 
-pub use acceleration::Acceleration;
+pub use crate::programs::{find_program, qemu_binary};
+pub use crate::types::{Acceleration, ShareKind};
 
 use crate::config::Config;
 use crate::libvirt::Connection;
@@ -58,16 +59,6 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-/// How the user's work directory is shared into machines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
-#[serde(rename_all = "lowercase")]
-#[ts(export)]
-pub enum ShareKind {
-    Virtiofs,
-    #[serde(rename = "9p")]
-    NineP,
-}
-
 /// Everything the host check found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
@@ -80,27 +71,6 @@ pub struct HostReport {
     pub checks: Vec<Check>,
     /// True when no check is `missing`: machines can be created and started.
     pub ready: bool,
-}
-
-/// Finds an executable by name on `PATH`, and in the sbin folders (not on a normal user's PATH).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/libexec"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// The QEMU system emulator for x86-64 guests.
-pub fn qemu_binary() -> Option<PathBuf> {
-    find_program("qemu-system-x86_64")
 }
 
 /// The ISO 9660 tool Sloop writes cloud-init seeds with.

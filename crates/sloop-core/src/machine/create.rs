@@ -192,7 +192,7 @@ fn write_known_hosts(dir: &Path, alias: &str, keys: &MachineKeys) -> Result<(), 
 pub(super) fn seed_for(
     manifest: &Manifest,
     keys: &MachineKeys,
-    share: Option<crate::host::ShareKind>,
+    share: Option<crate::types::ShareKind>,
 ) -> Result<Seed, MachineError> {
     let mut bootcmd = Vec::new();
     if let (Some(_), Some(kind)) = (&manifest.work_dir, share) {

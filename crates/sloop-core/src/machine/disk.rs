@@ -27,7 +27,7 @@ pub enum DiskError {
 /// `size_gib` large or the base's size when that is larger. Written under a temporary name and
 /// renamed, so an interrupted create leaves no overlay that looks whole.
 pub async fn create_overlay(base: &Path, overlay: &Path, size_gib: u32) -> Result<(), DiskError> {
-    let qemu_img = crate::host::find_program("qemu-img").ok_or(DiskError::NoQemuImg)?;
+    let qemu_img = crate::programs::find_program("qemu-img").ok_or(DiskError::NoQemuImg)?;
     let partial = overlay.with_extension("qcow2.partial");
     let output = Command::new(&qemu_img)
         .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])

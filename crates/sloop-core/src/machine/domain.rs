@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::host::{Acceleration, ShareKind};
+use crate::types::{Acceleration, ShareKind};
 
 /// XML namespace of Sloop's own metadata in the domain.
 pub const METADATA_NS: &str = "https://sloop.invalid/xmlns/machine/1";
@@ -177,7 +177,7 @@ impl DomainSpec<'_> {
 /// Which network backend this libvirt supports: passt needs libvirt 9.2 (9.0 rejects it, 9.1
 /// hides its start-up errors) and the passt program.
 pub fn choose_network(libvirt_version: u32, ssh_port: u16) -> Network {
-    if libvirt_version >= 9_002_000 && crate::host::find_program("passt").is_some() {
+    if libvirt_version >= 9_002_000 && crate::programs::find_program("passt").is_some() {
         Network::Passt { ssh_port }
     } else {
         Network::Slirp { ssh_port }

@@ -42,10 +42,7 @@ pub enum KeyError {
     },
 }
 
-/// SHA-256 fingerprint as OpenSSH prints it (`SHA256:…`).
-pub fn fingerprint(key: &PublicKey) -> String {
-    key.fingerprint(russh::keys::HashAlg::Sha256).to_string()
-}
+pub use crate::ssh::fingerprint;
 
 /// `ssh-ed25519 AAAA… comment`, as authorized_keys and known_hosts hold it.
 pub fn public_openssh(key: &PublicKey) -> String {

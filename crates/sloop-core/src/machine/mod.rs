@@ -25,9 +25,9 @@ pub use manifest::{MachineName, Manifest};
 pub use power::{force_off, start, stop};
 
 use crate::config::Config;
-use crate::host::Acceleration;
 use crate::libvirt::{Connection, LibvirtError, NO_DOMAIN};
 use crate::paths::Paths;
+use crate::types::Acceleration;
 
 /// Files in a machine's folder.
 pub const OVERLAY: &str = "overlay.qcow2";

@@ -29,7 +29,7 @@ pub async fn acceleration_for(
     if let Some(chosen) = config.acceleration {
         return Ok(chosen);
     }
-    let qemu = crate::host::qemu_binary().ok_or(MachineError::NoAcceleration)?;
+    let qemu = crate::programs::qemu_binary().ok_or(MachineError::NoAcceleration)?;
     let probe = acceleration::probe_cached(&qemu, &paths.cache_dir)
         .await
         .map_err(|e| MachineError::Files(paths.cache_dir.clone(), e))?;
@@ -136,7 +136,7 @@ pub async fn start(
             let Some(reason) = failure.kvm_failure() else {
                 return Err(failure);
             };
-            let qemu = crate::host::qemu_binary().ok_or(MachineError::NoAcceleration)?;
+            let qemu = crate::programs::qemu_binary().ok_or(MachineError::NoAcceleration)?;
             acceleration::record_fallback(
                 &qemu,
                 &paths.cache_dir,
@@ -160,9 +160,6 @@ pub async fn start(
             .await?;
         }
         other => other?,
-    }
-    if let Some(within) = wait_ssh {
-        place_proxy(paths, config, &manifest, within).await;
     }
     meter.update(reporter, 3, true);
     super::summary(paths, config, conn, &manifest).await
@@ -315,40 +312,6 @@ fn last_line(text: &str, keep: impl Fn(&str) -> bool) -> Option<&str> {
     text.lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty() && keep(l))
-}
-
-/// Places the user's proxy in an attached machine that has just started, or clears what an
-/// earlier attach left in a machine detached while it was stopped. A missing or expired proxy
-/// does not stop the start: the machine runs, and the next renewal places it.
-async fn place_proxy(paths: &Paths, config: &Config, manifest: &Manifest, within: Duration) {
-    use crate::proxy::attach;
-    let sources = attach::Sources::from_env(config);
-    let outcome = match connect(paths, manifest, within).await {
-        Ok(session) => {
-            let outcome = if manifest.proxy_attached {
-                attach::place(
-                    &session,
-                    manifest,
-                    &sources,
-                    time::OffsetDateTime::now_utc(),
-                )
-                .await
-                .map(|p| Some(p.not_after))
-            } else {
-                attach::clean_up_detached(&session, manifest)
-                    .await
-                    .map(|()| None)
-            };
-            let _ = session.close().await;
-            outcome.map_err(|e| crate::error_chain(&e))
-        }
-        Err(e) => Err(crate::error_chain(&e)),
-    };
-    match outcome {
-        Ok(Some(until)) => tracing::info!(machine = %manifest.name, %until, "proxy placed"),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(machine = %manifest.name, "proxy not placed: {e}"),
-    }
 }
 
 /// An SSH session into the running machine, accepting only its pinned host key.

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use base64::Engine as _;
 use tokio::process::Command;
 
-use crate::host::ShareKind;
+use crate::types::ShareKind;
 
 /// Where the work directory appears inside the machine.
 pub const WORK_MOUNT_POINT: &str = "/analysis";

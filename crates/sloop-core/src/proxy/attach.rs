@@ -528,6 +528,37 @@ fn append(
     builder.append_data(&mut header, path, bytes)
 }
 
+/// Places the user's proxy in an attached machine that has just started, or clears what an
+/// earlier attach left in a machine detached while it was stopped. A missing or expired proxy
+/// does not stop the start: the machine runs, and the next renewal places it.
+pub async fn after_start(paths: &Paths, config: &Config, manifest: &Manifest, within: Duration) {
+    let sources = Sources::from_env(config);
+    let outcome = match crate::machine::power::connect(paths, manifest, within).await {
+        Ok(session) => {
+            let outcome = if manifest.proxy_attached {
+                place(
+                    &session,
+                    manifest,
+                    &sources,
+                    time::OffsetDateTime::now_utc(),
+                )
+                .await
+                .map(|p| Some(p.not_after))
+            } else {
+                clean_up_detached(&session, manifest).await.map(|()| None)
+            };
+            let _ = session.close().await;
+            outcome.map_err(|e| crate::error_chain(&e))
+        }
+        Err(e) => Err(crate::error_chain(&e)),
+    };
+    match outcome {
+        Ok(Some(until)) => tracing::info!(machine = %manifest.name, %until, "proxy placed"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(machine = %manifest.name, "proxy not placed: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -350,7 +350,7 @@ impl VomsTool {
     pub fn find() -> Option<Self> {
         [Self::VomsProxyInit, Self::Arcproxy]
             .into_iter()
-            .find(|tool| crate::host::find_program(tool.program()).is_some())
+            .find(|tool| crate::programs::find_program(tool.program()).is_some())
     }
 
     pub fn program(self) -> &'static str {

@@ -1,0 +1,52 @@
+//! Plain types several modules share. This module depends on nothing else in the crate, so that
+//! any module can use them without reaching into another module's workings.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// How guests are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "lowercase")]
+#[ts(export)]
+pub enum Acceleration {
+    /// Hardware virtualisation: libvirt `<domain type='kvm'>`.
+    Kvm,
+    /// QEMU's software emulation: libvirt `<domain type='qemu'>`. Works everywhere, slower.
+    Tcg,
+}
+
+impl Acceleration {
+    /// How people name it: "KVM", "TCG".
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Kvm => "KVM",
+            Self::Tcg => "TCG",
+        }
+    }
+
+    /// The word `config.toml` uses for it.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
+    }
+
+    /// The libvirt domain type for this acceleration.
+    pub fn domain_type(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "qemu",
+        }
+    }
+}
+
+/// How the user's work directory is shared into machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "lowercase")]
+#[ts(export)]
+pub enum ShareKind {
+    Virtiofs,
+    #[serde(rename = "9p")]
+    NineP,
+}
