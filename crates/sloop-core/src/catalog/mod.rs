@@ -13,6 +13,7 @@ pub mod demo;
 pub mod imagelist;
 pub mod trust;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt as _;
@@ -278,6 +279,90 @@ pub struct Pins<'a> {
     pub identifier: Option<&'a str>,
     pub endorser_dn: Option<&'a str>,
     pub endorser_ca: Option<&'a str>,
+}
+
+/// Verdicts of [`accept`] by everything they depend on: the signed bytes, the anchors folder
+/// (each file's name, size and change time), the pins, and the minute. Reading the catalogs
+/// every two seconds (the app's machine list) then verifies S/MIME at most once a minute per
+/// list, and at once after a list or an anchor changes.
+static VERDICTS: std::sync::Mutex<Option<HashMap<String, Result<Accepted, String>>>> =
+    std::sync::Mutex::new(None);
+/// [`accept`], answered from [`VERDICTS`] when nothing it depends on changed.
+pub fn accept_cached(
+    signed: &[u8],
+    anchors: &Path,
+    pins: &Pins<'_>,
+    now: OffsetDateTime,
+) -> Result<Accepted, String> {
+    verdict(signed, anchors, pins, now).0
+}
+
+/// Whether [`accept_cached`] verifies the list now rather than answering from the cache: for
+/// tests, which cannot tell otherwise.
+#[doc(hidden)]
+pub fn accept_cached_verifies(
+    signed: &[u8],
+    anchors: &Path,
+    pins: &Pins<'_>,
+    now: OffsetDateTime,
+) -> bool {
+    verdict(signed, anchors, pins, now).1
+}
+
+/// The verdict, and whether it was reached now (not found in the cache).
+fn verdict(
+    signed: &[u8],
+    anchors: &Path,
+    pins: &Pins<'_>,
+    now: OffsetDateTime,
+) -> (Result<Accepted, String>, bool) {
+    use sha2::{Digest as _, Sha256};
+    let mut key = Sha256::new();
+    key.update(signed);
+    let mut entries: Vec<String> = std::fs::read_dir(anchors)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| {
+            let meta = entry.metadata().ok();
+            format!(
+                "{}|{}|{:?}",
+                entry.file_name().to_string_lossy(),
+                meta.as_ref().map_or(0, std::fs::Metadata::len),
+                meta.and_then(|m| m.modified().ok())
+            )
+        })
+        .collect();
+    entries.sort();
+    for part in entries
+        .iter()
+        .map(String::as_str)
+        .chain([
+            anchors.to_string_lossy().as_ref(),
+            pins.identifier.unwrap_or("-"),
+            pins.endorser_dn.unwrap_or("-"),
+            pins.endorser_ca.unwrap_or("-"),
+        ])
+        .chain([now.unix_timestamp().div_euclid(60).to_string().as_str()])
+    {
+        key.update(part.as_bytes());
+        key.update([0]);
+    }
+    let key = hex::encode(key.finalize());
+    let mut verdicts = VERDICTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let verdicts = verdicts.get_or_insert_with(HashMap::new);
+    if let Some(verdict) = verdicts.get(&key) {
+        return (verdict.clone(), false);
+    }
+    let verdict = accept(signed, anchors, pins, now);
+    // Old minutes' verdicts are never asked for again: start afresh rather than grow.
+    if verdicts.len() >= 256 {
+        verdicts.clear();
+    }
+    verdicts.insert(key, verdict.clone());
+    (verdict, true)
 }
 
 /// Every check vmcatcher makes (`msgcheck.py`), in its order, after the signature: the signer is
@@ -606,14 +691,14 @@ pub fn load(
     let status = read_status(&dir);
     let anchors = anchors_for(&subscription, config);
     let pins = subscription.pins();
-    let (list, state, mut problem) = match accept(&signed, &anchors, &pins, now) {
+    let (list, state, mut problem) = match accept_cached(&signed, &anchors, &pins, now) {
         Ok(accepted) if status.gone => (accepted.list, CatalogState::Gone, None),
         Ok(accepted) => (accepted.list, CatalogState::Verified, None),
         Err(reason) => {
             // It passed every check when it was stored: read it as it was then, to show what it
             // lists (none of it certified now) and whether it has simply expired.
             let then = status.accepted.unwrap_or(subscription.added);
-            match accept(&signed, &anchors, &pins, then) {
+            match accept_cached(&signed, &anchors, &pins, then) {
                 Ok(accepted) if now > accepted.list.expires => {
                     (accepted.list, CatalogState::Expired, Some(reason))
                 }

@@ -902,6 +902,31 @@ async fn catalog_mirror_folder_and_the_demo_work_offline() {
     let message =
         catalog::accept(&signed, &grid.anchors, &catalog::Pins::default(), grid.now).unwrap_err();
     assert!(message.contains("is not trusted"), "{message}");
+    // A list read again is answered from the verdict cache while nothing it depends on
+    // changed; a changed anchor is seen at once, and so is the next minute.
+    let demo_anchors = grid.paths.data_dir.join("demo/ca");
+    assert!(demo_anchors.is_dir(), "{}", demo_anchors.display());
+    let pins = catalog::Pins::default();
+    let verifies = |now| catalog::accept_cached_verifies(&signed, &demo_anchors, &pins, now);
+    verifies(grid.now);
+    assert!(!verifies(grid.now), "the same list, anchors and minute");
+    assert!(verifies(grid.now + time::Duration::minutes(1)));
+    let anchor = std::fs::read_dir(&demo_anchors)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&anchor).unwrap();
+    std::fs::remove_file(&anchor).unwrap();
+    assert!(verifies(grid.now), "an anchor removed");
+    let refused = catalog::accept_cached(&signed, &demo_anchors, &pins, grid.now).unwrap_err();
+    assert!(refused.contains("no trust anchors"), "{refused}");
+    std::fs::write(&anchor, bytes).unwrap();
+    assert!(
+        catalog::accept_cached(&signed, &demo_anchors, &pins, grid.now).is_ok(),
+        "the anchor back"
+    );
     // Ensuring it again leaves it alone.
     let again = catalog::demo::ensure(&grid.paths, &grid.config, &demo_image, grid.now)
         .await
