@@ -62,3 +62,9 @@ if ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.cargo/bin/tauri-driver
   echo "install-deps: installing tauri-driver"
   cargo install tauri-driver --version '^2' --locked --quiet
 fi
+
+# The unused-dependency gate of the test command.
+if ! command -v cargo-machete >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo-machete" ]; then
+  echo "install-deps: installing cargo-machete"
+  cargo install cargo-machete --version '^0.9' --locked --quiet
+fi
