@@ -63,8 +63,12 @@ if ! command -v tauri-driver >/dev/null && [ ! -x "$HOME/.cargo/bin/tauri-driver
   cargo install tauri-driver --version '^2' --locked --quiet
 fi
 
-# The unused-dependency gate of the test command.
+# The dependency gates of the test command: unused dependencies, licences, sources, bans.
 if ! command -v cargo-machete >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo-machete" ]; then
   echo "install-deps: installing cargo-machete"
   cargo install cargo-machete --version '^0.9' --locked --quiet
+fi
+if ! command -v cargo-deny >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo-deny" ]; then
+  echo "install-deps: installing cargo-deny (a few minutes, once)"
+  cargo install cargo-deny --version '^0.20' --locked --quiet
 fi

@@ -48,6 +48,7 @@ step "core is GUI-free"            scripts/check-core-gui-free.sh
 step "UI lint, types, tests, build" bash -c 'cd ui && npm run lint && npm run check && npm run test && npm run build'
 step "cargo clippy"                cargo clippy --workspace --all-targets --locked -- -D warnings
 step "no unused dependencies"      cargo machete
+step "dependency licences, sources" cargo deny --offline --log-level error check bans licenses sources
 step "guest seed reader (awk)"      assets/test-image/test-yaml.sh
 step "build test image (tiny)"     image SLOOP_TEST_IMAGE build.sh
 step "build test image (cloud-init)" image SLOOP_TEST_CLOUD_IMAGE build-cloud.sh
