@@ -10,40 +10,34 @@ use crate::state::AppState;
 /// The Tauri event name every core event is emitted on.
 pub const EVENT: &str = "sloop://event";
 
-/// Sends every new log line to the window as `Event::Log`, for as long as the app runs.
+/// Sends every new log line to the window as `Event::Log`, for as long as the app runs. Lines
+/// the window missed in a burst are still in the sink's history (`log_recent`).
 pub fn forward_log(app: &AppHandle) {
-    let mut lines = app.state::<AppState>().log.subscribe();
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        loop {
-            match lines.recv().await {
-                Ok(line) => {
-                    // No window yet, or it is closing: the line stays in the sink's history.
-                    let _ = app.emit(EVENT, Event::Log(line));
-                }
-                // A burst outran the window; the skipped lines are still in `log_recent`.
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
-            }
-        }
-    });
+    forward(app, app.state::<AppState>().log.subscribe(), Event::Log);
 }
 
 /// Sends every event of the core's workflows (progress, task ends, proxy placements) to the
 /// window, for as long as the app runs.
 pub fn forward_core(app: &AppHandle) {
-    let mut events = app.state::<AppState>().core.subscribe();
+    forward(app, app.state::<AppState>().core.subscribe(), |event| event);
+}
+
+/// Emits each item of `items` to the window as `into` makes it an event. No window (not yet
+/// open, or closing) loses nothing that matters: the work goes on and its result still reaches
+/// its caller.
+fn forward<T: Clone + Send + 'static>(
+    app: &AppHandle,
+    mut items: tokio::sync::broadcast::Receiver<T>,
+    into: fn(T) -> Event,
+) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         loop {
-            match events.recv().await {
-                // No window (closing): the work goes on; its result still reaches the caller.
-                Ok(event) => {
-                    let _ = app.emit(EVENT, event);
+            match items.recv().await {
+                Ok(item) => {
+                    let _ = app.emit(EVENT, into(item));
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "the window fell behind the core's events");
-                }
+                Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => break,
             }
         }

@@ -150,7 +150,8 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
         MachineCommand::Info { name } => {
             let parsed = name.parse()?;
             let manifest = machine::load(ctx.paths(), &parsed)?;
-            let summary = ctx.core.machine(&name).await?;
+            let conn = ctx.core.connection().await?;
+            let summary = machine::summary(ctx.paths(), ctx.config(), &conn, &manifest).await?;
             if ctx.json {
                 output::json(&serde_json::json!({ "summary": summary, "manifest": manifest }))?;
             } else {

@@ -285,8 +285,9 @@ pub struct Pins<'a> {
 /// (each file's name, size and change time), the pins, and the minute. Reading the catalogs
 /// every two seconds (the app's machine list) then verifies S/MIME at most once a minute per
 /// list, and at once after a list or an anchor changes.
-static VERDICTS: std::sync::Mutex<Option<HashMap<String, Result<Accepted, String>>>> =
-    std::sync::Mutex::new(None);
+static VERDICTS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Result<Accepted, String>>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// [`accept`], answered from [`VERDICTS`] when nothing it depends on changed.
 pub fn accept_cached(
     signed: &[u8],
@@ -352,7 +353,6 @@ fn verdict(
     let mut verdicts = VERDICTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let verdicts = verdicts.get_or_insert_with(HashMap::new);
     if let Some(verdict) = verdicts.get(&key) {
         return (verdict.clone(), false);
     }

@@ -202,20 +202,16 @@ pub async fn record_fallback(
     now: time::OffsetDateTime,
 ) -> std::io::Result<Probe> {
     let mut probe = probe_cached(qemu, cache_dir).await?;
-    if probe.tcg.is_none() {
-        probe.tcg = Some(try_accelerator(qemu, "tcg").await?);
-    }
-    if probe.tcg != Some(Trial::Ran) {
+    let fallback = Fallback {
+        machine: machine.to_string(),
+        reason: reason.to_string(),
+        at: crate::time_util::rfc3339(now),
+    };
+    if !fall_back(&mut probe, qemu, fallback).await? {
         return Err(std::io::Error::other(
             "QEMU could not run the test guest under TCG either",
         ));
     }
-    probe.chosen = Some(Acceleration::Tcg);
-    probe.fallback = Some(Fallback {
-        machine: machine.to_string(),
-        reason: reason.to_string(),
-        at: crate::time_util::rfc3339(now),
-    });
     tracing::warn!(
         machine,
         reason,
@@ -249,16 +245,24 @@ pub async fn probe_again(qemu: &Path, cache_dir: &Path) -> std::io::Result<Probe
         .filter(|cached| cached.key == fresh.key)
         .and_then(|cached| cached.fallback);
     if let Some(fallback) = recorded {
-        if fresh.tcg.is_none() {
-            fresh.tcg = Some(try_accelerator(qemu, "tcg").await?);
-        }
-        if fresh.tcg == Some(Trial::Ran) {
-            fresh.chosen = Some(Acceleration::Tcg);
-            fresh.fallback = Some(fallback);
-        }
+        fall_back(&mut fresh, qemu, fallback).await?;
     }
     store(cache_dir, &fresh);
     Ok(fresh)
+}
+
+/// Makes `probe` choose TCG because of `fallback`, trying TCG first when the probe has not;
+/// false (and `probe` unchanged) when TCG does not run the test guest either.
+async fn fall_back(probe: &mut Probe, qemu: &Path, fallback: Fallback) -> std::io::Result<bool> {
+    if probe.tcg.is_none() {
+        probe.tcg = Some(try_accelerator(qemu, "tcg").await?);
+    }
+    if probe.tcg != Some(Trial::Ran) {
+        return Ok(false);
+    }
+    probe.chosen = Some(Acceleration::Tcg);
+    probe.fallback = Some(fallback);
+    Ok(true)
 }
 
 /// Remembers a probe's answer for `probe_cached`.

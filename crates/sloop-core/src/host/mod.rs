@@ -266,13 +266,16 @@ async fn check_acceleration(
         }
     };
     let why_not_kvm = match (&probe.fallback, &probe.kvm) {
-        (Some(fallback), Trial::Ran) => format!(
-            "a test guest ran with KVM, but machine {} stopped under KVM on {} ({})",
-            fallback.machine, fallback.at, fallback.reason
-        ),
-        (Some(fallback), _) => format!(
-            "machine {} stopped under KVM on {} ({})",
-            fallback.machine, fallback.at, fallback.reason
+        (Some(fallback), kvm) => format!(
+            "{}machine {} stopped under KVM on {} ({})",
+            if *kvm == Trial::Ran {
+                "a test guest ran with KVM, but "
+            } else {
+                ""
+            },
+            fallback.machine,
+            fallback.at,
+            fallback.reason
         ),
         (None, Trial::Ran) => String::new(),
         (None, Trial::Hung(None)) => "KVM is present but a test guest did not run".to_string(),

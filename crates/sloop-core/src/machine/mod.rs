@@ -404,15 +404,9 @@ pub async fn list(
 
 /// The state of the libvirt domain `name`, `Undefined` when libvirt does not know it.
 pub async fn domain_state(conn: &Connection, name: &str) -> Result<MachineState, LibvirtError> {
-    let name = name.to_string();
-    let state = conn
-        .run(move |c| match c.lookup_domain_by_name(&name) {
-            Ok(domain) => domain.state().map(|(state, _)| Some(state)),
-            Err(e) if e.code().to_raw() == NO_DOMAIN => Ok(None),
-            Err(e) => Err(e),
-        })
-        .await?;
-    Ok(state.map_or(MachineState::Undefined, MachineState::from_libvirt))
+    Ok(domain_status(conn, name)
+        .await?
+        .map_or(MachineState::Undefined, |status| status.state))
 }
 
 /// The state and reason of libvirt domain `name`, `None` when libvirt does not know it.
