@@ -19,12 +19,17 @@ pub fn fingerprint(key: &PublicKey) -> String {
 /// One TCP connect or SSH handshake may take this long before it is tried again. Generous: key
 /// exchange on a guest under software emulation is slow.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for the server's first bytes. User-mode networking accepts the connection
-/// on the host at once, whether or not anything listens in the guest yet; a booting guest then
-/// sends nothing, and waiting the whole handshake timeout for it would add seconds to a start.
+/// How long the first attempt waits for the server's first bytes. User-mode networking accepts
+/// the connection on the host at once, whether or not anything listens in the guest yet; a
+/// booting guest then sends nothing, and waiting the whole handshake timeout for it would add
+/// seconds to a start. Each attempt that saw no banner doubles the wait (up to
+/// [`ATTEMPT_TIMEOUT`]): an SSH server that listens but is slow to answer (a busy guest under
+/// software emulation takes seconds to fork its per-connection process) is then waited for,
+/// instead of being abandoned and asked again, which only adds to its load.
 const BANNER_WAIT: Duration = Duration::from_millis(700);
 /// Pause between attempts while the guest is still booting.
 const RETRY_PAUSE: Duration = Duration::from_millis(150);
+const NO_BANNER: &str = "no SSH banner yet";
 
 /// SSH failed.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +183,8 @@ enum Attempt {
     Done(Session),
     /// Worth trying again while the guest boots.
     Retry(String),
+    /// The connection was accepted but the server said nothing within the banner wait.
+    NoBanner,
     Fatal(SshError),
 }
 
@@ -195,10 +202,16 @@ pub async fn connect(
     let started = Instant::now();
     let key = Arc::new(client_key.clone());
     let mut tries = 0u32;
+    let mut banner_wait = BANNER_WAIT;
     loop {
         tries += 1;
         let this_try = Instant::now();
-        let last = match attempt(addr, user, &key, host_key).await {
+        let left = within.saturating_sub(started.elapsed());
+        let timings = Timings {
+            banner: banner_wait.min(left),
+            step: ATTEMPT_TIMEOUT.min(left),
+        };
+        let last = match attempt(addr, user, &key, host_key, timings).await {
             Attempt::Done(session) => {
                 tracing::debug!(
                     tries,
@@ -208,6 +221,10 @@ pub async fn connect(
                 return Ok(session);
             }
             Attempt::Fatal(e) => return Err(e),
+            Attempt::NoBanner => {
+                banner_wait = (banner_wait * 2).min(ATTEMPT_TIMEOUT);
+                NO_BANNER.to_string()
+            }
             Attempt::Retry(why) => why,
         };
         if started.elapsed() + RETRY_PAUSE >= within {
@@ -222,22 +239,31 @@ pub async fn connect(
     }
 }
 
+/// How long one attempt waits, for the banner and for each other step; never past the time
+/// the caller gave [`connect`].
+#[derive(Debug, Clone, Copy)]
+struct Timings {
+    banner: Duration,
+    step: Duration,
+}
+
 async fn attempt(
     addr: SocketAddr,
     user: &str,
     key: &Arc<PrivateKey>,
     host_key: &PublicKey,
+    timings: Timings,
 ) -> Attempt {
     let stream =
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(timings.step, tokio::net::TcpStream::connect(addr)).await {
             Err(_) => return Attempt::Retry("TCP connect timed out".into()),
             Ok(Err(e)) => return Attempt::Retry(format!("TCP connect: {e}")),
             Ok(Ok(stream)) => stream,
         };
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
-    match tokio::time::timeout(BANNER_WAIT, stream.peek(&mut first)).await {
-        Err(_) => return Attempt::Retry("no SSH banner yet".into()),
+    match tokio::time::timeout(timings.banner, stream.peek(&mut first)).await {
+        Err(_) => return Attempt::NoBanner,
         Ok(Ok(0)) => return Attempt::Retry("connection closed before the SSH banner".into()),
         Ok(Err(e)) => return Attempt::Retry(format!("waiting for the SSH banner: {e}")),
         Ok(Ok(_)) => {}
@@ -253,7 +279,7 @@ async fn attempt(
         ..Default::default()
     });
     let handshake = client::connect_stream(config, stream, handler);
-    let mut handle = match tokio::time::timeout(ATTEMPT_TIMEOUT, handshake).await {
+    let mut handle = match tokio::time::timeout(timings.step, handshake).await {
         Err(_) => return Attempt::Retry("SSH handshake timed out".into()),
         Ok(Err(e)) => {
             if let Some(presented) = presented.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -394,5 +420,47 @@ impl Session {
             .disconnect(Disconnect::ByApplication, "", "en")
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A server that listens but needs 1.5 s before its first bytes (a busy guest under
+    /// emulation forking its per-connection process) is waited for, not abandoned and asked
+    /// again and again.
+    #[tokio::test]
+    async fn a_slow_banner_is_waited_for() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU32::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    let _ = stream.write_all(b"SSH-2.0-slow\r\n").await;
+                    // Then no key exchange: the handshake waits until the time is up.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        let key = PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519).unwrap();
+        let host = key.public_key().clone();
+        let err = match connect(addr, "sloop", &key, &host, Duration::from_secs(5)).await {
+            Err(e) => e,
+            Ok(_) => panic!("a server without key exchange let us log in"),
+        };
+        match err {
+            SshError::Timeout { last, .. } => assert_ne!(last, NO_BANNER, "the banner was seen"),
+            other => panic!("expected a timeout after the banner, got {other:?}"),
+        }
+        let tries = accepted.load(Ordering::SeqCst);
+        assert!(tries <= 4, "{tries} connections in 5 s to a slow server");
     }
 }
