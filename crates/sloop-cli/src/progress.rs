@@ -4,7 +4,7 @@
 
 use std::io::IsTerminal as _;
 
-use sloop_core::event::{Progress, ProgressUnit};
+use sloop_core::progress::{Progress, ProgressUnit};
 
 use crate::output::bytes;
 

@@ -27,11 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha512};
-use sloop_core::event::Reporter;
 use sloop_core::image::Store;
 use sloop_core::image::pull::{Wanted, fetch_verified};
 use sloop_core::paths::Paths;
 use sloop_core::pki::{self, CertificateSpec};
+use sloop_core::progress::Reporter;
 use tokio_util::sync::CancellationToken;
 
 use crate::https::{Behaviour, HttpsServer};

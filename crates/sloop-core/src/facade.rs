@@ -16,12 +16,13 @@ use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 use crate::config::{Config, ConfigError};
-use crate::event::{Event, Reporter};
+use crate::event::Event;
 use crate::image::{self, ImageError, ImageView};
 use crate::libvirt::{Connection, LibvirtError};
 use crate::machine::manifest::Resources;
 use crate::machine::{self, CreateRequest, MachineError, MachineSummary};
 use crate::paths::Paths;
+use crate::progress::Reporter;
 use crate::proxy::attach::{self, Pushed, Sources};
 use crate::proxy::passphrase::{PassphraseError, PassphraseStore};
 use crate::proxy::{self, MakeRequest, ProxyError, ProxyInfo, VomsTool};
@@ -262,15 +263,27 @@ impl Core {
     /// A reporter that sends into [`Core::subscribe`]'s stream.
     pub fn reporter(&self) -> Reporter {
         let events = self.events.clone();
-        Reporter::new(move |event| {
+        Reporter::new(move |progress| {
             // Nobody listening is fine: the work goes on and its result reaches the caller.
-            let _ = events.send(event);
+            let _ = events.send(Event::Progress(progress));
         })
     }
 
     /// Sends `event` to every subscriber.
     pub fn emit(&self, event: Event) {
         let _ = self.events.send(event);
+    }
+
+    /// Tells subscribers that `task` ended, with the error's whole chain when it failed.
+    pub fn finished<T, E: std::error::Error + 'static>(
+        &self,
+        task: &TaskId,
+        result: &Result<T, E>,
+    ) {
+        self.emit(Event::Finished {
+            task: task.as_str().to_string(),
+            error: result.as_ref().err().map(|e| crate::error_chain(e)),
+        });
     }
 
     /// The libvirt connection, opened now if it is not open yet.
@@ -333,7 +346,7 @@ impl Core {
             )
         }
         .await;
-        finished(&reporter, task.id(), &made);
+        self.finished(task.id(), &made);
         self.after(made).await
     }
 
@@ -389,7 +402,7 @@ impl Core {
             Ok(running)
         }
         .await;
-        finished(&reporter, task.id(), &started);
+        self.finished(task.id(), &started);
         self.after(started).await
     }
 
@@ -430,7 +443,7 @@ impl Core {
             OffsetDateTime::now_utc(),
         )
         .await;
-        finished(&reporter, task.id(), &pulled);
+        self.finished(task.id(), &pulled);
         Ok(pulled?)
     }
 
@@ -472,7 +485,7 @@ impl Core {
             Ok(running)
         }
         .await;
-        finished(&reporter, task.id(), &made);
+        self.finished(task.id(), &made);
         self.after(made).await
     }
 
@@ -592,18 +605,6 @@ impl Core {
     }
 }
 
-/// Tells subscribers that `task` ended, with the error's whole chain when it failed.
-pub fn finished<T, E: std::error::Error + 'static>(
-    reporter: &Reporter,
-    task: &TaskId,
-    result: &Result<T, E>,
-) {
-    reporter.finished(
-        task.as_str(),
-        result.as_ref().err().map(|e| crate::error_chain(e)),
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,7 +648,7 @@ mod tests {
         let core = Core::new(Paths::under(dir.path().to_path_buf()).unwrap());
         let mut first = core.subscribe();
         let mut second = core.subscribe();
-        core.reporter().finished("pull:abc", None);
+        core.finished(&TaskId::from("pull:abc"), &Ok::<(), std::io::Error>(()));
         for events in [&mut first, &mut second] {
             assert_eq!(
                 events.recv().await.unwrap(),

@@ -11,16 +11,6 @@ use std::path::Path;
 /// (from, to, how it goes away).
 const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
     (
-        "event",
-        "machine",
-        "Event::Machines carries MachineSummary: move the summary types to a leaf module",
-    ),
-    (
-        "event",
-        "proxy",
-        "Event::Proxy/ProxyPlaced carry proxy types: move them to a leaf module",
-    ),
-    (
         "image",
         "machine",
         "image::remove reads machine manifests for its in-use check: let the Core run that check",

@@ -1,7 +1,7 @@
 //! Sloop's core: everything Sloop does, for the CLI and the desktop app alike.
 //!
 //! It knows nothing of windows or terminals. Each domain is a module with its own error type;
-//! long work reports through [`event::Reporter`]. Front ends hold one [`Core`], which composes
+//! long work reports through [`progress::Reporter`]. Front ends hold one [`Core`], which composes
 //! the workflows. See docs/ARCHITECTURE.md.
 
 pub mod catalog;
@@ -20,6 +20,7 @@ pub mod machine;
 pub mod paths;
 pub mod pki;
 pub mod programs;
+pub mod progress;
 pub mod proxy;
 pub mod ssh;
 pub mod time_util;

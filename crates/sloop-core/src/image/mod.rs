@@ -18,8 +18,8 @@ use ts_rs::TS;
 
 use crate::catalog::{self, CatalogError, CatalogImage};
 use crate::config::Config;
-use crate::event::Reporter;
 use crate::paths::Paths;
+use crate::progress::Reporter;
 
 /// An image operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha512};
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
-use crate::event::{Meter, ProgressUnit, Reporter};
+use crate::progress::{Meter, ProgressUnit, Reporter};
 
 /// How often an interrupted transfer is resumed within one pull before giving up (vmcatcher
 /// tries five times too). The partial file stays; the next pull goes on from it.

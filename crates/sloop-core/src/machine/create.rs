@@ -13,10 +13,10 @@ use super::manifest::{BaseImage, MachineName, Manifest, Resources};
 use super::seed::{self, Seed, WriteFile};
 use super::{MachineError, MachineSummary, disk, lifecycle};
 use crate::config::Config;
-use crate::event::{Meter, ProgressUnit, Reporter};
 use crate::image::{self, LocalState};
 use crate::libvirt::Connection;
 use crate::paths::{Paths, ensure_private_dir};
+use crate::progress::{Meter, ProgressUnit, Reporter};
 
 /// The account Sloop makes in every machine and logs in as.
 pub const USER: &str = "sloop";

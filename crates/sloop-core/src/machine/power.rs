@@ -12,10 +12,10 @@ use super::keys::MachineKeys;
 use super::manifest::{MachineName, Manifest};
 use super::{MachineError, MachineState, MachineSummary, lifecycle, seed};
 use crate::config::Config;
-use crate::event::{Meter, ProgressUnit, Reporter};
 use crate::host::{Acceleration, ShareKind, acceleration};
 use crate::libvirt::Connection;
 use crate::paths::Paths;
+use crate::progress::{Meter, ProgressUnit, Reporter};
 
 /// How long an ACPI shutdown may take before the machine is forced off.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);

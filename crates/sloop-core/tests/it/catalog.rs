@@ -9,10 +9,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha512};
 use sloop_core::catalog::{self, AddRequest, CatalogError, CatalogState};
 use sloop_core::config::Config;
-use sloop_core::event::{Event, Reporter};
 use sloop_core::image::{self, ImageError, LocalState, pull::PullError};
 use sloop_core::paths::Paths;
 use sloop_core::pki::{self, CertificateSpec, Identity};
+use sloop_core::progress::Reporter;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
@@ -298,11 +298,7 @@ async fn catalog_https_list_verifies_and_image_pulls_into_the_store() {
 
     let progress = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = progress.clone();
-    let reporter = Reporter::new(move |event| {
-        if let Event::Progress(p) = event {
-            seen.lock().unwrap().push(p.done);
-        }
-    });
+    let reporter = Reporter::new(move |p| seen.lock().unwrap().push(p.done));
     let pulled = image::pull(
         &grid.paths,
         &grid.config,
@@ -771,10 +767,8 @@ async fn image_pull_can_be_cancelled_and_resumed() {
 
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
-    let reporter = Reporter::new(move |event| {
-        if let Event::Progress(p) = event
-            && p.done > 0
-        {
+    let reporter = Reporter::new(move |p| {
+        if p.done > 0 {
             trigger.cancel();
         }
     });

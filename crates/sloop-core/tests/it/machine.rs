@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use sloop_core::catalog;
 use sloop_core::config::Config;
-use sloop_core::event::Reporter;
 use sloop_core::image::{self, LocalState};
 use sloop_core::machine::manifest::Resources;
 use sloop_core::machine::{self, CreateRequest, MachineState};
 use sloop_core::paths::Paths;
+use sloop_core::progress::Reporter;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
