@@ -2,16 +2,14 @@
 
 use std::process::ExitCode;
 
-use sloop_core::image::{self, ImageView, LocalState};
-use time::OffsetDateTime;
+use sloop_core::image::{ImageView, LocalState};
 
 use crate::{Context, ImageCommand, output, progress};
 
 pub async fn run(ctx: &Context, command: ImageCommand) -> anyhow::Result<ExitCode> {
-    let now = OffsetDateTime::now_utc();
     match command {
         ImageCommand::List => {
-            let images = image::list(ctx.paths(), ctx.config(), now)?;
+            let images = ctx.core.images().await?;
             if ctx.json {
                 output::json(&images)?;
             } else if images.is_empty() {
@@ -24,7 +22,7 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Pull { image: query } => {
-            let follow = progress::Follow::start(ctx, Some(ctx.core.pull_task(&query)?));
+            let follow = progress::Follow::start(ctx, Some(ctx.core.pull_task(&query).await?));
             let result = ctx.core.pull(&query).await;
             follow.end().await;
             let view = result?;
@@ -39,7 +37,7 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Rm { image: query } => {
-            let view = image::remove(ctx.paths(), ctx.config(), &query, now)?;
+            let view = ctx.core.remove_image(&query).await?;
             if ctx.json {
                 output::json(&view)?;
             } else {

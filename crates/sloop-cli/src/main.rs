@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sloop_core::Core;
 use sloop_core::config::Config;
-use sloop_core::host::{self, CheckStatus, HostReport};
+use sloop_core::host::{CheckStatus, HostReport};
 use sloop_core::logging::{self, LogOptions};
 use sloop_core::machine::MachineSummary;
 use sloop_core::paths::Paths;
@@ -248,7 +248,7 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn doctor(ctx: &Context, cached: bool) -> anyhow::Result<ExitCode> {
-    let report = host::check_host(ctx.paths(), ctx.config(), !cached).await;
+    let report = ctx.core.check_host(!cached).await?;
     if ctx.json {
         output::json(&report)?;
     } else {

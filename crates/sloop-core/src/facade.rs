@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
+use crate::host::{self, HostReport};
 use crate::image::{self, ImageError, ImageView};
 use crate::libvirt::{Connection, LibvirtError};
 use crate::machine::manifest::Resources;
@@ -422,17 +423,85 @@ impl Core {
         self.start(name, Some(START_WAIT)).await
     }
 
+    /// Runs blocking work (file reads, signature checks) off the async threads, with the
+    /// paths and settings it needs.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Paths, &Config) -> Result<T, CoreError> + Send + 'static,
+    ) -> Result<T, CoreError> {
+        let paths = self.paths.clone();
+        let config = self.config()?.clone();
+        tokio::task::spawn_blocking(move || work(&paths, &config)).await?
+    }
+
+    /// Runs every check of the host, then of the grid proxy; `fresh` boots the acceleration
+    /// test guest again instead of using the cached answer.
+    pub async fn check_host(&self, fresh: bool) -> Result<HostReport, CoreError> {
+        let mut report = host::check_host(&self.paths, self.config()?, fresh).await;
+        let proxy = self
+            .blocking(|_, config| Ok(proxy::check(&config.ca_dir())))
+            .await?;
+        report.checks.push(proxy);
+        Ok(report)
+    }
+
+    /// The proxy's status for display: the proxy (or why it cannot be read), the user's
+    /// credentials, whether their passphrase is remembered.
+    pub async fn proxy_status(&self) -> Result<proxy::ProxyStatus, CoreError> {
+        let keyring = self.keyring.clone();
+        self.blocking(move |_, config| Ok(proxy::status(config, &keyring)))
+            .await
+    }
+
+    /// The user's proxy as it is now; `None` when there is none.
+    pub async fn proxy_info(&self) -> Result<Option<ProxyInfo>, CoreError> {
+        self.blocking(|_, config| {
+            let now = OffsetDateTime::now_utc();
+            Ok(proxy::inspect(
+                &proxy::default_path(),
+                &config.ca_dir(),
+                now,
+            )?)
+        })
+        .await
+    }
+
+    /// Every catalog image with its local state, then stored images no catalog lists.
+    pub async fn images(&self) -> Result<Vec<ImageView>, CoreError> {
+        self.blocking(|paths, config| Ok(image::list(paths, config, OffsetDateTime::now_utc())?))
+            .await
+    }
+
+    /// Removes an image's file from the store. Refused while a machine is built on it, and
+    /// while a machine's manifest cannot be read (it might be).
+    pub async fn remove_image(&self, query: &str) -> Result<ImageView, CoreError> {
+        let query = query.to_string();
+        self.blocking(move |paths, config| {
+            let machines = paths.machines_dir();
+            let in_use = |sha512: &str| {
+                let all = machine::manifest::load_all(&machines)?;
+                Ok(all
+                    .into_iter()
+                    .find(|m| m.base.sha512 == sha512)
+                    .map(|m| m.name.to_string()))
+            };
+            let now = OffsetDateTime::now_utc();
+            Ok(image::remove(paths, config, &query, now, &in_use)?)
+        })
+        .await
+    }
+
     /// The task a pull of `query` runs as: named after the image, not the query, so that two
     /// queries for one image are one task.
-    pub fn pull_task(&self, query: &str) -> Result<TaskId, CoreError> {
-        let images = image::list(&self.paths, self.config()?, OffsetDateTime::now_utc())?;
+    pub async fn pull_task(&self, query: &str) -> Result<TaskId, CoreError> {
+        let images = self.images().await?;
         Ok(TaskId(image::task_name(image::find(&images, query)?)))
     }
 
     /// Downloads and verifies the image `query` names (resuming an interrupted download), as
     /// the task [`Core::pull_task`] names: cancellable, reporting progress and its end.
     pub async fn pull(&self, query: &str) -> Result<ImageView, CoreError> {
-        let task = self.tasks.begin(self.pull_task(query)?)?;
+        let task = self.tasks.begin(self.pull_task(query).await?)?;
         let reporter = self.reporter();
         let pulled = image::pull(
             &self.paths,

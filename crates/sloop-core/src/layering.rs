@@ -1,26 +1,9 @@
 //! Keeps the core's modules free of import cycles: reads every source file, collects which
 //! top-level module names which (`crate::x`, `crate::{x, y}`), and fails on a cycle. Tests
 //! (everything from a file's first `#[cfg(test)]` on) may reach anywhere.
-//!
-//! `KNOWN_BACK_EDGES` lists the edges that still close a cycle today, each with the way out. The
-//! test also fails when one of them is gone, so the list only ever shrinks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-
-/// (from, to, how it goes away).
-const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
-    (
-        "image",
-        "machine",
-        "image::remove reads machine manifests for its in-use check: let the Core run that check",
-    ),
-    (
-        "host",
-        "proxy",
-        "the doctor report reads the proxy: build the report above host and proxy",
-    ),
-];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
@@ -133,20 +116,13 @@ fn cycle(graph: &Graph) -> Option<Vec<String>> {
 }
 
 #[test]
-fn the_core_has_no_import_cycles_but_the_known_ones() {
+fn the_core_has_no_import_cycles() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut graph = graph(&src);
+    let graph = graph(&src);
     assert!(
         graph.get("machine").is_some_and(|m| m.contains("libvirt")),
         "the reader found machine -> libvirt: {graph:?}"
     );
-    for (from, to, way_out) in KNOWN_BACK_EDGES {
-        let removed = graph.get_mut(*from).is_some_and(|e| e.remove(*to));
-        assert!(
-            removed,
-            "{from} -> {to} is gone ({way_out}): take it off KNOWN_BACK_EDGES"
-        );
-    }
     if let Some(found) = cycle(&graph) {
         panic!("import cycle in sloop-core: {}", found.join(" -> "));
     }

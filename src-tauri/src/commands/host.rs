@@ -1,6 +1,6 @@
 //! The host check behind the status panel.
 
-use sloop_core::host::{self, HostReport};
+use sloop_core::host::HostReport;
 use tauri::State;
 
 use crate::ipc_error::IpcError;
@@ -10,6 +10,5 @@ use crate::state::AppState;
 /// cached answer.
 #[tauri::command]
 pub async fn host_check(state: State<'_, AppState>, fresh: bool) -> Result<HostReport, IpcError> {
-    let config = state.config()?;
-    Ok(host::check_host(state.paths(), config, fresh).await)
+    Ok(state.core.check_host(fresh).await?)
 }

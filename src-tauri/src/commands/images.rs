@@ -1,7 +1,7 @@
 //! Images: the catalogs' images and the local store. Pulls report progress as events under the
 //! task `pull:<identifier>` and end with a `finished` event.
 
-use sloop_core::image::{self, ImageView};
+use sloop_core::image::ImageView;
 use tauri::State;
 
 use crate::ipc_error::IpcError;
@@ -10,8 +10,7 @@ use crate::state::AppState;
 /// Every catalog image with its local state, then stored images no catalog lists.
 #[tauri::command]
 pub async fn image_list(state: State<'_, AppState>) -> Result<Vec<ImageView>, IpcError> {
-    let config = state.config()?;
-    Ok(image::list(state.paths(), config, state.now())?)
+    Ok(state.core.images().await?)
 }
 
 /// Downloads and verifies the image `query` names; resolves when it is in the store.
@@ -23,7 +22,7 @@ pub async fn image_pull(state: State<'_, AppState>, query: String) -> Result<Ima
 /// Cancels the pull of `query`; the bytes downloaded so far are kept for the next pull.
 #[tauri::command]
 pub async fn image_cancel(state: State<'_, AppState>, query: String) -> Result<bool, IpcError> {
-    let task = state.core.pull_task(&query)?;
+    let task = state.core.pull_task(&query).await?;
     Ok(state.core.tasks().cancel(&task))
 }
 
@@ -33,6 +32,5 @@ pub async fn image_remove(
     state: State<'_, AppState>,
     query: String,
 ) -> Result<ImageView, IpcError> {
-    let config = state.config()?;
-    Ok(image::remove(state.paths(), config, &query, state.now())?)
+    Ok(state.core.remove_image(&query).await?)
 }

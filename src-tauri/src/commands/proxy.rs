@@ -1,5 +1,5 @@
 //! The grid proxy: its status, a new one, the passphrase in the keyring, attaching machines.
-//! Renewals by any tool arrive as `proxy` events (see `events::watch_proxy`).
+//! Renewals by any tool arrive as `proxy` events (see `Core::watch_proxy`).
 //!
 //! Only metadata crosses to the window. The passphrase comes in once, in `proxy_init`'s request,
 //! is wiped after use, and never goes back out.
@@ -51,12 +51,10 @@ impl Drop for ProxyInit {
 /// The proxy, the user's credentials and the keyring, as the panel shows them.
 #[tauri::command]
 pub async fn proxy_status(state: State<'_, AppState>) -> Result<ProxyStatus, IpcError> {
-    let config = state.config()?.clone();
-    let keyring = state.core.keyring().clone();
-    Ok(tokio::task::spawn_blocking(move || proxy::status(&config, &keyring)).await?)
+    Ok(state.core.proxy_status().await?)
 }
 
-/// Makes a new proxy from the user's certificate. The proxy watch (`events::watch_proxy`) sees
+/// Makes a new proxy from the user's certificate. The proxy watch (`Core::watch_proxy`) sees
 /// the new file and places it in the running attached machines.
 #[tauri::command]
 pub async fn proxy_init(

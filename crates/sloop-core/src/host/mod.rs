@@ -91,7 +91,8 @@ const VIRTIOFS_SESSION_MIN_LIBVIRT: u32 = 10_000_000;
 
 const INSTALL_QEMU: &str = "sudo apt-get install qemu-system-x86 qemu-utils";
 
-fn check(
+/// One check's result.
+pub fn check(
     id: CheckId,
     title: &str,
     status: CheckStatus,
@@ -107,7 +108,8 @@ fn check(
     }
 }
 
-/// Runs every check. Acceleration is tried for real (a guest is booted), which takes a few
+/// Runs every check of the host itself (the grid proxy's check is the proxy module's, and the
+/// Core adds it to the report). Acceleration is tried for real (a guest is booted), which takes a few
 /// seconds; pass `fresh = false` to reuse the answer cached for this QEMU and kernel.
 pub async fn check_host(paths: &Paths, config: &Config, fresh: bool) -> HostReport {
     let uri = config.libvirt_uri();
@@ -178,7 +180,6 @@ pub async fn check_host(paths: &Paths, config: &Config, fresh: bool) -> HostRepo
         ),
     });
     checks.push(share_check);
-    checks.push(check_proxy(&config.ca_dir()));
     checks.push(check_trust_anchors(&config.ca_dir()));
 
     let ready = checks.iter().all(|c| c.status != CheckStatus::Missing);
@@ -396,50 +397,6 @@ async fn qemu_has_device(qemu: &Path, device: &str) -> bool {
     }
 }
 
-fn check_proxy(anchors: &Path) -> Check {
-    const TITLE: &str = "Grid proxy";
-    let path = crate::proxy::default_path();
-    match crate::proxy::inspect(&path, anchors, time::OffsetDateTime::now_utc()) {
-        Ok(Some(p)) if p.seconds_left > 0 => check(
-            CheckId::Proxy,
-            TITLE,
-            CheckStatus::Ok,
-            format!(
-                "{}: {}{}, {} left",
-                p.path.display(),
-                p.identity,
-                p.vo().map(|vo| format!(" ({vo})")).unwrap_or_default(),
-                human_duration(p.seconds_left)
-            ),
-            None,
-        ),
-        Ok(Some(p)) => check(
-            CheckId::Proxy,
-            TITLE,
-            CheckStatus::Warning,
-            format!("{}: expired at {}", p.path.display(), p.not_after),
-            Some("renew it with `sloop proxy init`, arcproxy or voms-proxy-init"),
-        ),
-        Ok(None) => check(
-            CheckId::Proxy,
-            TITLE,
-            CheckStatus::Warning,
-            format!(
-                "no proxy at {}; grid services will not be reachable from machines",
-                path.display()
-            ),
-            Some("make one with `sloop proxy init`, arcproxy or voms-proxy-init"),
-        ),
-        Err(e) => check(
-            CheckId::Proxy,
-            TITLE,
-            CheckStatus::Warning,
-            e.to_string(),
-            Some("make a new one with `sloop proxy init`"),
-        ),
-    }
-}
-
 fn check_trust_anchors(dir: &Path) -> Check {
     const TITLE: &str = "Grid trust anchors";
     let anchors = fs_err::read_dir(dir)
@@ -500,8 +457,8 @@ mod tests {
         assert!(c.fix.is_some());
     }
 
-    /// The whole check against the test driver: every check reports, none panics, and a libvirt
-    /// that answers is reported with its URI.
+    /// The whole check (through the Core, as front ends run it) against the test driver: every
+    /// check reports, none panics, and a libvirt that answers is reported with its URI.
     #[tokio::test]
     async fn report_against_test_driver() {
         let home = tempfile::tempdir().unwrap();
@@ -513,11 +470,17 @@ mod tests {
         };
         // SAFETY of the test: SLOOP_LIBVIRT_URI is not set in the test environment.
         assert!(std::env::var_os(crate::config::LIBVIRT_URI_ENV).is_none());
-        let report = check_host(&paths, &config, true).await;
+        let core = crate::Core::with_config(paths, Ok(config));
+        let report = core.check_host(true).await.unwrap();
         let libvirt = &report.checks[0];
         assert_eq!(libvirt.status, CheckStatus::Ok, "{libvirt:?}");
         assert!(libvirt.detail.contains("test:///default"));
         assert_eq!(report.checks.len(), 8);
+        assert_eq!(
+            report.checks[7].id,
+            CheckId::Proxy,
+            "the Core adds the proxy's check"
+        );
         assert!(
             report.acceleration.is_some(),
             "QEMU must run a guest at least under TCG"

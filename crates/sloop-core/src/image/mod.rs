@@ -42,7 +42,7 @@ pub enum ImageError {
     UseUnknown {
         title: String,
         #[source]
-        source: crate::machine::manifest::ManifestError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(transparent)]
     Pull(#[from] pull::PullError),
@@ -377,28 +377,36 @@ pub async fn pull(
     })
 }
 
+/// Which machine is built on the base with this SHA-512, if any; an error when that cannot be
+/// told (a machine's manifest that cannot be read might name it).
+pub type InUse<'a> =
+    &'a dyn Fn(&str) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>>;
+
 /// Removes an image's verified file (and any partial download). Refused while a machine is
-/// built on it: the machine's overlay needs its base.
+/// built on it (the machine's overlay needs its base), and when `in_use` cannot tell.
 pub fn remove(
     paths: &Paths,
     config: &Config,
     query: &str,
     now: OffsetDateTime,
+    in_use: InUse<'_>,
 ) -> Result<ImageView, ImageError> {
     let images = list(paths, config, now)?;
     let image = find(&images, query)?.clone();
-    // A manifest that cannot be read might name this base: refuse rather than guess.
-    let machines = crate::machine::manifest::load_all(&paths.machines_dir()).map_err(|source| {
-        ImageError::UseUnknown {
-            title: image.title.clone(),
-            source,
+    match in_use(&image.sha512) {
+        Ok(None) => {}
+        Ok(Some(machine)) => {
+            return Err(ImageError::InUse {
+                title: image.title.clone(),
+                machine,
+            });
         }
-    })?;
-    if let Some(machine) = machines.iter().find(|m| m.base.sha512 == image.sha512) {
-        return Err(ImageError::InUse {
-            title: image.title.clone(),
-            machine: machine.name.to_string(),
-        });
+        Err(source) => {
+            return Err(ImageError::UseUnknown {
+                title: image.title.clone(),
+                source,
+            });
+        }
     }
     let store = Store::new(paths);
     for path in [

@@ -16,6 +16,8 @@ pub mod watch;
 
 use std::path::{Path, PathBuf};
 
+use crate::host::{self, Check, CheckId, CheckStatus};
+
 pub use inspect::{ChainCheck, ProxyInfo, ProxyKind, ProxyPolicy, inspect};
 pub use make::{MakeRequest, VomsTool, make, make_with_voms, needs_passphrase, parse_lifetime};
 
@@ -217,5 +219,50 @@ pub fn status(
         voms_tool: VomsTool::find().map(|t| t.program().to_string()),
         passphrase_remembered: keyring.recall(&credentials_key).is_ok_and(|p| p.is_some()),
         keyring: keyring.backend().to_string(),
+    }
+}
+
+/// The doctor's line for the user's proxy: there, valid, how long is left.
+pub fn check(anchors: &Path) -> Check {
+    const TITLE: &str = "Grid proxy";
+    let path = default_path();
+    match inspect(&path, anchors, time::OffsetDateTime::now_utc()) {
+        Ok(Some(p)) if p.seconds_left > 0 => host::check(
+            CheckId::Proxy,
+            TITLE,
+            CheckStatus::Ok,
+            format!(
+                "{}: {}{}, {} left",
+                p.path.display(),
+                p.identity,
+                p.vo().map(|vo| format!(" ({vo})")).unwrap_or_default(),
+                host::human_duration(p.seconds_left)
+            ),
+            None,
+        ),
+        Ok(Some(p)) => host::check(
+            CheckId::Proxy,
+            TITLE,
+            CheckStatus::Warning,
+            format!("{}: expired at {}", p.path.display(), p.not_after),
+            Some("renew it with `sloop proxy init`, arcproxy or voms-proxy-init"),
+        ),
+        Ok(None) => host::check(
+            CheckId::Proxy,
+            TITLE,
+            CheckStatus::Warning,
+            format!(
+                "no proxy at {}; grid services will not be reachable from machines",
+                path.display()
+            ),
+            Some("make one with `sloop proxy init`, arcproxy or voms-proxy-init"),
+        ),
+        Err(e) => host::check(
+            CheckId::Proxy,
+            TITLE,
+            CheckStatus::Warning,
+            e.to_string(),
+            Some("make a new one with `sloop proxy init`"),
+        ),
     }
 }

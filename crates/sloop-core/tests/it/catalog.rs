@@ -57,6 +57,11 @@ fn certificate(
 }
 
 impl Grid {
+    /// A core over this grid's files and settings, as the front ends hold one.
+    fn core(&self) -> sloop_core::Core {
+        sloop_core::Core::with_config(self.paths.clone(), Ok(self.config.clone()))
+    }
+
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
@@ -337,7 +342,7 @@ async fn catalog_https_list_verifies_and_image_pulls_into_the_store() {
 
     let images = image::list(&grid.paths, &grid.config, grid.now).unwrap();
     assert!(matches!(images[0].local, LocalState::Stored { .. }));
-    image::remove(&grid.paths, &grid.config, IMAGE_ID, grid.now).unwrap();
+    grid.core().remove_image(IMAGE_ID).await.unwrap();
     assert!(grid.store_files().is_empty());
 }
 
@@ -709,7 +714,7 @@ async fn image_pull_resumes_after_drops_and_survives_a_server_ignoring_range() {
     let broken = grid.paths.machines_dir().join("broken");
     std::fs::create_dir_all(&broken).unwrap();
     std::fs::write(broken.join("machine.toml"), "name = [not toml").unwrap();
-    let kept = image::remove(&grid.paths, &grid.config, IMAGE_ID, grid.now).unwrap_err();
+    let kept = grid.core().remove_image(IMAGE_ID).await.unwrap_err();
     let message = sloop_core::error_chain(&kept);
     assert!(message.contains("so it is kept"), "{message}");
     assert!(
@@ -721,7 +726,7 @@ async fn image_pull_resumes_after_drops_and_survives_a_server_ignoring_range() {
         LocalState::Stored { .. }
     ));
     std::fs::remove_dir_all(&broken).unwrap();
-    image::remove(&grid.paths, &grid.config, IMAGE_ID, grid.now).unwrap();
+    grid.core().remove_image(IMAGE_ID).await.unwrap();
 
     // It drops every time: the pull gives up, keeping what it has for the next one.
     grid.server.route(
