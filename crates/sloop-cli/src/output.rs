@@ -24,6 +24,12 @@ pub fn fail(error: &anyhow::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Prints `value` as JSON on one line: for streams of objects (`proxy watch`).
+pub fn json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
 /// Prints a warning line on stderr.
 pub fn warn(message: &str) {
     eprintln!("sloop: {message}");

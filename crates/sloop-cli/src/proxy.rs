@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sloop_core::CoreError;
+use sloop_core::event::Event;
 use sloop_core::facade::Renewal;
-use sloop_core::proxy::attach::{self, Placed, Sources};
+use sloop_core::proxy::attach::{self, Sources};
 use sloop_core::proxy::passphrase::PassphraseStore;
 use sloop_core::proxy::{self, MakeRequest, ProxyError, ProxyInfo, UserCredentials};
 use time::OffsetDateTime;
+use tokio::sync::broadcast::error::RecvError;
 use zeroize::Zeroizing;
 
 use crate::{Context, output};
@@ -159,16 +161,19 @@ fn info(ctx: &Context, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
 fn warn_if_expiring(ctx: &Context, info: &ProxyInfo) {
     let warning = i64::from(ctx.config().proxy_warning_minutes()) * 60;
-    if info.seconds_left <= 0 {
-        output::warn(&format!(
-            "the proxy expired at {}; renew it with `sloop proxy init`",
-            info.not_after
-        ));
-    } else if info.seconds_left < warning {
-        output::warn(&format!(
+    if info.seconds_left < warning {
+        output::warn(&expiry_warning(info.seconds_left, &info.not_after));
+    }
+}
+
+fn expiry_warning(seconds_left: i64, not_after: &str) -> String {
+    if seconds_left <= 0 {
+        format!("the proxy expired at {not_after}; renew it with `sloop proxy init`")
+    } else {
+        format!(
             "the proxy expires in {}; renew it with `sloop proxy init`",
-            duration(info.seconds_left)
-        ));
+            duration(seconds_left)
+        )
     }
 }
 
@@ -327,54 +332,51 @@ async fn init(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Places the proxy in the running attached machines; failures are warnings.
-async fn push_all(ctx: &Context) -> Vec<Placed> {
-    let pushed = ctx.core.place_proxy().await;
-    for failure in &pushed.failed {
-        output::warn(&format!("proxy not placed in {failure}"));
-    }
-    pushed.placed
-}
-
+/// Runs the core's proxy watch, the same the app runs, and prints what it reports: each
+/// placement of a renewal, and the warning when the proxy nears its end. With `--json`, one
+/// object per line (JSON Lines): a placement (machine, until), or the `proxyExpiring` event.
 async fn watch(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let path = proxy::default_path();
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let _watch = proxy::watch::watch(&path, move || {
-        let _ = sender.send(());
-    })?;
+    let mut events = ctx.core.subscribe();
+    let watching = ctx.core.watch_proxy();
+    tokio::pin!(watching);
     if !ctx.json {
         output::text(&format!(
             "watching {}; renewals are placed in running attached machines (Ctrl-C ends)\n",
-            path.display()
+            proxy::default_path().display()
         ));
     }
     loop {
-        tokio::select! {
+        let event = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            changed = receiver.recv() => {
-                if changed.is_none() {
-                    return Ok(ExitCode::SUCCESS);
+            failed = &mut watching => {
+                let Err(e) = failed;
+                return Err(e.into());
+            }
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(Event::ProxyPlaced { placed, failed }) => {
+                for failure in &failed {
+                    output::warn(&format!("proxy not placed in {failure}"));
+                }
+                for p in placed {
+                    if ctx.json {
+                        output::json_line(&p)?;
+                    } else {
+                        output::text(&format!(
+                            "placed the renewed proxy in machine {} (until {})\n",
+                            p.machine, p.not_after
+                        ));
+                    }
                 }
             }
-        }
-        // Only a valid proxy is worth placing; a removed or half-made one is skipped.
-        match proxy::inspect(&path, &ctx.config().ca_dir(), OffsetDateTime::now_utc()) {
-            Ok(Some(info)) if info.seconds_left > 0 => {}
-            Ok(_) => continue,
-            Err(e) => {
-                output::warn(&e.to_string());
-                continue;
-            }
-        }
-        for p in push_all(ctx).await {
-            if ctx.json {
-                output::json(&p)?;
-            } else {
-                output::text(&format!(
-                    "placed the renewed proxy in machine {} (until {})\n",
-                    p.machine, p.not_after
-                ));
-            }
+            Ok(event @ Event::ProxyExpiring { .. }) if ctx.json => output::json_line(&event)?,
+            Ok(Event::ProxyExpiring {
+                seconds_left,
+                not_after,
+            }) => output::warn(&expiry_warning(seconds_left, &not_after)),
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return Ok(ExitCode::SUCCESS),
         }
     }
 }

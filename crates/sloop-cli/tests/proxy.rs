@@ -393,3 +393,47 @@ fn voms_init_installs_the_proxy_the_tool_made() {
     );
     assert_eq!(listed(), files_before, "no file left beside the proxy");
 }
+
+/// `proxy watch` runs the core's watch, the app's too: a proxy that ends within the warning
+/// time (an hour by default) is reported at once, as a `proxyExpiring` event with `--json`.
+#[test]
+fn watch_warns_when_the_proxy_nears_its_end() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let grid = Grid::new(&dir.path().join("grid"));
+    let sloop = Sloop {
+        home: dir.path().join("home"),
+        env: grid.env(),
+    };
+    init_with_passphrase(&sloop, &["--valid", "30m"]);
+    let mut watcher = Watcher(
+        sloop
+            .command(&["--json", "proxy", "watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = watcher.0.stdout.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = seen
+        .recv_timeout(Duration::from_secs(30))
+        .expect("proxy watch printed the warning");
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["type"], "proxyExpiring", "{line}");
+    let left = event["secondsLeft"].as_i64().unwrap();
+    assert!((1500..=1800).contains(&left), "{line}");
+    assert_eq!(
+        event["notAfter"],
+        sloop.json(&["proxy", "info"])["notAfter"],
+        "{line}"
+    );
+}

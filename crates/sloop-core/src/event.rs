@@ -27,6 +27,15 @@ pub enum Event {
     Proxy {
         status: Box<crate::proxy::ProxyStatus>,
     },
+    /// The proxy ends within the configured warning time, or has ended; sent once per proxy.
+    ProxyExpiring {
+        #[serde(rename = "secondsLeft")]
+        #[ts(type = "number")]
+        seconds_left: i64,
+        /// When it ends (RFC 3339).
+        #[serde(rename = "notAfter")]
+        not_after: String,
+    },
     /// A renewed proxy was placed in attached machines, or could not be.
     ProxyPlaced {
         placed: Vec<crate::proxy::attach::Placed>,

@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod ssh;
 pub mod time_util;
 pub mod types;
+pub mod watches;
 pub mod x509;
 
 pub use facade::{Core, CoreError, TaskId};

@@ -1,5 +1,5 @@
 //! The user's machines: list, create, power, delete, console. State changes also arrive as
-//! `machines` events (see `events::watch_machines`).
+//! `machines` events (see `Core::watch_machines`).
 
 use std::path::PathBuf;
 

@@ -8,7 +8,11 @@ import type { ProxyStatus } from "./ProxyStatus";
 /**
  * Everything the core tells front ends without being asked.
  */
-export type Event = { "type": "progress" } & Progress | { "type": "log" } & LogLine | { "type": "finished", task: string, error: string | null, } | { "type": "machines", machines: Array<MachineSummary>, } | { "type": "proxy", status: ProxyStatus, } | { "type": "proxyPlaced", placed: Array<Placed>, 
+export type Event = { "type": "progress" } & Progress | { "type": "log" } & LogLine | { "type": "finished", task: string, error: string | null, } | { "type": "machines", machines: Array<MachineSummary>, } | { "type": "proxy", status: ProxyStatus, } | { "type": "proxyExpiring", secondsLeft: number, 
+/**
+ * When it ends (RFC 3339).
+ */
+notAfter: string, } | { "type": "proxyPlaced", placed: Array<Placed>, 
 /**
  * `machine: reason` for each machine it could not be placed in.
  */
