@@ -75,6 +75,7 @@ impl From<sloop_core::CoreError> for IpcError {
             E::Config(e) => Self::new(ErrorCode::Config, &*e),
             E::Libvirt(e) => e.into(),
             E::Machine(e) => e.into(),
+            E::Catalog(e) => e.into(),
             E::Image(e) => e.into(),
             E::Proxy(e) => e.into(),
             E::Passphrase(e) => e.into(),

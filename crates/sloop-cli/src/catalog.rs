@@ -60,7 +60,7 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         CatalogCommand::List => {
-            let views = catalog::list(ctx.paths(), ctx.config(), now)?;
+            let views = ctx.core.catalogs().await?;
             if ctx.json {
                 output::json(&views)?;
             } else if views.is_empty() {

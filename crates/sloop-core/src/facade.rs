@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
+use crate::catalog::{self, CatalogError, CatalogView};
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::host::{self, HostReport};
@@ -44,6 +45,8 @@ pub enum CoreError {
     Libvirt(#[from] LibvirtError),
     #[error(transparent)]
     Machine(#[from] MachineError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
@@ -464,6 +467,13 @@ impl Core {
             )?)
         })
         .await
+    }
+
+    /// Every catalog, its list verified (or its cached verdict taken, when nothing it depends
+    /// on changed).
+    pub async fn catalogs(&self) -> Result<Vec<CatalogView>, CoreError> {
+        self.blocking(|paths, config| Ok(catalog::list(paths, config, OffsetDateTime::now_utc())?))
+            .await
     }
 
     /// Every catalog image with its local state, then stored images no catalog lists.

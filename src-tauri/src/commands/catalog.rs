@@ -6,11 +6,10 @@ use tauri::State;
 use crate::ipc_error::IpcError;
 use crate::state::AppState;
 
-/// Every catalog, each verified again now.
+/// Every catalog, each verified (or its cached verdict taken).
 #[tauri::command]
 pub async fn catalog_list(state: State<'_, AppState>) -> Result<Vec<CatalogView>, IpcError> {
-    let config = state.config()?;
-    Ok(catalog::list(state.paths(), config, state.now())?)
+    Ok(state.core.catalogs().await?)
 }
 
 /// Subscribes to the list at `source` (URL, file or mirror folder); `name` is optional.
