@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 changes=$(git status --porcelain -- ui/src/ipc/bindings)
 if [ -n "$changes" ]; then
   echo "$changes" >&2
-  echo "ui/src/ipc/bindings is out of date: run 'cargo test -p sloop-core' and commit the result" >&2
+  echo "ui/src/ipc/bindings is out of date: run 'cargo test --workspace' (the core and the app export types) and commit the result" >&2
   exit 1
 fi
 echo "TS bindings match the Rust types"

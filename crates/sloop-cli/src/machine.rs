@@ -202,13 +202,9 @@ fn confirm_delete(name: &str) -> anyhow::Result<bool> {
 }
 
 pub async fn shell(ctx: &Context, name: &str, command: &[String]) -> anyhow::Result<ExitCode> {
-    let parsed = name.parse()?;
-    let manifest = machine::load(ctx.paths(), &parsed)?;
-    let session = machine::power::connect(ctx.paths(), &manifest, Duration::from_secs(20))
-        .await
-        .with_context(|| {
-            format!("cannot reach machine {name}; is it running? (sloop machine start {name})")
-        })?;
+    let session = ctx.core.shell(name).await.with_context(|| {
+        format!("cannot reach machine {name}; is it running? (sloop machine start {name})")
+    })?;
     if command.is_empty() {
         return interactive(session).await;
     }

@@ -32,6 +32,10 @@ use crate::proxy::{self, MakeRequest, ProxyError, ProxyInfo, VomsTool};
 /// How long a start waits for the machine's SSH login unless the caller says otherwise.
 pub const START_WAIT: Duration = Duration::from_secs(300);
 
+/// How long opening a shell in a running machine may take: it is up already, so a longer wait
+/// means something is wrong.
+pub const SHELL_WAIT: Duration = Duration::from_secs(20);
+
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_BACKLOG: usize = 1024;
 
@@ -424,6 +428,14 @@ impl Core {
     pub async fn restart(&self, name: &str) -> Result<MachineSummary, CoreError> {
         self.stop(name, machine::power::SHUTDOWN_GRACE).await?;
         self.start(name, Some(START_WAIT)).await
+    }
+
+    /// A login session in the running machine `name`, accepting only its pinned host key: for
+    /// shells and commands (`sloop shell`, the app's terminal).
+    pub async fn shell(&self, name: &str) -> Result<crate::ssh::Session, CoreError> {
+        let name: machine::manifest::MachineName = name.parse().map_err(MachineError::from)?;
+        let manifest = machine::load(&self.paths, &name)?;
+        Ok(machine::power::connect(&self.paths, &manifest, SHELL_WAIT).await?)
     }
 
     /// Runs blocking work (file reads, signature checks) off the async threads, with the

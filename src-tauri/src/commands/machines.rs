@@ -33,26 +33,29 @@ pub struct CreateMachine {
     pub work_dir: Option<String>,
 }
 
+impl From<CreateMachine> for CreateRequest {
+    fn from(form: CreateMachine) -> Self {
+        Self {
+            name: form.name,
+            image: form.image,
+            resources: Resources {
+                vcpus: form.vcpus,
+                memory_mib: form.memory_mib,
+                disk_gib: form.disk_gib,
+            },
+            // The form sends an empty field for "no work directory".
+            work_dir: form.work_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
+        }
+    }
+}
+
 /// Makes a machine from a certified, downloaded image; it is left stopped.
 #[tauri::command]
 pub async fn machine_create(
     state: State<'_, AppState>,
     request: CreateMachine,
 ) -> Result<MachineSummary, IpcError> {
-    let request = CreateRequest {
-        name: request.name,
-        image: request.image,
-        resources: Resources {
-            vcpus: request.vcpus,
-            memory_mib: request.memory_mib,
-            disk_gib: request.disk_gib,
-        },
-        work_dir: request
-            .work_dir
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from),
-    };
-    Ok(state.core.create(&request).await?)
+    Ok(state.core.create(&request.into()).await?)
 }
 
 /// Starts a machine and resolves once its SSH server answers with the pinned host key.

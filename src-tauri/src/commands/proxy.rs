@@ -40,6 +40,23 @@ impl std::fmt::Debug for ProxyInit {
     }
 }
 
+impl ProxyInit {
+    /// The Core's renewal for this form: the user's credentials, the default proxy path. The
+    /// passphrase moves into a wiped-on-drop string.
+    fn renewal(&mut self) -> Renewal {
+        let credentials = UserCredentials::from_env();
+        let mut make = MakeRequest::new(&credentials, proxy::default_path());
+        make.lifetime = std::time::Duration::from_secs(u64::from(self.lifetime_hours) * 3600);
+        Renewal {
+            request: make,
+            vo: self.vo.take(),
+            passphrase: self.passphrase.take().map(Zeroizing::new),
+            remember: self.remember,
+            place: false,
+        }
+    }
+}
+
 impl Drop for ProxyInit {
     fn drop(&mut self) {
         if let Some(p) = self.passphrase.take() {
@@ -61,19 +78,7 @@ pub async fn proxy_init(
     state: State<'_, AppState>,
     mut request: ProxyInit,
 ) -> Result<ProxyStatus, IpcError> {
-    let credentials = UserCredentials::from_env();
-    let mut make = MakeRequest::new(&credentials, proxy::default_path());
-    make.lifetime = std::time::Duration::from_secs(u64::from(request.lifetime_hours) * 3600);
-    state
-        .core
-        .renew_proxy(Renewal {
-            request: make,
-            vo: request.vo.take(),
-            passphrase: request.passphrase.take().map(Zeroizing::new),
-            remember: request.remember,
-            place: false,
-        })
-        .await?;
+    state.core.renew_proxy(request.renewal()).await?;
     proxy_status(state).await
 }
 

@@ -1,8 +1,6 @@
 //! In-app terminals: a russh PTY channel into a running machine, streamed to xterm.js over a
 //! Tauri channel. Keystrokes are never logged.
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use serde::Serialize;
 use sloop_core::machine;
@@ -33,12 +31,7 @@ pub async fn terminal_open(
     size: TerminalSize,
     output: Channel<TerminalEvent>,
 ) -> Result<u32, IpcError> {
-    let manifest = machine::load(
-        state.paths(),
-        &name.parse().map_err(machine::MachineError::from)?,
-    )?;
-    let session =
-        machine::power::connect(state.paths(), &manifest, Duration::from_secs(20)).await?;
+    let session = state.core.shell(&name).await?;
     let terminal = session
         .open_terminal(size, move |event| {
             let event = match event {
