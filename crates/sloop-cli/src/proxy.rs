@@ -83,7 +83,7 @@ pub(crate) async fn run(ctx: &Context, command: ProxyCommand) -> anyhow::Result<
                 key: key.unwrap_or(defaults.key),
             };
             let mut request = MakeRequest::new(&credentials, proxy::default_path());
-            request.lifetime = proxy::parse_lifetime(&valid).map_err(anyhow::Error::msg)?;
+            request.lifetime = proxy::parse_lifetime(&valid)?;
             request.limited = limited;
             init(ctx, &request, voms.as_deref(), passphrase_stdin, remember).await
         }

@@ -45,8 +45,12 @@ pub enum CatalogError {
     Fetch { location: String, reason: String },
     #[error("the image list at {0} is gone (not found); its images are no longer certified")]
     Gone(String),
-    #[error("image list from {location} refused: {reason}")]
-    Refused { location: String, reason: String },
+    #[error("image list from {location} refused")]
+    Refused {
+        location: String,
+        #[source]
+        refusal: Box<Refusal>,
+    },
     #[error("cannot set up downloads")]
     Http(#[from] crate::http::HttpError),
     #[error("catalog files at {path}")]
@@ -199,11 +203,10 @@ fn list_in_folder(folder: &Path) -> Result<PathBuf, CatalogError> {
 pub async fn fetch(source: &Source, anchors: &Path) -> Result<Vec<u8>, CatalogError> {
     let too_large = |what: &str| CatalogError::Refused {
         location: what.to_string(),
-        reason: TrustError::TooLarge {
+        refusal: Box::new(Refusal::Signature(TrustError::TooLarge {
             size: MAX_LIST_BYTES + 1,
             max: MAX_LIST_BYTES,
-        }
-        .to_string(),
+        })),
     };
     match source {
         Source::File(path) => {
@@ -281,11 +284,36 @@ pub struct Pins<'a> {
     pub endorser_ca: Option<&'a str>,
 }
 
+/// Why a signed image list is refused: the first of vmcatcher's checks that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Signature(#[from] TrustError),
+    #[error(transparent)]
+    Format(#[from] imagelist::ListError),
+    #[error("the list names endorser {named} (hv:dn) but was signed by {signer}")]
+    SignerIsNotEndorser { named: String, signer: String },
+    #[error("the list names endorser CA {named} (hv:ca) but the signer was issued by {issuer}")]
+    IssuerIsNotEndorserCa { named: String, issuer: String },
+    #[error("signed by {signer}, but this catalog trusts only {pinned}")]
+    EndorserNotPinned { signer: String, pinned: String },
+    #[error(
+        "the endorser was issued by {issuer}, but this catalog trusts only endorsers from {pinned}"
+    )]
+    CaNotPinned { issuer: String, pinned: String },
+    #[error("the list's identifier is {found} but this catalog is for {pinned}")]
+    OtherIdentifier { found: String, pinned: String },
+    #[error("the list was created in the future ({created}); check this computer's clock")]
+    FromTheFuture { created: String },
+    #[error("the list expired on {expires}; the publisher has not renewed it")]
+    Expired { expires: String },
+}
+
 /// Verdicts of [`accept`] by everything they depend on: the signed bytes, the anchors folder
 /// (each file's name, size and change time), the pins, and the minute. Reading the catalogs
 /// every two seconds (the app's machine list) then verifies S/MIME at most once a minute per
 /// list, and at once after a list or an anchor changes.
-static VERDICTS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Result<Accepted, String>>>> =
+static VERDICTS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Result<Accepted, Refusal>>>> =
     std::sync::LazyLock::new(Default::default);
 
 /// [`accept`], answered from [`VERDICTS`] when nothing it depends on changed.
@@ -294,7 +322,7 @@ pub fn accept_cached(
     anchors: &Path,
     pins: &Pins<'_>,
     now: OffsetDateTime,
-) -> Result<Accepted, String> {
+) -> Result<Accepted, Refusal> {
     verdict(signed, anchors, pins, now).0
 }
 
@@ -316,7 +344,7 @@ fn verdict(
     anchors: &Path,
     pins: &Pins<'_>,
     now: OffsetDateTime,
-) -> (Result<Accepted, String>, bool) {
+) -> (Result<Accepted, Refusal>, bool) {
     use sha2::{Digest as _, Sha256};
     let mut key = Sha256::new();
     key.update(signed);
@@ -367,63 +395,61 @@ fn verdict(
 
 /// Every check vmcatcher makes (`msgcheck.py`), in its order, after the signature: the signer is
 /// the endorser the list names, the identifier is the pinned one, and the list is current.
-/// Returns the one-line reason of the first that fails.
+/// Returns the first that fails.
 pub fn accept(
     signed: &[u8],
     anchors: &Path,
     pins: &Pins<'_>,
     now: OffsetDateTime,
-) -> Result<Accepted, String> {
-    let verified = trust::verify(signed, anchors, now).map_err(|e| e.to_string())?;
-    let list = ImageList::parse(&verified.content).map_err(|e| e.to_string())?;
+) -> Result<Accepted, Refusal> {
+    let verified = trust::verify(signed, anchors, now)?;
+    let list = ImageList::parse(&verified.content)?;
     let signer = verified.signer;
     if list.endorser.dn != signer.subject {
-        return Err(format!(
-            "the list names endorser {} (hv:dn) but was signed by {}",
-            list.endorser.dn, signer.subject
-        ));
+        return Err(Refusal::SignerIsNotEndorser {
+            named: list.endorser.dn,
+            signer: signer.subject,
+        });
     }
     if list.endorser.ca != signer.issuer {
-        return Err(format!(
-            "the list names endorser CA {} (hv:ca) but the signer was issued by {}",
-            list.endorser.ca, signer.issuer
-        ));
+        return Err(Refusal::IssuerIsNotEndorserCa {
+            named: list.endorser.ca,
+            issuer: signer.issuer,
+        });
     }
     if let Some(dn) = pins.endorser_dn
         && dn != signer.subject
     {
-        return Err(format!(
-            "signed by {}, but this catalog trusts only {dn}",
-            signer.subject
-        ));
+        return Err(Refusal::EndorserNotPinned {
+            signer: signer.subject,
+            pinned: dn.to_string(),
+        });
     }
     if let Some(ca) = pins.endorser_ca
         && ca != signer.issuer
     {
-        return Err(format!(
-            "the endorser was issued by {}, but this catalog trusts only endorsers from {ca}",
-            signer.issuer
-        ));
+        return Err(Refusal::CaNotPinned {
+            issuer: signer.issuer,
+            pinned: ca.to_string(),
+        });
     }
     if let Some(identifier) = pins.identifier
         && identifier != list.identifier
     {
-        return Err(format!(
-            "the list's identifier is {} but this catalog is for {identifier}",
-            list.identifier
-        ));
+        return Err(Refusal::OtherIdentifier {
+            found: list.identifier,
+            pinned: identifier.to_string(),
+        });
     }
     if now < list.created {
-        return Err(format!(
-            "the list was created in the future ({}); check this computer's clock",
-            rfc3339(list.created)
-        ));
+        return Err(Refusal::FromTheFuture {
+            created: rfc3339(list.created),
+        });
     }
     if now > list.expires {
-        return Err(format!(
-            "the list expired on {}; the publisher has not renewed it",
-            rfc3339(list.expires)
-        ));
+        return Err(Refusal::Expired {
+            expires: rfc3339(list.expires),
+        });
     }
     Ok(Accepted { list, signer })
 }
@@ -504,9 +530,9 @@ pub async fn add(
         endorser_ca: request.endorser_ca.as_deref(),
     };
     let accepted =
-        accept(&signed, &anchors, &pins, now).map_err(|reason| CatalogError::Refused {
+        accept(&signed, &anchors, &pins, now).map_err(|refusal| CatalogError::Refused {
             location: source_text.clone(),
-            reason,
+            refusal: Box::new(refusal),
         })?;
     let name = match &request.name {
         Some(name) => name.clone(),
@@ -694,7 +720,8 @@ pub fn load(
     let (list, state, mut problem) = match accept_cached(&signed, &anchors, &pins, now) {
         Ok(accepted) if status.gone => (accepted.list, CatalogState::Gone, None),
         Ok(accepted) => (accepted.list, CatalogState::Verified, None),
-        Err(reason) => {
+        Err(refusal) => {
+            let reason = refusal.to_string();
             // It passed every check when it was stored: read it as it was then, to show what it
             // lists (none of it certified now) and whether it has simply expired.
             let then = status.accepted.unwrap_or(subscription.added);
@@ -849,9 +876,9 @@ pub async fn refresh(
                     status.accepted = Some(now);
                     Ok(())
                 }
-                Err(reason) => Err(CatalogError::Refused {
+                Err(refusal) => Err(CatalogError::Refused {
                     location: subscription.source.clone(),
-                    reason,
+                    refusal: Box::new(refusal),
                 }),
             }
         }
@@ -862,8 +889,9 @@ pub async fn refresh(
         Err(e) => Err(e),
     };
     if let Err(e) = &outcome {
-        status.error = Some(e.to_string());
-        tracing::warn!(catalog = %name, "refresh failed: {e}");
+        let said = crate::error_chain(e);
+        tracing::warn!(catalog = %name, "refresh failed: {said}");
+        status.error = Some(said);
     } else {
         tracing::info!(catalog = %name, "refreshed");
     }

@@ -41,14 +41,35 @@ pub enum AttachError {
     Proxy(#[from] ProxyError),
     #[error(transparent)]
     Machine(#[from] MachineError),
-    #[error("cannot read the trust anchors in {0}: {1}")]
-    Anchors(PathBuf, String),
-    #[error("machine {machine} could not {step}: {message}")]
+    #[error("cannot read the trust anchors in {0}")]
+    Anchors(PathBuf, #[source] std::io::Error),
+    #[error("the trust anchors in {dir} are more than {mib} MiB; is X509_CERT_DIR right?")]
+    TooManyAnchors { dir: PathBuf, mib: u64 },
+    #[error("machine {machine} could not {step}")]
     Remote {
         machine: String,
         step: &'static str,
-        message: String,
+        #[source]
+        failure: Box<RemoteFailure>,
     },
+}
+
+/// Why a command Sloop ran in a machine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteFailure {
+    #[error("no answer within {0} s")]
+    NoAnswer(u64),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
+    /// The last line the command wrote to its standard error.
+    #[error("{0}")]
+    Said(String),
+    #[error("exit status {0}")]
+    Status(u32),
+    #[error("killed by a signal")]
+    Signal,
+    #[error("the work stopped unexpectedly ({0})")]
+    Internal(String),
 }
 
 /// What a machine received.
@@ -204,10 +225,10 @@ pub async fn place(
     now: OffsetDateTime,
 ) -> Result<Placed, AttachError> {
     let machine = manifest.name.to_string();
-    let remote_failed = |step: &'static str, message: String| AttachError::Remote {
+    let remote_failed = |step: &'static str, failure: RemoteFailure| AttachError::Remote {
         machine: machine.clone(),
         step,
-        message,
+        failure: Box::new(failure),
     };
     // Files are read, parsed and hashed off the async threads (the anchors can be megabytes).
     let prepared = {
@@ -218,7 +239,7 @@ pub async fn place(
             Ok::<_, AttachError>((proxy, bundle))
         })
         .await
-        .map_err(|e| remote_failed("be prepared for", e.to_string()))??
+        .map_err(|e| remote_failed("be prepared for", RemoteFailure::Internal(e.to_string())))??
     };
     let ((proxy_bytes, not_after), bundle) = prepared;
 
@@ -311,10 +332,10 @@ async fn remove(session: &Session, manifest: &Manifest) -> Result<(), AttachErro
     run(session, &remove_script(), b"")
         .await
         .map(|_| ())
-        .map_err(|message| AttachError::Remote {
+        .map_err(|failure| AttachError::Remote {
             machine: manifest.name.to_string(),
             step: "remove the proxy",
-            message,
+            failure: Box::new(failure),
         })
 }
 
@@ -347,10 +368,10 @@ pub async fn clean_up_detached(session: &Session, manifest: &Manifest) -> Result
         b"",
     )
     .await
-    .map_err(|message| AttachError::Remote {
+    .map_err(|failure| AttachError::Remote {
         machine: manifest.name.to_string(),
         step: "be reached",
-        message,
+        failure: Box::new(failure),
     })?;
     if String::from_utf8_lossy(&placed_before.stdout).trim() == "yes" {
         remove(session, manifest).await?;
@@ -381,27 +402,25 @@ const COMMAND_WITHIN: Duration = Duration::from_secs(60);
 
 /// Runs `script` with `sh` whatever the user's login shell is, `input` on its standard input;
 /// its output when it succeeds, else the last line it wrote to stderr.
-async fn run(session: &Session, script: &str, input: &[u8]) -> Result<crate::ssh::Output, String> {
+async fn run(
+    session: &Session,
+    script: &str,
+    input: &[u8],
+) -> Result<crate::ssh::Output, RemoteFailure> {
     let command = format!("sh -c {}", shell_quote(script));
     let output = tokio::time::timeout(COMMAND_WITHIN, session.exec_with_input(&command, input))
         .await
-        .map_err(|_| format!("no answer within {} s", COMMAND_WITHIN.as_secs()))?
-        .map_err(|e| crate::ssh::SshError::to_string(&e))?;
+        .map_err(|_| RemoteFailure::NoAnswer(COMMAND_WITHIN.as_secs()))??;
     if output.status == Some(0) {
         return Ok(output);
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map_or_else(
-            || match output.status {
-                Some(code) => format!("exit status {code}"),
-                None => "killed by a signal".to_string(),
-            },
-            |l| l.trim().to_string(),
-        ))
+    let said = stderr.lines().rev().map(str::trim).find(|l| !l.is_empty());
+    Err(match (said, output.status) {
+        (Some(line), _) => RemoteFailure::Said(line.to_string()),
+        (None, Some(code)) => RemoteFailure::Status(code),
+        (None, None) => RemoteFailure::Signal,
+    })
 }
 
 /// `text` as one single-quoted POSIX shell word.
@@ -429,9 +448,9 @@ fn grid_folder(sources: &Sources) -> Result<GridFolder, AttachError> {
     // voms-proxy-init and arcproxy take a vomses file or a folder of them alike.
     let has_vomses = if sources.vomses.is_file() {
         let bytes = std::fs::read(&sources.vomses)
-            .map_err(|e| AttachError::Anchors(sources.vomses.clone(), e.to_string()))?;
+            .map_err(|e| AttachError::Anchors(sources.vomses.clone(), e))?;
         append(&mut builder, "vomses", &bytes, 0o644)
-            .map_err(|e| AttachError::Anchors(sources.vomses.clone(), e.to_string()))?;
+            .map_err(|e| AttachError::Anchors(sources.vomses.clone(), e))?;
         true
     } else {
         add_tree(&mut builder, &sources.vomses, "vomses", 1, &mut total)?
@@ -452,10 +471,10 @@ fn grid_folder(sources: &Sources) -> Result<GridFolder, AttachError> {
         );
     }
     append(&mut builder, "env.sh", env.as_bytes(), 0o644)
-        .map_err(|e| AttachError::Anchors(sources.anchors.clone(), e.to_string()))?;
+        .map_err(|e| AttachError::Anchors(sources.anchors.clone(), e))?;
     let tar = builder
         .into_inner()
-        .map_err(|e| AttachError::Anchors(sources.anchors.clone(), e.to_string()))?;
+        .map_err(|e| AttachError::Anchors(sources.anchors.clone(), e))?;
     Ok(GridFolder { tar })
 }
 
@@ -468,7 +487,7 @@ fn add_tree(
     depth: u8,
     total: &mut u64,
 ) -> Result<bool, AttachError> {
-    let failed = |e: std::io::Error| AttachError::Anchors(dir.to_path_buf(), e.to_string());
+    let failed = |e: std::io::Error| AttachError::Anchors(dir.to_path_buf(), e);
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -499,13 +518,10 @@ fn add_tree(
         }
         *total += metadata.len();
         if *total > MAX_ANCHOR_BYTES {
-            return Err(AttachError::Anchors(
-                dir.to_path_buf(),
-                format!(
-                    "more than {} MiB; is X509_CERT_DIR right?",
-                    MAX_ANCHOR_BYTES >> 20
-                ),
-            ));
+            return Err(AttachError::TooManyAnchors {
+                dir: dir.to_path_buf(),
+                mib: MAX_ANCHOR_BYTES >> 20,
+            });
         }
         let bytes = fs_err::read(&path).map_err(failed)?;
         append(builder, &inner, &bytes, 0o644).map_err(failed)?;

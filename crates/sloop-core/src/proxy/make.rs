@@ -301,11 +301,16 @@ fn read_user_key(path: &Path, passphrase: Option<&str>) -> Result<PKey<Private>,
     }
 }
 
+/// A proxy lifetime that is not one (see [`parse_lifetime`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("lifetime {0:?} is not valid; use e.g. 12h, 90m, 2d or 12:00 (a minute to a year)")]
+pub struct InvalidLifetime(pub String);
+
 /// A lifetime as grid tools take it: `12h`, `90m`, `2d`, `43200` (seconds) or `HH:MM`
 /// (voms-proxy-init's `--valid`).
-pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+pub fn parse_lifetime(text: &str) -> Result<Duration, InvalidLifetime> {
     let text = text.trim();
-    let invalid = || format!("lifetime {text:?} is not valid; use e.g. 12h, 90m, 2d or 12:00");
+    let invalid = || InvalidLifetime(text.to_string());
     if let Some((hours, minutes)) = text.split_once(':') {
         let hours: u64 = hours.parse().map_err(|_| invalid())?;
         let minutes: u64 = minutes.parse().map_err(|_| invalid())?;
