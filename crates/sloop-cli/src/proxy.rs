@@ -307,7 +307,10 @@ async fn init(
         Some(Ok(backend)) if !ctx.json => {
             output::text(&format!("passphrase remembered in the {backend}\n"));
         }
-        Some(Err(reason)) => output::warn(&format!("the passphrase was not remembered: {reason}")),
+        Some(Err(e)) => output::warn(&format!(
+            "the passphrase was not remembered: {}",
+            sloop_core::error_chain(e)
+        )),
         _ => {}
     }
     for failure in &renewed.placed.failed {

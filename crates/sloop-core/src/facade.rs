@@ -207,7 +207,7 @@ impl std::fmt::Debug for Renewal {
 pub struct Renewed {
     pub proxy: ProxyInfo,
     /// The keyring's name when the passphrase was remembered; the reason when it could not be.
-    pub remembered: Option<Result<&'static str, String>>,
+    pub remembered: Option<Result<&'static str, PassphraseError>>,
     /// Where the proxy was placed, and where not (empty when not asked to place).
     pub placed: Pushed,
 }
@@ -645,10 +645,13 @@ impl Core {
                 // The proxy is made: a keyring that refuses is reported, not a failure.
                 let stored =
                     tokio::task::spawn_blocking(move || keyring.remember(&key, &typed)).await?;
-                Some(stored.map(|()| backend).map_err(|e| {
-                    tracing::warn!("the passphrase was not remembered: {e}");
-                    crate::error_chain(&e)
-                }))
+                if let Err(e) = &stored {
+                    tracing::warn!(
+                        "the passphrase was not remembered: {}",
+                        crate::error_chain(e)
+                    );
+                }
+                Some(stored.map(|()| backend))
             }
             _ => None,
         };
