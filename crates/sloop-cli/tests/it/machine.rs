@@ -4,18 +4,15 @@
 //! `ssh` through `sloop ssh-config`, a foreign host key refused, delete; the base image never
 //! changes. Also: a create killed half-way leaves nothing that blocks a retry.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use support::{Cleanup, Sloop, sha512_file};
+use crate::support::{Cleanup, Sloop, one_vm_at_a_time, sha512_file};
 
 #[test]
 fn machine_lifecycle_from_the_command_line() {
+    let _turn = one_vm_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let sloop = Sloop {
         home: dir.path().join("home"),

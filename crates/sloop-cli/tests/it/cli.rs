@@ -1,8 +1,6 @@
 //! The `sloop` binary end to end, as a user or a script runs it: the demo catalog, listing,
 //! pulling and removing an image, and one-line errors with exit status 2 for bad input.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::Path;
 use std::process::{Command, Output};
 

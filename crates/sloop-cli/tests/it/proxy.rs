@@ -5,8 +5,6 @@
 //! machine through `proxy watch` with no other action, a start places it again, `detach`
 //! removes it, and no log holds key material or the passphrase.
 
-#![allow(clippy::unwrap_used)]
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use sloop_core::pki::{self, CertificateSpec};
 
-mod support;
-
-use support::{Cleanup, Sloop};
+use crate::support::{Cleanup, Sloop, one_vm_at_a_time};
 
 const USER_DN: &str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Jane Doe";
 const PASSPHRASE: &str = "proxy test passphrase 7";
@@ -155,6 +151,7 @@ impl Drop for Watcher {
 
 #[test]
 fn proxy_follows_the_machine() {
+    let _turn = one_vm_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let grid = Grid::new(&dir.path().join("grid"));
     let sloop = Sloop {

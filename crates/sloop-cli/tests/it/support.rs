@@ -1,11 +1,17 @@
 //! What the CLI's real-VM tests share: the tiny test image, a `sloop` with its own home.
 
-#![allow(clippy::unwrap_used, dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use sha2::{Digest, Sha512};
+
+/// Tests that boot a VM take turns: two guests under software emulation on a small host slow
+/// each other down past their timeouts.
+pub fn one_vm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 pub fn test_image() -> PathBuf {
     if let Some(path) = std::env::var_os("SLOOP_TEST_IMAGE").filter(|p| !p.is_empty()) {
