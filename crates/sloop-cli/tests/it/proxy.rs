@@ -10,90 +10,45 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sloop_core::pki::{self, CertificateSpec};
+use sloop_testkit::GridUser;
 
 use crate::support::{Cleanup, Sloop, one_vm_at_a_time};
 
-const USER_DN: &str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Jane Doe";
-const PASSPHRASE: &str = "proxy test passphrase 7";
+const USER_DN: &str = GridUser::DN;
+const PASSPHRASE: &str = GridUser::PASSPHRASE;
 const MACHINE: &str = "cli-proxy";
 
-/// A test CA (as an anchor folder), a user with an encrypted key, a VOMS description folder.
+/// The test grid user (CA as an anchor folder, certificate, encrypted key), their proxy's path
+/// and a VOMS description folder.
 struct Grid {
+    user: GridUser,
     anchors: PathBuf,
     certificate: PathBuf,
     key: PathBuf,
     proxy: PathBuf,
-    voms_dir: PathBuf,
 }
 
 impl Grid {
-    fn new(dir: &Path) -> Self {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let ca = pki::issue(
-            &CertificateSpec {
-                subject: "/DC=invalid/DC=sloop/O=Grid Test/CN=Grid Test CA",
-                not_before: now - 3600,
-                not_after: now + 30 * 86_400,
-                ca: true,
-                server_names: &[],
-            },
-            None,
-        )
-        .unwrap();
-        let user = pki::issue(
-            &CertificateSpec {
-                subject: USER_DN,
-                not_before: now - 3600,
-                not_after: now + 10 * 86_400,
-                ca: false,
-                server_names: &[],
-            },
-            Some(&ca),
-        )
-        .unwrap();
-        let anchors = dir.join("certificates");
-        std::fs::create_dir_all(&anchors).unwrap();
-        pki::install_anchor(&anchors, &ca.certificate).unwrap();
-        let voms_dir = dir.join("vomsdir/testvo");
+    fn new() -> Self {
+        let user = GridUser::new();
+        let voms_dir = user.path("vomsdir/testvo");
         std::fs::create_dir_all(&voms_dir).unwrap();
         std::fs::write(
             voms_dir.join("voms.example.org.lsc"),
-            "/DC=invalid/CN=voms.example.org\n/DC=invalid/CN=Grid Test CA\n",
+            format!("/DC=invalid/CN=voms.example.org\n{}\n", GridUser::CA_DN),
         )
         .unwrap();
-        let certificate = dir.join("usercert.pem");
-        std::fs::write(&certificate, user.certificate.to_pem().unwrap()).unwrap();
-        let key = dir.join("userkey.pem");
-        std::fs::write(
-            &key,
-            user.key
-                .private_key_to_pem_pkcs8_passphrase(
-                    openssl::symm::Cipher::aes_256_cbc(),
-                    PASSPHRASE.as_bytes(),
-                )
-                .unwrap(),
-        )
-        .unwrap();
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o400))
-            .unwrap();
         Self {
-            anchors,
-            certificate,
-            key,
-            proxy: dir.join("x509up_test"),
-            voms_dir: dir.join("vomsdir"),
+            anchors: user.anchors.clone(),
+            certificate: user.certificate.clone(),
+            key: user.key.clone(),
+            proxy: user.path("x509up_test"),
+            user,
         }
     }
 
     fn env(&self) -> Vec<(&'static str, PathBuf)> {
-        vec![
-            ("X509_USER_PROXY", self.proxy.clone()),
-            ("X509_CERT_DIR", self.anchors.clone()),
-            ("X509_VOMS_DIR", self.voms_dir.clone()),
-            ("X509_USER_CERT", self.certificate.clone()),
-            ("X509_USER_KEY", self.key.clone()),
-        ]
+        self.user.env()
     }
 
     /// A field of the proxy's certificate as `openssl x509` prints it on the host.
@@ -153,7 +108,7 @@ impl Drop for Watcher {
 fn proxy_follows_the_machine() {
     let _turn = one_vm_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let grid = Grid::new(&dir.path().join("grid"));
+    let grid = Grid::new();
     let sloop = Sloop {
         home: dir.path().join("home"),
         env: grid.env(),
@@ -324,7 +279,7 @@ fn logs(home: &Path) -> Vec<PathBuf> {
 fn voms_init_installs_the_proxy_the_tool_made() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let grid = Grid::new(dir.path());
+    let grid = Grid::new();
     let sloop = Sloop {
         home: dir.path().join("home"),
         env: grid.env(),
@@ -366,7 +321,7 @@ fn voms_init_installs_the_proxy_the_tool_made() {
     );
 
     let listed = || {
-        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        let mut names: Vec<_> = std::fs::read_dir(grid.proxy.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -397,7 +352,7 @@ fn voms_init_installs_the_proxy_the_tool_made() {
 fn watch_warns_when_the_proxy_nears_its_end() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
-    let grid = Grid::new(&dir.path().join("grid"));
+    let grid = Grid::new();
     let sloop = Sloop {
         home: dir.path().join("home"),
         env: grid.env(),

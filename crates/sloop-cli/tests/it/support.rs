@@ -1,9 +1,7 @@
 //! What the CLI's real-VM tests share: the tiny test image, a `sloop` with its own home.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-use sha2::{Digest, Sha512};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// Tests that boot a VM take turns: two guests under software emulation on a small host slow
 /// each other down past their timeouts.
@@ -13,23 +11,9 @@ pub fn one_vm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The tiny test image.
 pub fn test_image() -> PathBuf {
-    if let Some(path) = std::env::var_os("SLOOP_TEST_IMAGE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/test-image/build.sh");
-    let out = Command::new(script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the test image recipe failed");
-    PathBuf::from(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    )
+    sloop_testkit::test_image(sloop_testkit::TestImage::Tiny)
 }
 
 pub struct Sloop {
@@ -82,9 +66,7 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-pub fn sha512_file(path: &Path) -> String {
-    hex::encode(Sha512::digest(std::fs::read(path).unwrap()))
-}
+pub use sloop_testkit::sha512_file;
 
 impl Sloop {
     /// Subscribes to the demo catalog built from the tiny test image; returns the image's

@@ -1,0 +1,176 @@
+//! What the integration tests of every Sloop crate share: the test images (built, or taken from
+//! the build cache, by the project's recipes), file helpers, and a grid user made on the spot
+//! (a test CA as a trust anchor, a certificate and a passphrase-protected key). A
+//! dev-dependency only: nothing here ships.
+
+// Fixtures panic on failure by design: that is how the test using them fails.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha512};
+use sloop_core::pki::{self, CertificateSpec, Identity};
+
+/// The repository's top folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// Which test image.
+#[derive(Debug, Clone, Copy)]
+pub enum TestImage {
+    /// busybox + dropbear, boots in seconds under TCG.
+    Tiny,
+    /// Debian with real cloud-init and OpenSSH.
+    Cloud,
+}
+
+/// The image's path: `SLOOP_TEST_IMAGE` / `SLOOP_TEST_CLOUD_IMAGE`, else built (or taken from the
+/// build cache) by the project's recipe.
+pub fn test_image(kind: TestImage) -> PathBuf {
+    let (var, script) = match kind {
+        TestImage::Tiny => ("SLOOP_TEST_IMAGE", "assets/test-image/build.sh"),
+        TestImage::Cloud => ("SLOOP_TEST_CLOUD_IMAGE", "assets/test-image/build-cloud.sh"),
+    };
+    if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let output = Command::new("bash")
+        .arg(repo_root().join(script))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the test image recipe");
+    assert!(output.status.success(), "{script} failed");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("the recipe prints the image path")
+            .trim(),
+    )
+}
+
+/// Lower-case hex SHA-512 of a file.
+pub fn sha512_file(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).expect("open");
+    let mut hasher = Sha512::new();
+    std::io::copy(&mut file, &mut hasher).expect("read");
+    hex::encode(hasher.finalize())
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// File mode bits of `path`.
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A grid user made for a test, in a folder of its own: a test CA installed as a trust anchor
+/// (`certificates/`, the `X509_CERT_DIR` layout) and the user's certificate and
+/// passphrase-protected key in `~/.globus` form (`.globus/`, key 0400).
+#[derive(Debug)]
+pub struct GridUser {
+    pub dir: tempfile::TempDir,
+    pub ca: Identity,
+    pub user: Identity,
+    pub anchors: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+impl GridUser {
+    pub const DN: &'static str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Jane Doe";
+    pub const CA_DN: &'static str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Grid Test CA";
+    pub const PASSPHRASE: &'static str = "correct horse battery staple";
+
+    /// A user whose certificate is valid from `from` to `until` (seconds from now).
+    pub fn new_valid(from: i64, until: i64) -> Self {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let ca = pki::issue(
+            &CertificateSpec {
+                subject: Self::CA_DN,
+                not_before: now - 3600,
+                not_after: now + 30 * 86_400,
+                ca: true,
+                server_names: &[],
+            },
+            None,
+        )
+        .unwrap();
+        let user = pki::issue(
+            &CertificateSpec {
+                subject: Self::DN,
+                not_before: now + from,
+                not_after: now + until,
+                ca: false,
+                server_names: &[],
+            },
+            Some(&ca),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let anchors = dir.path().join("certificates");
+        std::fs::create_dir(&anchors).unwrap();
+        pki::install_anchor(&anchors, &ca.certificate).unwrap();
+        let globus = dir.path().join(".globus");
+        std::fs::create_dir(&globus).unwrap();
+        let certificate = globus.join("usercert.pem");
+        std::fs::write(&certificate, user.certificate.to_pem().unwrap()).unwrap();
+        let key = globus.join("userkey.pem");
+        let pem = user
+            .key
+            .private_key_to_pem_pkcs8_passphrase(
+                openssl::symm::Cipher::aes_256_cbc(),
+                Self::PASSPHRASE.as_bytes(),
+            )
+            .unwrap();
+        std::fs::write(&key, pem).unwrap();
+        set_mode(&key, 0o400);
+        Self {
+            dir,
+            ca,
+            user,
+            anchors,
+            certificate,
+            key,
+        }
+    }
+
+    /// A user with a certificate valid for ten days.
+    pub fn new() -> Self {
+        Self::new_valid(-3600, 10 * 86_400)
+    }
+
+    /// A path in the user's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The grid tools' variables for this user: the proxy at `x509up_test` and VOMS
+    /// descriptions under `vomsdir/` in the user's folder, the anchors, the certificate, the
+    /// key.
+    pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("X509_USER_PROXY", self.path("x509up_test")),
+            ("X509_CERT_DIR", self.anchors.clone()),
+            ("X509_VOMS_DIR", self.path("vomsdir")),
+            ("X509_USER_CERT", self.certificate.clone()),
+            ("X509_USER_KEY", self.key.clone()),
+        ]
+    }
+}
+
+impl Default for GridUser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
