@@ -38,7 +38,6 @@ impl ResourceArgs {
 }
 
 fn print_summary(ctx: &Context, summary: &MachineSummary, text: &str) -> anyhow::Result<()> {
-    progress::Bar::clear_line(!ctx.json);
     if ctx.json {
         output::json(summary)?;
     } else {

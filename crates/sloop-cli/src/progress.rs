@@ -1,63 +1,58 @@
-//! A one-line progress display on standard error, redrawn in place when it is a terminal.
+//! Progress on standard error while a workflow runs: one bar per task (a pull, a create, a
+//! start; later an upload beside a submission), drawn by `indicatif` from the core's progress
+//! events, which already carry the rate and the time left.
 
-#![allow(clippy::print_stderr)]
-
+use std::collections::HashMap;
 use std::io::IsTerminal as _;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sloop_core::event::Event;
 use sloop_core::progress::{Progress, ProgressUnit};
 
 use crate::output::bytes;
 
-/// Draws progress events; silent when standard error is not a terminal or output is JSON.
-#[derive(Debug, Clone, Copy)]
-pub struct Bar {
-    enabled: bool,
-}
-
-impl Bar {
-    pub fn new(wanted: bool) -> Self {
-        Self {
-            enabled: wanted && std::io::stderr().is_terminal(),
-        }
-    }
-
-    pub fn draw(&self, progress: &Progress) {
-        if self.enabled {
-            eprint!("\r\x1b[2K{}", line(progress));
-        }
-    }
-
-    /// Ends the progress line so that what follows starts on a clean one.
-    pub fn clear_line(wanted: bool) {
-        if wanted && std::io::stderr().is_terminal() {
-            eprint!("\r\x1b[2K");
-        }
-    }
-}
-
 /// Draws the core's progress events while a workflow runs, and cancels the task named by
-/// `on_interrupt` at Ctrl-C. [`Follow::end`] stops drawing and clears the line before the
-/// command prints its result.
+/// `on_interrupt` at Ctrl-C. Silent when standard error is not a terminal or output is JSON.
+/// [`Follow::end`] stops drawing and clears the bars before the command prints its result.
 pub struct Follow {
     drawing: tokio::task::JoinHandle<()>,
     interrupt: Option<tokio::task::JoinHandle<()>>,
-    bar: bool,
+    bars: MultiProgress,
 }
 
 impl Follow {
     pub fn start(ctx: &crate::Context, on_interrupt: Option<sloop_core::TaskId>) -> Self {
         use tokio::sync::broadcast::error::RecvError;
         let mut events = ctx.core.subscribe();
-        let bar = Bar::new(!ctx.json);
-        let drawing = tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(sloop_core::event::Event::Progress(p)) => bar.draw(&p),
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => break,
+        let target = if !ctx.json && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bars = MultiProgress::with_draw_target(target);
+        let drawing = {
+            let bars = bars.clone();
+            tokio::spawn(async move {
+                let mut by_task: HashMap<String, ProgressBar> = HashMap::new();
+                loop {
+                    match events.recv().await {
+                        Ok(Event::Progress(p)) => {
+                            let bar = by_task
+                                .entry(p.task.clone())
+                                .or_insert_with(|| bars.add(ProgressBar::no_length()));
+                            draw(bar, &p);
+                        }
+                        Ok(Event::Finished { task, .. }) => {
+                            if let Some(bar) = by_task.remove(&task) {
+                                bar.finish_and_clear();
+                            }
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => break,
+                    }
                 }
-            }
-        });
+            })
+        };
         let interrupt = on_interrupt.map(|task| {
             let tasks = ctx.core.tasks().clone();
             tokio::spawn(async move {
@@ -69,19 +64,46 @@ impl Follow {
         Self {
             drawing,
             interrupt,
-            bar: !ctx.json,
+            bars,
         }
     }
 
-    /// Stops drawing (waiting for a draw under way) and clears the progress line.
+    /// Stops drawing (waiting for a draw under way) and clears the bars.
     pub async fn end(self) {
         self.drawing.abort();
         let _ = self.drawing.await;
         if let Some(interrupt) = self.interrupt {
             interrupt.abort();
         }
-        Bar::clear_line(self.bar);
+        let _ = self.bars.clear();
     }
+}
+
+/// One task's bar: a gauge when the total is known, else a spinner; the core's own words after.
+fn draw(bar: &ProgressBar, progress: &Progress) {
+    bar.set_message(line(progress));
+    match progress.total {
+        Some(total) => {
+            if bar.length() != Some(total) {
+                bar.set_style(gauge());
+                bar.set_length(total);
+            }
+            bar.set_position(progress.done);
+        }
+        None => {
+            if bar.length().is_some() {
+                bar.set_style(ProgressStyle::default_spinner());
+                bar.unset_length();
+            }
+            bar.tick();
+        }
+    }
+}
+
+fn gauge() -> ProgressStyle {
+    ProgressStyle::with_template("[{bar:24}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 /// `downloading  12.0 MB of 22.1 MB  54%  8.1 MB/s  2 s left`
