@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Benchmarks the app at rest: its CPU time (the app and its WebKit processes) over 60 s with
-# three machines defined and one running, the window open on the machines view. Compares app
-# binaries given as arguments, on the same machines in the same run, and prints each figure and
-# their ratio to the first. Without arguments it builds and measures this checkout's app.
+# three machines defined and one running, the window open as it starts. Compares app binaries
+# given as arguments, on the same machines in the same run (give each twice, alternating, to see
+# the noise), and prints each figure and its ratio to the first. Without arguments it builds and
+# measures this checkout's app. The acceleration probe is run (and cached) first, so that no app
+# pays for it inside the measurement.
 #
 # Usage: scripts/bench-idle.sh [APP ...]
 #   APP   an app binary built with `--features custom-protocol` (serves the built UI), e.g. one
 #         built from an older commit in a worktree, to compare against this checkout's
-#   SLOOP_BENCH_SECONDS (60)  how long each app is measured, after 20 s to settle
+#   SLOOP_BENCH_SECONDS (60)  how long each app is measured, after 30 s to settle
 #   SLOOP_TEST_IMAGE          the tiny test image (built when not given)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 seconds=${SLOOP_BENCH_SECONDS:-60}
-settle=20
+settle=30
 if [ $# -eq 0 ]; then
   (cd ui && npm run build --silent)
   cargo build -q -p sloop-app --features custom-protocol
@@ -45,6 +47,7 @@ for name in "${names[@]}"; do
   "$sloop" machine create "$name" --image "$id" --vcpus 1 --memory 256 --disk 1 >/dev/null
 done
 "$sloop" machine start "${names[0]}" >/dev/null
+"$sloop" doctor >/dev/null || true
 
 display=
 for n in $(seq 90 160); do
