@@ -3,7 +3,6 @@
 //! Sloop made every machine's host key itself, so a key other than the pinned one is never
 //! "new": it is refused, whatever the user would answer.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,55 @@ const BANNER_WAIT: Duration = Duration::from_millis(700);
 const RETRY_PAUSE: Duration = Duration::from_millis(150);
 const NO_BANNER: &str = "no SSH banner yet";
 
+/// Where an SSH server answers, and as whom to log in. Local machines are
+/// [`SshEndpoint::local`]: 127.0.0.1 and the port forwarded to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+}
+
+impl SshEndpoint {
+    /// A machine on this host, reached through its port on 127.0.0.1.
+    pub fn local(port: u16, user: &str) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port,
+            user: user.to_string(),
+        }
+    }
+
+    /// `host:port`, as errors name it.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// How patiently [`connect`] tries: the caller picks it for where the server is (a guest
+/// booting on this host; later, one at a grid site across the internet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectPolicy {
+    /// Give up after this long.
+    pub within: Duration,
+    /// The first attempt's wait for the server's banner; doubled after each silent attempt.
+    pub first_banner_wait: Duration,
+    /// The longest any one step (TCP connect, banner, handshake) may take.
+    pub step_timeout: Duration,
+}
+
+impl ConnectPolicy {
+    /// A guest on this host behind user-mode networking: the port accepts at once whether or
+    /// not the guest listens yet, so silence is asked again soon.
+    pub fn local_vm(within: Duration) -> Self {
+        Self {
+            within,
+            first_banner_wait: BANNER_WAIT,
+            step_timeout: ATTEMPT_TIMEOUT,
+        }
+    }
+}
+
 /// SSH failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -38,13 +86,15 @@ pub enum SshError {
         "the machine at {addr} presented host key {presented}, not its own {expected}: refusing to connect. Something else answers on that port, or the machine's disk was replaced"
     )]
     HostKeyMismatch {
-        addr: SocketAddr,
+        /// `host:port`.
+        addr: String,
         expected: String,
         presented: String,
     },
     #[error("no SSH login at {addr} within {seconds} s (last problem: {last})")]
     Timeout {
-        addr: SocketAddr,
+        /// `host:port`.
+        addr: String,
         seconds: u64,
         last: String,
     },
@@ -193,25 +243,25 @@ enum Attempt {
 /// listens. A wrong host key ends the attempts at once.
 #[tracing::instrument(skip(client_key, host_key))]
 pub async fn connect(
-    addr: SocketAddr,
-    user: &str,
+    endpoint: &SshEndpoint,
     client_key: &PrivateKey,
     host_key: &PublicKey,
-    within: Duration,
+    policy: ConnectPolicy,
 ) -> Result<Session, SshError> {
     let started = Instant::now();
+    let within = policy.within;
     let key = Arc::new(client_key.clone());
     let mut tries = 0u32;
-    let mut banner_wait = BANNER_WAIT;
+    let mut banner_wait = policy.first_banner_wait;
     loop {
         tries += 1;
         let this_try = Instant::now();
         let left = within.saturating_sub(started.elapsed());
         let timings = Timings {
             banner: banner_wait.min(left),
-            step: ATTEMPT_TIMEOUT.min(left),
+            step: policy.step_timeout.min(left),
         };
-        let last = match attempt(addr, user, &key, host_key, timings).await {
+        let last = match attempt(endpoint, &key, host_key, timings).await {
             Attempt::Done(session) => {
                 tracing::debug!(
                     tries,
@@ -222,14 +272,14 @@ pub async fn connect(
             }
             Attempt::Fatal(e) => return Err(e),
             Attempt::NoBanner => {
-                banner_wait = (banner_wait * 2).min(ATTEMPT_TIMEOUT);
+                banner_wait = (banner_wait * 2).min(policy.step_timeout);
                 NO_BANNER.to_string()
             }
             Attempt::Retry(why) => why,
         };
         if started.elapsed() + RETRY_PAUSE >= within {
             return Err(SshError::Timeout {
-                addr,
+                addr: endpoint.address(),
                 seconds: within.as_secs(),
                 last,
             });
@@ -248,18 +298,21 @@ struct Timings {
 }
 
 async fn attempt(
-    addr: SocketAddr,
-    user: &str,
+    endpoint: &SshEndpoint,
     key: &Arc<PrivateKey>,
     host_key: &PublicKey,
     timings: Timings,
 ) -> Attempt {
-    let stream =
-        match tokio::time::timeout(timings.step, tokio::net::TcpStream::connect(addr)).await {
-            Err(_) => return Attempt::Retry("TCP connect timed out".into()),
-            Ok(Err(e)) => return Attempt::Retry(format!("TCP connect: {e}")),
-            Ok(Ok(stream)) => stream,
-        };
+    let stream = match tokio::time::timeout(
+        timings.step,
+        tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+    )
+    .await
+    {
+        Err(_) => return Attempt::Retry("TCP connect timed out".into()),
+        Ok(Err(e)) => return Attempt::Retry(format!("TCP connect: {e}")),
+        Ok(Ok(stream)) => stream,
+    };
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
     match tokio::time::timeout(timings.banner, stream.peek(&mut first)).await {
@@ -284,7 +337,7 @@ async fn attempt(
         Ok(Err(e)) => {
             if let Some(presented) = presented.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 return Attempt::Fatal(SshError::HostKeyMismatch {
-                    addr,
+                    addr: endpoint.address(),
                     expected: fingerprint(host_key),
                     presented,
                 });
@@ -298,14 +351,17 @@ async fn attempt(
         Err(e) => return Attempt::Retry(format!("SSH: {e}")),
     };
     let auth = handle
-        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), hash))
+        .authenticate_publickey(
+            &endpoint.user,
+            PrivateKeyWithHashAlg::new(key.clone(), hash),
+        )
         .await;
     match auth {
         Ok(result) if result.success() => Attempt::Done(Session { handle }),
         // While a guest boots, its SSH server may run before the user's key is in place.
         Ok(_) => Attempt::Retry(
             SshError::AuthRejected {
-                user: user.to_string(),
+                user: endpoint.user.clone(),
             }
             .to_string(),
         ),
@@ -452,7 +508,9 @@ mod tests {
         });
         let key = PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519).unwrap();
         let host = key.public_key().clone();
-        let err = match connect(addr, "sloop", &key, &host, Duration::from_secs(5)).await {
+        let endpoint = SshEndpoint::local(addr.port(), "sloop");
+        let policy = ConnectPolicy::local_vm(Duration::from_secs(5));
+        let err = match connect(&endpoint, &key, &host, policy).await {
             Err(e) => e,
             Ok(_) => panic!("a server without key exchange let us log in"),
         };

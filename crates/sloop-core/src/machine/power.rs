@@ -4,7 +4,6 @@
 //! domain removed or changed behind Sloop's back is put right, a taken SSH port is replaced by a
 //! free one, and the work directory's share follows what the host has now.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::domain::{DomainSpec, Share, choose_network};
@@ -321,15 +320,9 @@ pub async fn connect(
     within: Duration,
 ) -> Result<crate::ssh::Session, MachineError> {
     let keys = MachineKeys::load(&paths.machine_dir(manifest.name.as_str()).join("ssh"))?;
-    let addr: SocketAddr = ([127, 0, 0, 1], manifest.ssh_port).into();
-    Ok(crate::ssh::connect(
-        addr,
-        &manifest.user,
-        &keys.client,
-        keys.host.public_key(),
-        within,
-    )
-    .await?)
+    let endpoint = crate::ssh::SshEndpoint::local(manifest.ssh_port, &manifest.user);
+    let policy = crate::ssh::ConnectPolicy::local_vm(within);
+    Ok(crate::ssh::connect(&endpoint, &keys.client, keys.host.public_key(), policy).await?)
 }
 
 /// Asks the machine to shut down (ACPI) and forces it off after `grace`. A stopped machine is

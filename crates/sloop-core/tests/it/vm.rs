@@ -1,7 +1,6 @@
 //! A real machine from a test image: libvirt domain with a NoCloud seed, boot under the
 //! acceleration the host really supports (TCG here), SSH login with the host key Sloop gave it.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -111,13 +110,12 @@ async fn boot_login_shutdown(kind: TestImage, boot_budget: Duration) {
     lifecycle::define(&conn, xml).await.unwrap();
     let started = Instant::now();
     lifecycle::start(&conn, &domain_name).await.unwrap();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let endpoint = ssh::SshEndpoint::local(port, "sloop");
     let session = match ssh::connect(
-        addr,
-        "sloop",
+        &endpoint,
         &keys.client,
         keys.host.public_key(),
-        boot_budget,
+        ssh::ConnectPolicy::local_vm(boot_budget),
     )
     .await
     {
@@ -163,11 +161,10 @@ async fn boot_login_shutdown(kind: TestImage, boot_budget: Duration) {
     // Any other host key is refused, even though login would otherwise work.
     let stranger = MachineKeys::generate("stranger").unwrap();
     match ssh::connect(
-        addr,
-        "sloop",
+        &endpoint,
         &keys.client,
         stranger.host.public_key(),
-        Duration::from_secs(20),
+        ssh::ConnectPolicy::local_vm(Duration::from_secs(20)),
     )
     .await
     {
