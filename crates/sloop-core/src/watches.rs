@@ -78,14 +78,15 @@ impl Core {
                     while changes.try_recv().is_ok() {}
                 }
                 self.emit_proxy_status().await;
-                if self.valid_proxy().await.is_some_and(|i| i.seconds_left > 0) {
-                    // Placements are reported as events by place_proxy itself.
-                    self.place_proxy().await;
-                }
             }
-            let Some(info) = self.valid_proxy().await else {
+            // Read once a round: the placement and the expiry check both go by it.
+            let Some(info) = self.readable_proxy().await else {
                 continue;
             };
+            if renewed && info.seconds_left > 0 {
+                // Placements are reported as events by place_proxy itself.
+                self.place_proxy().await;
+            }
             let warning = self
                 .config()
                 .map(|c| i64::from(c.proxy_warning_minutes()) * 60)
@@ -104,7 +105,7 @@ impl Core {
 
     /// The proxy as it is now; `None` when there is none, or it cannot be read (the status
     /// event says why).
-    async fn valid_proxy(&self) -> Option<ProxyInfo> {
+    async fn readable_proxy(&self) -> Option<ProxyInfo> {
         self.proxy_info().await.ok().flatten()
     }
 
