@@ -132,24 +132,30 @@ fn proxy_follows_the_machine() {
     // A line of the user's own in ~/.profile, which detach must leave alone.
     inside(&sloop, "echo 'export MINE=kept' >> ~/.profile");
     let attached = sloop.json(&["proxy", "attach", MACHINE]);
-    assert_eq!(attached["path"], "/tmp/x509up_u1000");
+    assert_eq!(attached["path"], "/run/sloop/secrets/x509up_u1000");
     assert_eq!(attached["anchorsSent"], true);
     assert_eq!(sloop.json(&["machine", "list"])[0]["proxyAttached"], true);
 
     // Inside: the user's 0600 file, the same certificate, the anchors and the environment of a
-    // login shell, and a chain that verifies there.
+    // login shell, and a chain that verifies there; the proxy on a memory-only file system (a
+    // ramfs: never on the disk, so never in an overlay), linked from /tmp for tools that look
+    // there.
     let seen = inside(
         &sloop,
         "stat -c \"%a %U\" \"$X509_USER_PROXY\"; \
          openssl x509 -in \"$X509_USER_PROXY\" -noout -serial; \
          openssl verify -allow_proxy_certs -CApath \"$X509_CERT_DIR\" -untrusted \"$X509_USER_PROXY\" \"$X509_USER_PROXY\"; \
-         ls \"$X509_VOMS_DIR/testvo\"",
+         ls \"$X509_VOMS_DIR/testvo\"; \
+         awk '$2 == \"/run/sloop/secrets\" { print $3 }' /proc/mounts; \
+         readlink /tmp/x509up_u1000",
     );
     let lines: Vec<&str> = seen.lines().collect();
     assert_eq!(lines[0], "600 sloop", "{seen}");
     assert_eq!(lines[1], grid.host_field("-serial"), "{seen}");
     assert!(lines[2].ends_with(": OK"), "{seen}");
     assert_eq!(lines[3], "voms.example.org.lsc", "{seen}");
+    assert_eq!(lines[4], "ramfs", "{seen}");
+    assert_eq!(lines[5], "/run/sloop/secrets/x509up_u1000", "{seen}");
 
     // A renewal by another grid tool reaches the machine through the watcher, with no action.
     let watcher = Watcher(

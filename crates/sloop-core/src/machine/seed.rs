@@ -18,6 +18,10 @@ use crate::types::ShareKind;
 pub const WORK_MOUNT_POINT: &str = "/analysis";
 /// The share's tag (9p mount tag or virtiofs tag).
 pub const WORK_TAG: &str = "work";
+/// The memory-only folder (ramfs, never swapped) where Sloop places secrets such as the user's
+/// proxy: nothing placed there ever reaches the machine's disk, so none of it can end up in an
+/// overlay or a bundle.
+pub const SECRETS_DIR: &str = "/run/sloop/secrets";
 
 /// A file cloud-init writes into the machine.
 #[derive(Clone, PartialEq, Eq)]
@@ -96,6 +100,14 @@ pub fn mount_work_dir(kind: ShareKind, uid: u32) -> String {
     // host folder's own owner does not change.
     format!(
         "mkdir -p {WORK_MOUNT_POINT} && if mountpoint -q {WORK_MOUNT_POINT} || {mount}; then chown {uid}:{uid} {WORK_MOUNT_POINT}; else echo 'sloop: work directory not mounted' >&2; fi"
+    )
+}
+
+/// The boot command that mounts [`SECRETS_DIR`] as a ramfs owned by `uid`, mode 0700. A ramfs
+/// (unlike a tmpfs) is never written to swap, which lives on the machine's disk.
+pub fn mount_secrets(uid: u32) -> String {
+    format!(
+        "mkdir -p {SECRETS_DIR} && if mountpoint -q {SECRETS_DIR} || mount -t ramfs -o mode=0700 sloop-secrets {SECRETS_DIR}; then chown {uid}:{uid} {SECRETS_DIR} && chmod 0700 {SECRETS_DIR}; else echo 'sloop: no memory-only folder for secrets' >&2; fi"
     )
 }
 

@@ -1,10 +1,12 @@
 //! Placing the user's proxy in a machine, as grid tools inside expect it: the proxy at
-//! `/tmp/x509up_u<uid>` (0600, the user's), the host's trust anchors and VOMS descriptions under
+//! `/run/sloop/secrets/x509up_u<uid>` (0600, the user's, in a ramfs the machine mounts at every
+//! boot, so its bytes never reach the disk, the overlay or a bundle) with a link to it at
+//! `/tmp/x509up_u<uid>`, the host's trust anchors and VOMS descriptions under
 //! `~/.sloop/grid/`, and `X509_USER_PROXY`, `X509_CERT_DIR`, `X509_VOMS_DIR` set in login shells
 //! by `~/.sloop/grid/env.sh`, which `~/.profile` sources.
 //!
 //! Everything goes over the machine's SSH connection as its user: nothing needs root in the
-//! guest, and the proxy never touches the guest's disk outside `/tmp`. The anchors are sent again
+//! guest, and the proxy never touches the guest's disk. The anchors are sent again
 //! only when they changed, so a renewal moves one small file.
 
 use std::path::{Path, PathBuf};
@@ -243,28 +245,37 @@ pub async fn place(
     };
     let ((proxy_bytes, not_after), bundle) = prepared;
 
-    // One command for a renewal: the proxy (a private temporary file in /tmp, renamed over the
-    // old one at once; a directory or link in its place is refused, not followed), the profile
-    // lines (every time, so a line the user removed or a new ~/.bash_profile is taken care of),
-    // then the digest of the grid folder the machine has.
+    // One command for a renewal: the proxy (a private temporary file in the memory-only
+    // secrets folder, renamed over the old one at once) and the link in /tmp to it for tools
+    // that ignore X509_USER_PROXY (a directory or another's file there is refused, not
+    // followed); the profile lines (every time, so a line the user removed or a new
+    // ~/.bash_profile is taken care of); then the digest of the grid folder the machine has.
     let script = format!(
         r#"set -e
 umask 077
-f="/tmp/x509up_u$(id -u)"
-if [ -L "$f" ] || {{ [ -e "$f" ] && [ ! -f "$f" ]; }}; then
-  echo "$f is not a plain file; remove it" >&2
+d={secrets}
+if ! awk -v d="$d" '$2 == d && ($3 == "ramfs" || $3 == "tmpfs") {{ found = 1 }} END {{ exit !found }}' /proc/mounts; then
+  echo "$d is not a memory-only folder; restart the machine so that Sloop sets it up" >&2
   exit 1
 fi
-t=$(mktemp "/tmp/.x509up_u$(id -u).XXXXXX")
+f="$d/x509up_u$(id -u)"
+l="/tmp/x509up_u$(id -u)"
+t=$(mktemp "$d/.x509up.XXXXXX")
 trap 'rm -f "$t"' EXIT
 cat > "$t"
 chmod 600 "$t"
 mv -f "$t" "$f"
 trap - EXIT
+if [ -L "$l" ] || [ -f "$l" ]; then rm -f "$l"; elif [ -e "$l" ]; then
+  echo "$l is not a plain file or link; remove it" >&2
+  exit 1
+fi
+ln -s "$f" "$l"
 umask 022
 {profile}
 printf '%s\n' "$f"
 cat "$HOME/.sloop/grid/.digest" 2>/dev/null || true"#,
+        secrets = crate::machine::seed::SECRETS_DIR,
         profile = profile_script()
     );
     let output = run(session, &script, &proxy_bytes)
@@ -343,8 +354,10 @@ fn remove_script() -> String {
     let line = shell_quote(&profile_line());
     format!(
         r#"set -e
-f="/tmp/x509up_u$(id -u)"
-if [ -f "$f" ] && [ ! -L "$f" ]; then rm -f "$f"; fi
+f="{secrets}/x509up_u$(id -u)"
+l="/tmp/x509up_u$(id -u)"
+rm -f "$f"
+if [ -L "$l" ] || [ -f "$l" ]; then rm -f "$l"; fi
 rm -rf "$HOME/.sloop/grid"
 for p in "$HOME/.profile" "$HOME/.bash_profile" "$HOME/.bashrc"; do
   [ -f "$p" ] || continue
@@ -355,7 +368,8 @@ for p in "$HOME/.profile" "$HOME/.bash_profile" "$HOME/.bashrc"; do
   if [ "$rc" -gt 1 ]; then rm -f "$t"; exit 1; fi
   cat "$t" > "$p"
   rm -f "$t"
-done"#
+done"#,
+        secrets = crate::machine::seed::SECRETS_DIR,
     )
 }
 
@@ -457,7 +471,7 @@ fn grid_folder(sources: &Sources) -> Result<GridFolder, AttachError> {
     };
     let mut env = String::from(
         "# Written by Sloop (`sloop proxy attach`): the grid proxy and trust anchors.\n\
-         export X509_USER_PROXY=\"/tmp/x509up_u$(id -u)\"\n",
+         export X509_USER_PROXY=\"/run/sloop/secrets/x509up_u$(id -u)\"\n",
     );
     if has_anchors {
         env.push_str("export X509_CERT_DIR=\"$HOME/.sloop/grid/certificates\"\n");
