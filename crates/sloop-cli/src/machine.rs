@@ -69,6 +69,8 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
                 image,
                 resources: resources.resources(),
                 work_dir: workdir,
+                overlay: None,
+                origin: None,
             };
             let follow = progress::Follow::start(ctx, None);
             let created = ctx.core.create(&request).await;
@@ -180,6 +182,8 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
             let text = machine::console_tail(ctx.paths(), &name, 64 * 1024)?;
             output::text(&text);
         }
+        MachineCommand::Export(args) => return crate::bundle::export(ctx, args).await,
+        MachineCommand::Import(args) => return crate::bundle::import(ctx, args).await,
     }
     Ok(ExitCode::SUCCESS)
 }

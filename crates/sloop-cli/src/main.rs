@@ -11,6 +11,7 @@ use sloop_core::logging::{self, LogOptions};
 use sloop_core::machine::MachineSummary;
 use sloop_core::paths::Paths;
 
+mod bundle;
 mod catalog;
 mod image;
 mod machine;
@@ -58,6 +59,9 @@ enum Command {
     },
     /// Write an ssh config for your machines, for your own ssh, scp and editors.
     SshConfig,
+    /// Bundles (a machine's changes with signed provenance): inspect, verify.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Your grid proxy: info, init (make one), attach to / detach from machines, watch.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
@@ -173,6 +177,10 @@ pub(crate) enum MachineCommand {
     Info { name: String },
     /// The machine's serial console (the current boot).
     Console { name: String },
+    /// Write a stopped machine's changes into a signed bundle (NAME.sloop).
+    Export(bundle::ExportArgs),
+    /// Make a new machine from a bundle (fresh SSH keys; pulls the base when needed).
+    Import(bundle::ImportArgs),
 }
 
 /// Everything a command needs: the core, which every workflow goes through, and how to print.
@@ -238,6 +246,7 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Shell { name, command } => machine::shell(ctx, &name, &command).await,
         Command::SshConfig => machine::ssh_config(ctx),
         Command::Proxy(command) => proxy::run(ctx, command).await,
+        Command::Bundle(command) => bundle::run(ctx, command).await,
         Command::Launch {
             image,
             name,

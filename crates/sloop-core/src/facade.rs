@@ -15,6 +15,9 @@ use tokio::sync::{Mutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
+use crate::bundle::export::{ExportRequest, Exported};
+use crate::bundle::import::{ImportRequest, Imported};
+use crate::bundle::{self, BundleError, BundleReport};
 use crate::catalog::{self, CatalogError, CatalogView};
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
@@ -55,6 +58,8 @@ pub enum CoreError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
     #[error(transparent)]
     Passphrase(#[from] PassphraseError),
     #[error("{0} is already running")]
@@ -556,12 +561,12 @@ impl Core {
                 now,
             )
             .await?;
-            let create = CreateRequest {
-                name: request.name.clone(),
-                image: pulled.sha512.clone(),
-                resources: request.resources.clone(),
-                work_dir: request.work_dir.clone(),
-            };
+            let create = CreateRequest::new(
+                &request.name,
+                &pulled.sha512,
+                request.resources.clone(),
+                request.work_dir.clone(),
+            );
             machine::create(&self.paths, config, &conn, &create, &reporter, now).await?;
             let running = machine::start(
                 &self.paths,
@@ -667,6 +672,127 @@ impl Core {
         })
     }
 
+    /// Exports machine `name` into a bundle (`export:<name>`, cancellable): signed with the
+    /// user's grid identity unless `signed` is false, stopping the machine first when `stop`.
+    pub async fn export(
+        &self,
+        request: &ExportRequest,
+        signed: bool,
+        stop: bool,
+    ) -> Result<Exported, CoreError> {
+        let task = self
+            .tasks
+            .begin(TaskId(bundle::export::task_name(&request.machine)))?;
+        let reporter = self.reporter();
+        let exported = async {
+            // The identity first: a missing one fails before minutes of copying.
+            let signer = if signed {
+                Some(self.signing_identity().await?)
+            } else {
+                None
+            };
+            if stop {
+                self.stop(&request.machine, machine::power::SHUTDOWN_GRACE)
+                    .await?;
+            }
+            let conn = self.connection().await?;
+            Ok(bundle::export::export(
+                &self.paths,
+                &conn,
+                request,
+                signer.as_ref(),
+                &reporter,
+                task.token(),
+                OffsetDateTime::now_utc(),
+            )
+            .await?)
+        }
+        .await;
+        self.finished(task.id(), &exported);
+        self.after(exported).await
+    }
+
+    /// The user's grid identity to sign with: the proxy when valid, else the certificate and
+    /// key (with the passphrase the keyring remembers, for an encrypted key).
+    async fn signing_identity(&self) -> Result<bundle::SigningIdentity, CoreError> {
+        let keyring = self.keyring.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            let credentials = proxy::UserCredentials::from_env();
+            let now = OffsetDateTime::now_utc();
+            let proxy_path = proxy::default_path();
+            let passphrase = if proxy_usable(&proxy_path, now) {
+                None
+            } else if proxy::needs_passphrase(&credentials.key).unwrap_or(false) {
+                keyring.recall(&credentials.key).ok().flatten()
+            } else {
+                None
+            };
+            bundle::sign::identity(
+                &proxy_path,
+                &credentials,
+                passphrase.as_ref().map(|p| p.as_str()),
+                now,
+            )
+        })
+        .await?
+        .map_err(BundleError::from)?)
+    }
+
+    /// What the bundle at `file` is and whether each of its checks holds (`verify:<file>`).
+    pub async fn inspect_bundle(&self, file: &std::path::Path) -> Result<BundleReport, CoreError> {
+        Ok(bundle::examine(
+            &self.paths,
+            self.config()?,
+            file,
+            &self.reporter(),
+            &CancellationToken::new(),
+        )
+        .await?)
+    }
+
+    /// Checks the bundle at `file`; the first check that fails is the error.
+    pub async fn verify_bundle(&self, file: &std::path::Path) -> Result<BundleReport, CoreError> {
+        Ok(bundle::verify(
+            &self.paths,
+            self.config()?,
+            file,
+            &self.reporter(),
+            &CancellationToken::new(),
+        )
+        .await?)
+    }
+
+    /// The task an import of `request` runs as.
+    pub fn import_task(&self, request: &ImportRequest) -> Result<TaskId, CoreError> {
+        Ok(TaskId(bundle::import::task_name(
+            &bundle::import::target_name(request)?,
+        )))
+    }
+
+    /// Makes a new machine from a bundle (`import:<name>`, cancellable; pulls the base when a
+    /// subscribed list certifies it and it is not stored yet).
+    pub async fn import(&self, request: &ImportRequest) -> Result<Imported, CoreError> {
+        let task = self.tasks.begin(self.import_task(request)?)?;
+        let reporter = self.reporter();
+        let imported = async {
+            let own = tokio::task::spawn_blocking(own_identity).await?;
+            let conn = self.connection().await?;
+            Ok(bundle::import::import(
+                &self.paths,
+                self.config()?,
+                &conn,
+                request,
+                own.as_deref(),
+                &reporter,
+                task.token(),
+            )
+            .await?)
+        }
+        .await;
+        self.finished(task.id(), &imported);
+        self.after(imported).await
+    }
+
     /// Places the current proxy in every running attached machine, and tells subscribers.
     /// Nothing is asked of libvirt when no machine is attached.
     pub async fn place_proxy(&self) -> Pushed {
@@ -697,6 +823,35 @@ impl Core {
         }
         pushed
     }
+}
+
+/// Whether the proxy at `path` is readable and valid at `now`.
+fn proxy_usable(path: &std::path::Path, now: OffsetDateTime) -> bool {
+    proxy::inspect::read(path)
+        .ok()
+        .flatten()
+        .is_some_and(|file| {
+            file.certificates.first().is_some_and(|c| {
+                crate::time_util::asn1_to_offset(c.not_before()) <= now
+                    && now < crate::time_util::asn1_to_offset(c.not_after())
+            })
+        })
+}
+
+/// The user's own DN, from their proxy or certificate, when either can be read: bundles they
+/// signed themselves need no consent to import.
+fn own_identity() -> Option<String> {
+    if let Ok(Some(file)) = proxy::inspect::read(&proxy::default_path()) {
+        return Some(proxy::inspect::identity_of(&file.certificates));
+    }
+    let credentials = proxy::UserCredentials::from_env();
+    proxy::make::read_user_certificates(&credentials.certificate)
+        .ok()
+        .and_then(|chain| {
+            chain
+                .first()
+                .map(|c| crate::x509::oneline(c.subject_name()))
+        })
 }
 
 #[cfg(test)]

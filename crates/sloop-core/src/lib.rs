@@ -4,6 +4,7 @@
 //! long work reports through [`progress::Reporter`]. Front ends hold one [`Core`], which composes
 //! the workflows. See docs/ARCHITECTURE.md.
 
+pub mod bundle;
 pub mod catalog;
 pub mod config;
 pub mod event;

@@ -154,16 +154,7 @@ fn check_chain(
     now: OffsetDateTime,
     described: &Signer,
 ) -> Result<(), TrustError> {
-    let has_anchor = std::fs::read_dir(anchors)
-        .map(|entries| {
-            entries.flatten().any(|e| {
-                e.file_name()
-                    .to_str()
-                    .is_some_and(|n| n.len() == 10 && n.ends_with(".0"))
-            })
-        })
-        .unwrap_or(false);
-    if !has_anchor {
+    if !has_anchor(anchors) {
         return Err(TrustError::NoAnchors(anchors.to_path_buf()));
     }
     let untrusted = |reason: String| TrustError::Untrusted {
@@ -173,26 +164,14 @@ fn check_chain(
         anchors: anchors.to_path_buf(),
     };
     let openssl_failed = |e: openssl::error::ErrorStack| untrusted(first_reason(&e));
-    let mut store = X509StoreBuilder::new().map_err(openssl_failed)?;
-    store
-        .add_lookup(X509Lookup::hash_dir())
-        .and_then(|lookup| {
-            lookup.add_dir(&anchors.to_string_lossy(), openssl::ssl::SslFiletype::PEM)
-        })
-        .map_err(openssl_failed)?;
-    let mut param = X509VerifyParam::new().map_err(openssl_failed)?;
-    param.set_time(now.unix_timestamp());
     let crl = anchors.join(format!("{:08x}.r0", signer.issuer_name_hash()));
-    if crl.exists() {
-        param
-            .set_flags(X509VerifyFlags::CRL_CHECK)
-            .map_err(openssl_failed)?;
-    }
-    param
-        .set_purpose(X509PurposeId::SMIME_SIGN)
+    let flags = if crl.exists() {
+        X509VerifyFlags::CRL_CHECK
+    } else {
+        X509VerifyFlags::empty()
+    };
+    let store = anchor_store(anchors, now, flags, Some(X509PurposeId::SMIME_SIGN))
         .map_err(openssl_failed)?;
-    store.set_param(&param).map_err(openssl_failed)?;
-    let store = store.build();
     let mut chain = Stack::new().map_err(openssl_failed)?;
     for certificate in intermediates {
         chain.push(certificate.clone()).map_err(openssl_failed)?;
@@ -216,8 +195,43 @@ fn check_chain(
     Err(untrusted(result.error_string().to_string()))
 }
 
+/// Whether `dir` holds a trust anchor in the hashed layout (`<hash>.0`).
+pub(crate) fn has_anchor(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.len() == 10 && n.ends_with(".0"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// A store that finds the anchors in `dir` by hash and verifies at `at` with `flags` (and for
+/// `purpose`, when given).
+pub(crate) fn anchor_store(
+    dir: &Path,
+    at: OffsetDateTime,
+    flags: X509VerifyFlags,
+    purpose: Option<X509PurposeId>,
+) -> Result<openssl::x509::store::X509Store, openssl::error::ErrorStack> {
+    let mut store = X509StoreBuilder::new()?;
+    store
+        .add_lookup(X509Lookup::hash_dir())?
+        .add_dir(&dir.to_string_lossy(), openssl::ssl::SslFiletype::PEM)?;
+    let mut param = X509VerifyParam::new()?;
+    param.set_time(at.unix_timestamp());
+    param.set_flags(flags)?;
+    if let Some(purpose) = purpose {
+        param.set_purpose(purpose)?;
+    }
+    store.set_param(&param)?;
+    Ok(store.build())
+}
+
 /// OpenSSL's first reason, without its library/function prefix noise.
-fn first_reason(error: &openssl::error::ErrorStack) -> String {
+pub(crate) fn first_reason(error: &openssl::error::ErrorStack) -> String {
     error
         .errors()
         .first()

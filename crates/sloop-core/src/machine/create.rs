@@ -33,6 +33,25 @@ pub struct CreateRequest {
     pub resources: Resources,
     /// Shared read-write at /analysis.
     pub work_dir: Option<PathBuf>,
+    /// Changes from a bundle: a checked overlay whose backing file is already the base in the
+    /// store, moved in (same file system) instead of a new, empty one.
+    pub overlay: Option<PathBuf>,
+    /// The bundle it came from, recorded in the manifest.
+    pub origin: Option<super::manifest::Origin>,
+}
+
+impl CreateRequest {
+    /// A new, empty machine from `image`.
+    pub fn new(name: &str, image: &str, resources: Resources, work_dir: Option<PathBuf>) -> Self {
+        Self {
+            name: name.to_string(),
+            image: image.to_string(),
+            resources,
+            work_dir,
+            overlay: None,
+            origin: None,
+        }
+    }
 }
 
 /// Creates the machine; it is left stopped. Progress goes to `reporter` as `create:<name>`.
@@ -90,12 +109,18 @@ pub async fn create(
 
     meter.stage("making the overlay");
     meter.update(reporter, 2, true);
-    disk::create_overlay(
-        Path::new(base_path),
-        &dir.join(super::OVERLAY),
-        request.resources.disk_gib,
-    )
-    .await?;
+    match &request.overlay {
+        Some(ready) => fs_err::rename(ready, dir.join(super::OVERLAY))
+            .map_err(|e| MachineError::Files(dir.clone(), e))?,
+        None => {
+            disk::create_overlay(
+                Path::new(base_path),
+                &dir.join(super::OVERLAY),
+                request.resources.disk_gib,
+            )
+            .await?
+        }
+    }
 
     meter.stage("writing the seed");
     meter.update(reporter, 3, true);
@@ -114,6 +139,7 @@ pub async fn create(
         work_dir,
         created: crate::time_util::rfc3339(now),
         proxy_attached: false,
+        origin: request.origin.clone(),
     };
     let share = super::power::share_kind(conn).await;
     seed_for(&manifest, &keys, share)?
@@ -194,7 +220,7 @@ pub(super) fn seed_for(
     keys: &MachineKeys,
     share: Option<crate::types::ShareKind>,
 ) -> Result<Seed, MachineError> {
-    let mut bootcmd = Vec::new();
+    let mut bootcmd = vec![seed::mount_secrets(USER_UID)];
     if let (Some(_), Some(kind)) = (&manifest.work_dir, share) {
         bootcmd.push(seed::mount_work_dir(kind, USER_UID));
     }

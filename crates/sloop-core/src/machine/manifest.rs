@@ -113,6 +113,27 @@ pub struct Manifest {
     /// Whether the user's grid proxy is placed in the machine at every start and renewal.
     #[serde(default)]
     pub proxy_attached: bool,
+    /// The bundle the machine was imported from; `None` for a machine made here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// Where an imported machine's changes came from: the bundle's provenance, kept so the machine
+/// can say who changed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The bundle's file name.
+    pub bundle: String,
+    /// The machine's name where it was exported.
+    pub machine: String,
+    /// The SHA-512 of the bundle's overlay.
+    pub overlay_sha512: String,
+    /// The signer's identity (the user's DN); `None` for an unsigned bundle.
+    pub signed_by: Option<String>,
+    /// When the bundle was made (and signed), RFC 3339.
+    pub created_at: String,
+    #[serde(default)]
+    pub note: String,
 }
 
 /// A manifest could not be read or written.
@@ -213,6 +234,7 @@ mod tests {
             work_dir: Some("/home/u/work".into()),
             created: "2026-11-24T21:00:00Z".into(),
             proxy_attached: false,
+            origin: None,
         };
         let machine_dir = dir.path().join("demo");
         std::fs::create_dir(&machine_dir).unwrap();

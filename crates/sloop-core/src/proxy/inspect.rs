@@ -148,6 +148,26 @@ pub fn inspect(
     describe(path, &file, anchors, now).map(Some)
 }
 
+/// The user behind a chain that starts with a proxy: the first certificate after it that is not
+/// itself a proxy (the end-entity certificate); without one, the proxy's subject without its
+/// generated names. A chain that starts with a user's own certificate gives that certificate.
+pub(crate) fn identity_of(certificates: &[X509]) -> String {
+    let is_proxy = |c: &X509| {
+        c.to_der()
+            .ok()
+            .is_some_and(|d| matches!(classify(&d), Ok(Some(_))))
+    };
+    match certificates.split_first() {
+        None => String::new(),
+        Some((first, _)) if !is_proxy(first) => oneline(first.subject_name()),
+        Some((first, rest)) => rest
+            .iter()
+            .find(|c| !is_proxy(c))
+            .map(|c| oneline(c.subject_name()))
+            .unwrap_or_else(|| strip_proxy_names(&oneline(first.subject_name()))),
+    }
+}
+
 /// Reads the proxy file at `path`: certificates, then the key, then the chain. `Ok(None)` when
 /// there is no file.
 pub(crate) fn read(path: &Path) -> Result<Option<ProxyFile>, ProxyError> {
@@ -242,16 +262,7 @@ pub(crate) fn describe(
             subject: oneline(proxy.subject_name()),
         });
     };
-    // The user is the first certificate of the chain that is not itself a proxy.
-    let identity = file.certificates[1..]
-        .iter()
-        .find(|c| {
-            c.to_der()
-                .ok()
-                .is_some_and(|d| matches!(classify(&d), Ok(None)))
-        })
-        .map(|c| oneline(c.subject_name()))
-        .unwrap_or_else(|| strip_proxy_names(&oneline(proxy.subject_name())));
+    let identity = identity_of(&file.certificates);
     let not_after = asn1_to_offset(proxy.not_after());
     let (voms, voms_error) = match super::voms::from_certificate(&der, now) {
         Ok(voms) => (voms, None),

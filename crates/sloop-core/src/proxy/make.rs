@@ -229,7 +229,7 @@ fn sign_proxy(
 }
 
 /// The user's certificate, then any chain the file holds after it.
-fn read_user_certificates(path: &Path) -> Result<Vec<X509>, ProxyError> {
+pub(crate) fn read_user_certificates(path: &Path) -> Result<Vec<X509>, ProxyError> {
     let invalid = |reason: String| ProxyError::UserCertificate {
         path: path.to_path_buf(),
         reason,
@@ -271,7 +271,10 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, ProxyError> {
         .ok_or_else(|| unreadable("no such file".to_string()))
 }
 
-fn read_user_key(path: &Path, passphrase: Option<&str>) -> Result<PKey<Private>, ProxyError> {
+pub(crate) fn read_user_key(
+    path: &Path,
+    passphrase: Option<&str>,
+) -> Result<PKey<Private>, ProxyError> {
     let bytes = read_key_file(path)?;
     let mut asked = false;
     let parsed = PKey::private_key_from_pem_callback(&bytes, |buffer| {

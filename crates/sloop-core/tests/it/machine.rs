@@ -79,6 +79,8 @@ async fn cloud_init_machine_lifecycle_through_the_core() {
             disk_gib: 4,
         },
         work_dir: Some(work.clone()),
+        overlay: None,
+        origin: None,
     };
     let created = machine::create(&paths, &config, &conn, &request, &Reporter::silent(), now)
         .await
