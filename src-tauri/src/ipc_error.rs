@@ -2,6 +2,7 @@
 //! one-line `message` made of the core error's whole chain.
 
 use serde::Serialize;
+use sloop_core::bundle::BundleError;
 use sloop_core::catalog::CatalogError;
 use sloop_core::config::ConfigError;
 use sloop_core::image::{ImageError, pull::PullError};
@@ -32,6 +33,11 @@ pub enum ErrorCode {
     Proxy,
     /// The grid key needs its passphrase, or the one given does not open it: ask for it.
     Passphrase,
+    /// A bundle could not be made, read, verified or imported.
+    Bundle,
+    /// A bundle is unsigned, or signed by someone not imported from before: ask the user, then
+    /// import again with their consent.
+    BundleConsent,
     /// A fault inside Sloop (a worker thread panicked).
     Internal,
 }
@@ -79,6 +85,7 @@ impl From<sloop_core::CoreError> for IpcError {
             E::Image(e) => e.into(),
             E::Proxy(e) => e.into(),
             E::Passphrase(e) => e.into(),
+            E::Bundle(e) => e.into(),
             e @ E::Busy(_) => Self::new(ErrorCode::Busy, &e),
             e @ E::NoVomsTool => Self::new(ErrorCode::Proxy, &e),
             e @ E::Internal(_) => Self::new(ErrorCode::Internal, &e),
@@ -127,6 +134,21 @@ impl From<ImageError> for IpcError {
                 Self::new(ErrorCode::Cancelled, &e)
             }
             other => Self::new(ErrorCode::Image, &other),
+        }
+    }
+}
+
+impl From<BundleError> for IpcError {
+    fn from(error: BundleError) -> Self {
+        match error {
+            BundleError::Machine(e) => e.into(),
+            BundleError::Image(e) => e.into(),
+            BundleError::Catalog(e) => e.into(),
+            e @ BundleError::Cancelled => Self::new(ErrorCode::Cancelled, &e),
+            e @ (BundleError::Unsigned { .. } | BundleError::NewSigner { .. }) => {
+                Self::new(ErrorCode::BundleConsent, &e)
+            }
+            other => Self::new(ErrorCode::Bundle, &other),
         }
     }
 }

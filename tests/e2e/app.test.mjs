@@ -123,7 +123,7 @@ async function panelSecondsLeft() {
 }
 
 // The suite's timeout bounds all its tests together: the machine's life alone can take minutes.
-describe("the app window", { timeout: 900_000 }, () => {
+describe("the app window", { timeout: 1_500_000 }, () => {
   before(async () => {
     browser = await remote({
       hostname: "127.0.0.1",
@@ -280,15 +280,17 @@ describe("the app window", { timeout: 900_000 }, () => {
   });
 
   const lifecycle =
-    "creates a machine from the demo image, starts it, opens a terminal in it, stops and deletes it";
-  it(lifecycle, { timeout: 600_000 }, async () => {
+    "creates a machine from the demo image, starts it, opens a terminal in it, exports it (stopping it), imports the bundle as a second machine with its provenance, deletes both";
+  it(lifecycle, { timeout: 900_000 }, async () => {
     // A work folder with a file the machine reads at /analysis (9p in mapped mode, read-write).
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "sloop-e2e-work-"));
     fs.chmodSync(work, 0o755);
     const greeting = `hello from the e2e host, pid ${process.pid}`;
     fs.writeFileSync(path.join(work, "hello.txt"), `${greeting}\n`);
+    const bundles = fs.mkdtempSync(path.join(os.tmpdir(), "sloop-e2e-bundles-"));
     let created = false;
     let deleted = false;
+    let copied = false;
     try {
       await show("machines");
       await (await byTestId("machine-new")).click();
@@ -429,11 +431,72 @@ describe("the app window", { timeout: 900_000 }, () => {
       assert.ok(await (await byTestId("machine-console-text")).isDisplayed());
       await screenshot("machine-console");
 
-      // Back to the list; stop, then delete (the question names the overlay).
+      // Export… while it runs: "Stop and export" shuts it down first, then writes the bundle,
+      // signed with the proxy the panel made.
+      const bundle = path.join(bundles, "e2e.sloop");
+      await (await byTestId("machine-export")).click();
+      const exportPath = await byTestId("export-path");
+      await exportPath.waitForDisplayed({ timeout: UI_TIMEOUT });
+      await browser.waitUntil(async () => (await exportPath.getValue()).endsWith("e2e.sloop"), {
+        timeout: UI_TIMEOUT,
+        timeoutMsg: "the export dialog proposed no file",
+      });
+      await exportPath.setValue(bundle);
+      await (await byTestId("export-note")).setValue("exported by the e2e test");
+      const submit = await byTestId("export-submit");
+      assert.equal(await submit.getText(), "Stop and export");
+      await submit.click();
+      let exportError = null;
+      await browser.waitUntil(
+        async () => {
+          if (await (await byTestId("export-error")).isExisting()) {
+            exportError = await (await byTestId("export-error")).getText();
+            return true;
+          }
+          return (await byTestId("export-done")).isExisting();
+        },
+        { timeout: STOP_TIMEOUT + 60_000, interval: 500, timeoutMsg: "the export did not end" },
+      );
+      if (exportError) assert.fail(`export: ${exportError}`);
+      assert.match(await (await byTestId("export-provenance")).getText(), /changed by .*CN=Erin Tester/);
+      assert.ok(fs.statSync(bundle).size > 0);
+      await screenshot("machine-export");
+      await (await byTestId("export-close")).click();
+
+      // Import… it as a second machine: checked first, then made; its provenance names the user.
       await (await byTestId("machine-back")).click();
+      await waitForMachine("e2e", "Stopped", STOP_TIMEOUT, "stop for the export");
+      await (await byTestId("machine-import")).click();
+      await (await byTestId("import-file")).setValue(bundle);
+      await (await byTestId("import-inspect")).click();
+      const seen = await byTestId("import-provenance");
+      await seen.waitForDisplayed({ timeout: 60_000 });
+      assert.match(await seen.getText(), /changed by .*CN=Erin Tester/);
+      await (await byTestId("import-name")).setValue("e2e-copy");
+      await screenshot("machine-import");
+      await (await byTestId("import-submit")).click();
+      copied = true;
+      const copy = browser.$('[data-testid="machine-detail"][data-name="e2e-copy"]');
+      await copy.waitForDisplayed({ timeout: 120_000 });
+      await (await byTestId("machine-tab-provenance")).click();
+      const changedBy = await byTestId("provenance-changed-by");
+      await changedBy.waitForDisplayed({ timeout: UI_TIMEOUT });
+      assert.match(await changedBy.getText(), /CN=Erin Tester/);
+      assert.match(await (await byTestId("provenance-bundle")).getText(), /e2e\.sloop/);
+      assert.match(await (await byTestId("provenance-endorser")).getText(), /Sloop Demo Endorser/);
+      await screenshot("machine-provenance");
+      await (await byTestId("machine-back")).click();
+      await (await (await machineCard("e2e-copy")).$('[data-testid="machine-delete"]')).click();
+      await (await byTestId("machine-delete-question")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      await (await byTestId("machine-delete-confirm")).click();
+      await browser.waitUntil(async () => !(await (await machineCard("e2e-copy")).isExisting()), {
+        timeout: 60_000,
+        timeoutMsg: "the card of e2e-copy did not go",
+      });
+      copied = false;
+
+      // Back to the list, stopped by the export; delete it (the question names the overlay).
       await (await machineCard("e2e")).waitForDisplayed({ timeout: UI_TIMEOUT });
-      await (await (await machineCard("e2e")).$('[data-testid="machine-stop"]')).click();
-      await waitForMachine("e2e", "Stopped", STOP_TIMEOUT, "stop");
 
       await (await (await machineCard("e2e")).$('[data-testid="machine-delete"]')).click();
       const question = await byTestId("machine-delete-question");
@@ -449,11 +512,12 @@ describe("the app window", { timeout: 900_000 }, () => {
       // The user's file is still on the host.
       assert.equal(fs.readFileSync(path.join(work, "hello.txt"), "utf8"), `${greeting}\n`);
     } finally {
-      if (created && !deleted) {
-        // Leave no guest running on the host: the app's SLOOP_HOME goes when run.sh ends.
+      // Leave no guest running on the host: the app's SLOOP_HOME goes when run.sh ends.
+      const left = [...(created && !deleted ? ["sloop-e2e"] : []), ...(copied ? ["sloop-e2e-copy"] : [])];
+      for (const domain of left) {
         for (const command of ["destroy", "undefine"]) {
           try {
-            execFileSync("virsh", ["-q", "-c", libvirtUri, command, "sloop-e2e"], {
+            execFileSync("virsh", ["-q", "-c", libvirtUri, command, domain], {
               stdio: "ignore",
               timeout: 30_000,
             });
@@ -463,6 +527,7 @@ describe("the app window", { timeout: 900_000 }, () => {
         }
       }
       fs.rmSync(work, { recursive: true, force: true });
+      fs.rmSync(bundles, { recursive: true, force: true });
     }
   });
 

@@ -738,6 +738,13 @@ impl Core {
         .map_err(BundleError::from)?)
     }
 
+    /// Where machine `name` comes from: its certified base and, when imported, who changed it.
+    pub async fn provenance(&self, name: &str) -> Result<bundle::MachineProvenance, CoreError> {
+        let name = name.parse().map_err(MachineError::from)?;
+        self.blocking(move |paths, _| Ok(bundle::machine_provenance(paths, &name)?))
+            .await
+    }
+
     /// What the bundle at `file` is and whether each of its checks holds (`verify:<file>`).
     pub async fn inspect_bundle(&self, file: &std::path::Path) -> Result<BundleReport, CoreError> {
         Ok(bundle::examine(

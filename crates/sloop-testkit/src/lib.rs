@@ -174,3 +174,57 @@ impl Default for GridUser {
         Self::new()
     }
 }
+
+/// Revokes `who` with the real `openssl ca` (its database in `work`) and installs the CA's CRL in
+/// `anchors` as `<hash>.r0`, as fetch-crl leaves it, with these lastUpdate and nextUpdate
+/// times (`YYYYMMDDHHMMSSZ`).
+pub fn revoke(
+    ca: &Identity,
+    who: &openssl::x509::X509,
+    anchors: &Path,
+    work: &Path,
+    last_update: &str,
+    next_update: &str,
+) {
+    std::fs::create_dir_all(work).unwrap();
+    std::fs::write(work.join("ca.pem"), ca.certificate.to_pem().unwrap()).unwrap();
+    std::fs::write(
+        work.join("ca.key"),
+        ca.key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(work.join("who.pem"), who.to_pem().unwrap()).unwrap();
+    std::fs::write(work.join("index.txt"), "").unwrap();
+    std::fs::write(work.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(
+        work.join("ca.cnf"),
+        format!(
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n",
+            work.display()
+        ),
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(work)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let base = ["-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem"];
+    openssl(&[&["ca"], &base[..], &["-revoke", "who.pem"]].concat());
+    let crl = anchors.join(format!("{:08x}.r0", ca.certificate.subject_name_hash()));
+    let crl = crl.to_str().unwrap();
+    let dates = [
+        "-crl_lastupdate",
+        last_update,
+        "-crl_nextupdate",
+        next_update,
+    ];
+    openssl(&[&["ca"], &base[..], &["-gencrl", "-out", crl], &dates[..]].concat());
+}

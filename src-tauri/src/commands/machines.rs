@@ -45,6 +45,8 @@ impl From<CreateMachine> for CreateRequest {
             },
             // The form sends an empty field for "no work directory".
             work_dir: form.work_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
+            overlay: None,
+            origin: None,
         }
     }
 }

@@ -2,13 +2,19 @@
 // shell; the fake one serves Vitest and running the UI in a plain browser (`npm run dev`).
 
 import { getContext, setContext } from "svelte";
+import type { BundleReport } from "./bindings/BundleReport";
 import type { CatalogView } from "./bindings/CatalogView";
 import type { CreateMachine } from "./bindings/CreateMachine";
 import type { Event } from "./bindings/Event";
+import type { Exported } from "./bindings/Exported";
+import type { ExportMachine } from "./bindings/ExportMachine";
 import type { HostReport } from "./bindings/HostReport";
 import type { ImageView } from "./bindings/ImageView";
+import type { ImportBundle } from "./bindings/ImportBundle";
+import type { Imported } from "./bindings/Imported";
 import type { IpcError } from "./bindings/IpcError";
 import type { LogLine } from "./bindings/LogLine";
+import type { MachineProvenance } from "./bindings/MachineProvenance";
 import type { MachineSummary } from "./bindings/MachineSummary";
 import type { ProxyInit } from "./bindings/ProxyInit";
 import type { ProxyStatus } from "./bindings/ProxyStatus";
@@ -63,6 +69,30 @@ export interface Backend {
   machineDelete(name: string): Promise<void>;
   /** The end of the machine's serial console log (its current or last boot). */
   machineConsole(name: string): Promise<string>;
+  /** Where an export of machine `name` goes unless the user picks another file. */
+  machineExportDefault(name: string): Promise<string>;
+  /**
+   * Writes a stopped machine's changes into a bundle (stopping it first when `stop`), signed
+   * with the user's grid identity unless `signed` is false. Progress events arrive under the task
+   * `export:<name>`, then a `finished` one. Rejects with code `cancelled` after
+   * machineExportCancel; nothing is kept then.
+   */
+  machineExport(request: ExportMachine): Promise<Exported>;
+  /** Stops the export of machine `name`; false when none was running. */
+  machineExportCancel(name: string): Promise<boolean>;
+  /** What a bundle file is, who signed it, and whether each of its checks holds. */
+  bundleInspect(file: string): Promise<BundleReport>;
+  /**
+   * Makes a new machine from a bundle (pulling its base when needed; progress under
+   * `import:<name>`). Rejects with code `bundleConsent` when the user must agree first (an
+   * unsigned bundle, or a signer not imported from before): ask, then call again with
+   * `allowUnsigned` or `trustSigner`.
+   */
+  machineImport(request: ImportBundle): Promise<Imported>;
+  /** Stops an import; nothing is kept. */
+  machineImportCancel(request: ImportBundle): Promise<boolean>;
+  /** Where machine `name` comes from: its certified base and, when imported, who changed it. */
+  machineProvenance(name: string): Promise<MachineProvenance>;
   /**
    * Places the user's grid proxy in machine `name` at every start and renewal, and now if it
    * runs. Refused when there is no usable proxy.
@@ -83,6 +113,10 @@ export interface Backend {
   proxyForget(): Promise<boolean>;
   /** Asks the user for a folder with the system's folder picker; null when cancelled. */
   pickFolder(title: string): Promise<string | null>;
+  /** Asks the user where to save a bundle, starting at `path`; null when cancelled. */
+  pickSaveFile(title: string, path: string): Promise<string | null>;
+  /** Asks the user for a bundle file to open; null when cancelled. */
+  pickBundle(title: string): Promise<string | null>;
   /**
    * Opens a shell in the running machine `name` with a terminal of `size`; returns the
    * terminal's id. Its output and its end arrive through `onEvent`.
@@ -100,6 +134,8 @@ export interface Backend {
   terminalClose(id: number): Promise<void>;
   /** The latest `limit` log lines, oldest first. */
   logRecent(limit: number): Promise<LogLine[]>;
+  /** Calls `callback` with the paths of files dropped on the window; returns the unsubscribe. */
+  onFileDrop(callback: (paths: string[]) => void): () => void;
   /** Calls `callback` with every event the core sends; returns the unsubscribe function. */
   onEvent(callback: (event: Event) => void): () => void;
 }

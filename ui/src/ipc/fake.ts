@@ -1,4 +1,21 @@
 import { type Backend, errorMessage } from "./backend";
+import type { BundleReport } from "./bindings/BundleReport";
+import type { Exported } from "./bindings/Exported";
+import type { ExportMachine } from "./bindings/ExportMachine";
+import type { ImportBundle } from "./bindings/ImportBundle";
+import type { Imported } from "./bindings/Imported";
+import type { MachineProvenance } from "./bindings/MachineProvenance";
+import {
+  bundleError,
+  bundleManifest,
+  bundleReport,
+  consentError,
+  FAKE_USER,
+  type FakeBundle,
+  importedProvenance,
+  localProvenance,
+  provenanceLine,
+} from "./fake-bundles";
 import type { CatalogImage } from "./bindings/CatalogImage";
 import type { CatalogView } from "./bindings/CatalogView";
 import type { CreateMachine } from "./bindings/CreateMachine";
@@ -59,6 +76,14 @@ export interface FakeOptions {
   proxyStatusError?: IpcError;
   /** How long each call takes, to see busy states. */
   delayMs?: number;
+  /** Bundle files there are, by path. */
+  bundles?: Record<string, FakeBundle>;
+  /** How long each step of an export or import takes; delayMs when not given. */
+  bundleStepMs?: number;
+  /** What the save dialog answers (null: the user cancelled). */
+  pickedSaveFile?: string | null;
+  /** What the open dialog answers for a bundle (null: the user cancelled). */
+  pickedBundle?: string | null;
 }
 
 /** A pull in progress: cancelling it wakes it from its current step. */
@@ -135,6 +160,19 @@ export class FakeBackend implements Backend {
   /** Every image any catalog listed, by SHA-512: stored images keep their names. */
   private known = new Map<string, CatalogImage>();
   private running = new Map<string, RunningPull>();
+  /** Bundle files, by path. */
+  readonly bundles: Map<string, FakeBundle>;
+  /** Signers the user has imported from (and the user's own identity). */
+  readonly knownSigners = new Set<string>([FAKE_USER]);
+  /** Where imported machines came from, by name. */
+  private imported = new Map<string, MachineProvenance>();
+  /** Every export and import request, in order. */
+  readonly exports: ExportMachine[] = [];
+  readonly imports: ImportBundle[] = [];
+  private bundleStepMs: number;
+  private bundleCancels = new Set<string>();
+  private pickedSaveFile: string | null;
+  private pickedBundle: string | null;
 
   constructor(options: FakeOptions = {}) {
     this.pickedFolder = options.pickedFolder ?? null;
@@ -161,6 +199,165 @@ export class FakeBackend implements Backend {
       ? (options.rememberedPassphrase ?? this.keyPassphrase)
       : null;
     this.proxyStatusError = options.proxyStatusError;
+    this.bundles = new Map(Object.entries(options.bundles ?? {}));
+    this.bundleStepMs = options.bundleStepMs ?? this.delayMs;
+    this.pickedSaveFile = options.pickedSaveFile ?? null;
+    this.pickedBundle = options.pickedBundle ?? null;
+  }
+
+  async machineExportDefault(name: string): Promise<string> {
+    await this.delay();
+    return `/home/jane/Documents/${name}.sloop`;
+  }
+
+  async machineExport(request: ExportMachine): Promise<Exported> {
+    this.exports.push(structuredClone(request));
+    const task = `export:${request.name}`;
+    const fail = (error: IpcError): never => {
+      this.emit({ type: "finished", task, error: error.message });
+      throw error;
+    };
+    await this.delay();
+    const machine = this.machine(request.name);
+    if (this.bundles.has(request.output)) {
+      fail(bundleError(`${request.output} exists already; choose another file or remove it first`));
+    }
+    if (request.signed && this.proxy.info === null) {
+      fail(
+        bundleError(
+          "no grid identity to sign the bundle with; make a proxy with `sloop proxy init`, or export without a signature on purpose with --unsigned",
+        ),
+      );
+    }
+    if (machine.state === "running" || machine.state === "paused") {
+      if (!request.stop) {
+        fail(bundleError(`machine ${machine.name} is running; stop it first or export with --stop`));
+      }
+      this.stop(machine);
+    }
+    this.bundleCancels.delete(request.name);
+    const stages = ["copying the changes", "hashing", "writing the bundle"];
+    for (const [done, stage] of stages.entries()) {
+      this.emit(steps(task, stage, done, stages.length));
+      await new Promise((resolve) => setTimeout(resolve, this.bundleStepMs));
+      if (this.bundleCancels.has(request.name)) {
+        fail({ code: "cancelled", message: "cancelled; nothing was kept" });
+      }
+    }
+    const signer = request.signed ? FAKE_USER : null;
+    const manifest = bundleManifest(machine, request.note);
+    this.bundles.set(request.output, { manifest, signer });
+    this.emit({ type: "finished", task, error: null });
+    return {
+      file: request.output,
+      bytes: manifest.overlay.size + 3072,
+      manifest,
+      signedBy: signer,
+      provenance: provenanceLine(manifest, signer),
+    };
+  }
+
+  async machineExportCancel(name: string): Promise<boolean> {
+    this.bundleCancels.add(name);
+    return true;
+  }
+
+  async bundleInspect(file: string): Promise<BundleReport> {
+    await this.delay();
+    const bundle = this.bundles.get(file);
+    if (!bundle) throw bundleError(`cannot read bundle ${file}: No such file or directory`);
+    return bundleReport(file, bundle);
+  }
+
+  async machineImport(request: ImportBundle): Promise<Imported> {
+    this.imports.push(structuredClone(request));
+    await this.delay();
+    const bundle = this.bundles.get(request.file);
+    if (!bundle) throw bundleError(`cannot read bundle ${request.file}: No such file or directory`);
+    const name = request.name?.trim() || bundle.manifest.machine;
+    const task = `import:${name}`;
+    if (!validMachineName(name)) throw machineError(`"${name}" is not a valid machine name`);
+    if (this.machines.some((m) => m.name === name)) {
+      throw machineError(`a machine named ${name} exists already; choose another name`);
+    }
+    if (bundle.signer === null && !request.allowUnsigned) {
+      throw consentError(
+        `bundle ${request.file} is not signed, so nobody vouches for it; import it only if you trust where it came from: --allow-unsigned`,
+      );
+    }
+    if (bundle.signer !== null && !this.knownSigners.has(bundle.signer) && !request.trustSigner) {
+      throw consentError(
+        `bundle ${request.file} is signed by ${bundle.signer}, from whom you have not imported before; if you trust them, import with --trust-signer`,
+      );
+    }
+    this.bundleCancels.delete(name);
+    const stages = ["copying the changes", "checking", "making keys", "defining it in libvirt"];
+    for (const [done, stage] of stages.entries()) {
+      this.emit(steps(task, stage, done, stages.length));
+      await new Promise((resolve) => setTimeout(resolve, this.bundleStepMs));
+      if (this.bundleCancels.has(name)) {
+        const error: IpcError = { code: "cancelled", message: "cancelled; nothing was kept" };
+        this.emit({ type: "finished", task, error: error.message });
+        throw error;
+      }
+    }
+    if (bundle.signer !== null) this.knownSigners.add(bundle.signer);
+    const machine: MachineSummary = {
+      name,
+      state: "stopped",
+      image: bundle.manifest.base.title,
+      vcpus: bundle.manifest.resources.vcpus,
+      memoryMib: bundle.manifest.resources.memoryMib,
+      sshPort: this.freePort(),
+      workDir: request.workDir?.trim() || null,
+      imageCertified: true,
+      proxyAttached: false,
+    };
+    this.machines.push(machine);
+    this.imported.set(name, importedProvenance(name, request.file, bundle));
+    this.emit({ type: "finished", task, error: null });
+    this.emitMachines();
+    return {
+      machine: structuredClone(machine),
+      provenance: provenanceLine(bundle.manifest, bundle.signer),
+      signedBy: bundle.signer,
+      pulledBase: false,
+    };
+  }
+
+  async machineImportCancel(request: ImportBundle): Promise<boolean> {
+    const bundle = this.bundles.get(request.file);
+    const name = request.name?.trim() || bundle?.manifest.machine;
+    if (name) this.bundleCancels.add(name);
+    return name !== undefined;
+  }
+
+  async machineProvenance(name: string): Promise<MachineProvenance> {
+    await this.delay();
+    const machine = this.machine(name);
+    return structuredClone(this.imported.get(name) ?? localProvenance(machine));
+  }
+
+  private dropListeners = new Set<(paths: string[]) => void>();
+
+  onFileDrop(callback: (paths: string[]) => void): () => void {
+    this.dropListeners.add(callback);
+    return () => this.dropListeners.delete(callback);
+  }
+
+  /** As if the user dropped files with these paths on the window. */
+  dropFiles(paths: string[]): void {
+    for (const listener of this.dropListeners) listener(paths);
+  }
+
+  async pickSaveFile(_title: string, _path: string): Promise<string | null> {
+    await this.delay();
+    return this.pickedSaveFile;
+  }
+
+  async pickBundle(_title: string): Promise<string | null> {
+    await this.delay();
+    return this.pickedBundle;
   }
 
   async hostCheck(fresh: boolean): Promise<HostReport> {

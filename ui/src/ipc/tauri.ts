@@ -1,13 +1,20 @@
 import { Channel, invoke } from "@tauri-apps/api/core";
-import { open } from "@tauri-apps/plugin-dialog";
+import { open, save } from "@tauri-apps/plugin-dialog";
 import { listen } from "@tauri-apps/api/event";
+import { getCurrentWebview } from "@tauri-apps/api/webview";
 import type { Backend } from "./backend";
+import type { BundleReport } from "./bindings/BundleReport";
 import type { CatalogView } from "./bindings/CatalogView";
 import type { CreateMachine } from "./bindings/CreateMachine";
 import type { Event } from "./bindings/Event";
+import type { Exported } from "./bindings/Exported";
+import type { ExportMachine } from "./bindings/ExportMachine";
 import type { HostReport } from "./bindings/HostReport";
 import type { ImageView } from "./bindings/ImageView";
+import type { ImportBundle } from "./bindings/ImportBundle";
+import type { Imported } from "./bindings/Imported";
 import type { LogLine } from "./bindings/LogLine";
+import type { MachineProvenance } from "./bindings/MachineProvenance";
 import type { MachineSummary } from "./bindings/MachineSummary";
 import type { ProxyInit } from "./bindings/ProxyInit";
 import type { ProxyStatus } from "./bindings/ProxyStatus";
@@ -91,6 +98,34 @@ export class TauriBackend implements Backend {
     return invoke("machine_console", { name });
   }
 
+  machineExportDefault(name: string): Promise<string> {
+    return invoke("machine_export_default", { name });
+  }
+
+  machineExport(request: ExportMachine): Promise<Exported> {
+    return invoke("machine_export", { request });
+  }
+
+  machineExportCancel(name: string): Promise<boolean> {
+    return invoke("machine_export_cancel", { name });
+  }
+
+  bundleInspect(file: string): Promise<BundleReport> {
+    return invoke("bundle_inspect", { file });
+  }
+
+  machineImport(request: ImportBundle): Promise<Imported> {
+    return invoke("machine_import", { request });
+  }
+
+  machineImportCancel(request: ImportBundle): Promise<boolean> {
+    return invoke("machine_import_cancel", { request });
+  }
+
+  machineProvenance(name: string): Promise<MachineProvenance> {
+    return invoke("machine_provenance", { name });
+  }
+
   machineProxyAttach(name: string): Promise<MachineSummary> {
     return invoke("machine_proxy_attach", { name });
   }
@@ -113,6 +148,24 @@ export class TauriBackend implements Backend {
 
   async pickFolder(title: string): Promise<string | null> {
     const chosen = await open({ directory: true, multiple: false, title });
+    return typeof chosen === "string" ? chosen : null;
+  }
+
+  async pickSaveFile(title: string, path: string): Promise<string | null> {
+    const chosen = await save({
+      title,
+      defaultPath: path,
+      filters: [{ name: "Sloop bundle", extensions: ["sloop"] }],
+    });
+    return typeof chosen === "string" ? chosen : null;
+  }
+
+  async pickBundle(title: string): Promise<string | null> {
+    const chosen = await open({
+      multiple: false,
+      title,
+      filters: [{ name: "Sloop bundle", extensions: ["sloop"] }],
+    });
     return typeof chosen === "string" ? chosen : null;
   }
 
@@ -140,6 +193,15 @@ export class TauriBackend implements Backend {
 
   logRecent(limit: number): Promise<LogLine[]> {
     return invoke("log_recent", { limit });
+  }
+
+  onFileDrop(callback: (paths: string[]) => void): () => void {
+    const unlisten = getCurrentWebview().onDragDropEvent((event) => {
+      if (event.payload.type === "drop") callback(event.payload.paths);
+    });
+    return () => {
+      void unlisten.then((stop) => stop());
+    };
   }
 
   onEvent(callback: (event: Event) => void): () => void {

@@ -5,6 +5,7 @@
 // Test helpers panic on failure by design: that is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod bundle;
 mod cli;
 mod machine;
 mod proxy;

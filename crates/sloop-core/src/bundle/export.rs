@@ -45,6 +45,19 @@ pub struct Exported {
     pub provenance: String,
 }
 
+/// Where an export of `machine` goes unless the user says otherwise: `NAME.sloop` in their
+/// documents folder, else their home.
+pub fn default_output(machine: &str) -> PathBuf {
+    let file = format!("{machine}.sloop");
+    directories::UserDirs::new()
+        .map(|dirs| {
+            dirs.document_dir()
+                .unwrap_or_else(|| dirs.home_dir())
+                .join(&file)
+        })
+        .unwrap_or_else(|| PathBuf::from(file))
+}
+
 /// The task an export of `machine` runs as.
 pub fn task_name(machine: &str) -> String {
     format!("export:{machine}")
@@ -277,10 +290,15 @@ fn cancelled_or(cancel: &CancellationToken, path: &Path, source: std::io::Error)
     }
 }
 
-/// Renames `from` to `to` unless `to` exists (a hard link, then the old name removed).
+/// Renames `from` to `to` unless `to` exists: a hard link, then the old name removed; on file
+/// systems without hard links (a FAT USB stick), a check and a rename.
 fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::hard_link(from, to)?;
-    std::fs::remove_file(from)
+    match std::fs::hard_link(from, to) {
+        Ok(()) => std::fs::remove_file(from),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) if to.exists() => Err(std::io::ErrorKind::AlreadyExists.into()),
+        Err(_) => std::fs::rename(from, to),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

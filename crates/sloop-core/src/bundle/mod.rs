@@ -149,13 +149,13 @@ pub struct BaseNeeded {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 #[ts(export)]
-pub struct Check {
+pub struct BundleCheck {
     pub ok: bool,
     /// What was found, or why it fails.
     pub detail: String,
 }
 
-impl Check {
+impl BundleCheck {
     fn pass(detail: impl Into<String>) -> Self {
         Self {
             ok: true,
@@ -186,11 +186,11 @@ pub struct BundleReport {
     /// "derived from image X endorsed by E in list L; changed by U; signed at T".
     pub provenance: String,
     /// The signature over the manifest, against the grid trust anchors.
-    pub signature: Check,
+    pub signature: BundleCheck,
     /// The overlay's SHA-512, size and qcow2 header against the manifest.
-    pub overlay: Check,
+    pub overlay: BundleCheck,
     /// The base: certified here (and stored, or which list to subscribe to).
-    pub base: Check,
+    pub base: BundleCheck,
     /// Every check holds.
     pub verified: bool,
 }
@@ -235,14 +235,14 @@ async fn examined(
     let manifest = &opened.manifest;
     let mut failures = Vec::new();
     let mut failed = |error: BundleError| {
-        let check = Check::fail(error.to_string());
+        let check = BundleCheck::fail(error.to_string());
         failures.push(error);
         check
     };
     let (signer, signature) = match check_signature(&opened, &config.ca_dir(), now) {
         Ok(view) => (
             Some(view.clone()),
-            Check::pass(format!("signed by {}", view.identity)),
+            BundleCheck::pass(format!("signed by {}", view.identity)),
         ),
         Err(error @ (BundleError::Unsigned { .. } | BundleError::Signature { .. })) => {
             (None, failed(error))
@@ -270,7 +270,7 @@ async fn examined(
         )
         .await
         {
-            Ok(()) => Check::pass(format!(
+            Ok(()) => BundleCheck::pass(format!(
                 "SHA-512 and size match; qcow2, {} compressed, names only its base",
                 manifest.overlay.compression
             )),
@@ -279,7 +279,7 @@ async fn examined(
         }
     };
     let base = match base_here(paths, config, manifest, now) {
-        Ok(image) => Check::pass(match image.local {
+        Ok(image) => BundleCheck::pass(match image.local {
             LocalState::Stored { .. } => format!(
                 "certified here by list {}; in the image store",
                 manifest.base.list.identifier
@@ -510,6 +510,73 @@ fn clear_abandoned(root: &Path) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Where a machine comes from, as its detail view shows it: the certified base and who endorsed
+/// it, and for an imported machine who changed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct MachineProvenance {
+    pub machine: String,
+    pub base_title: String,
+    pub base_sha512: String,
+    /// From the image store's record of the pull; `None` when it has none.
+    pub endorser_dn: Option<String>,
+    pub list_identifier: Option<String>,
+    /// The bundle it was imported from; `None` for a machine made here.
+    pub bundle: Option<String>,
+    /// Who signed that bundle; `None` when made here or unsigned.
+    pub changed_by: Option<String>,
+    /// When that bundle was made and signed.
+    pub signed_at: Option<String>,
+    pub note: Option<String>,
+    /// The one-line summary.
+    pub summary: String,
+}
+
+/// Machine `name`'s provenance.
+pub fn machine_provenance(
+    paths: &Paths,
+    name: &crate::machine::MachineName,
+) -> Result<MachineProvenance, BundleError> {
+    let manifest = crate::machine::load(paths, name)?;
+    let origin = crate::image::Store::new(paths).provenance(&manifest.base.sha512);
+    let endorser_dn = origin.as_ref().map(|o| o.endorser_dn.clone());
+    let list_identifier = origin.as_ref().map(|o| o.list_identifier.clone());
+    let mut summary = format!(
+        "derived from image {} endorsed by {} in list {}",
+        manifest.base.title,
+        endorser_dn.as_deref().unwrap_or("(unknown endorser)"),
+        list_identifier.as_deref().unwrap_or("(unknown list)")
+    );
+    match &manifest.origin {
+        Some(o) => summary.push_str(&format!(
+            "; changed by {}; signed at {}; imported from {}",
+            o.signed_by
+                .as_deref()
+                .unwrap_or("an unknown person (not signed)"),
+            o.created_at,
+            o.bundle
+        )),
+        None => summary.push_str("; made on this computer"),
+    }
+    Ok(MachineProvenance {
+        machine: manifest.name.to_string(),
+        base_title: manifest.base.title.clone(),
+        base_sha512: manifest.base.sha512.clone(),
+        endorser_dn,
+        list_identifier,
+        bundle: manifest.origin.as_ref().map(|o| o.bundle.clone()),
+        changed_by: manifest.origin.as_ref().and_then(|o| o.signed_by.clone()),
+        signed_at: manifest.origin.as_ref().map(|o| o.created_at.clone()),
+        note: manifest
+            .origin
+            .as_ref()
+            .map(|o| o.note.clone())
+            .filter(|n| !n.is_empty()),
+        summary,
+    })
 }
 
 /// The identities whose bundles the user has imported (`data/signers.json`), by DN.

@@ -521,6 +521,24 @@ async fn export_verify_refuse_and_import_a_bundle() {
     machine::delete(&paths_b, &conn, &name_c).await.unwrap();
     machine::delete(&paths_b, &conn, &name_b).await.unwrap();
     machine::delete(&paths, &conn, &name).await.unwrap();
+
+    // Once the CA revokes the user (a CRL beside the anchors, as fetch-crl leaves it), the same
+    // bundle no longer verifies.
+    let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]Z");
+    let now = OffsetDateTime::now_utc();
+    sloop_testkit::revoke(
+        &user.ca,
+        &user.user.certificate,
+        &user.anchors,
+        &dir.path().join("ca-work"),
+        &(now - time::Duration::hours(1)).format(fmt).unwrap(),
+        &(now + time::Duration::days(7)).format(fmt).unwrap(),
+    );
+    let refused = verify(&paths, &config, &request.file).await.unwrap_err();
+    assert!(
+        refused.contains(&format!("the signer {} has been revoked", GridUser::DN)),
+        "{refused}"
+    );
 }
 
 /// An unsigned bundle is imported only when the user says so.

@@ -190,44 +190,6 @@ impl Grid {
 
     /// Revokes `who` with the real `openssl ca` and installs the CRL as `<hash>.r0`.
     fn revoke(&self, who: &Identity, next_update: Option<&str>) {
-        let work = self.dir.path().join("ca-work");
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::write(work.join("ca.pem"), self.ca.certificate.to_pem().unwrap()).unwrap();
-        std::fs::write(
-            work.join("ca.key"),
-            self.ca.key.private_key_to_pem_pkcs8().unwrap(),
-        )
-        .unwrap();
-        std::fs::write(work.join("who.pem"), who.certificate.to_pem().unwrap()).unwrap();
-        std::fs::write(work.join("index.txt"), "").unwrap();
-        std::fs::write(work.join("crlnumber"), "01\n").unwrap();
-        std::fs::write(
-            work.join("ca.cnf"),
-            format!(
-                "[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n",
-                work.display()
-            ),
-        )
-        .unwrap();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&work)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let base = ["-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem"];
-        openssl(&[&["ca"], &base[..], &["-revoke", "who.pem"]].concat());
-        let crl = self.anchors.join(format!(
-            "{:08x}.r0",
-            self.ca.certificate.subject_name_hash()
-        ));
-        let crl = crl.to_str().unwrap();
         // Issued an hour before the test's clock, which stands still while the test runs.
         let asn1 = |t: OffsetDateTime| {
             t.format(time::macros::format_description!(
@@ -242,8 +204,14 @@ impl Grid {
                 asn1(self.now + Duration::days(7)),
             ),
         };
-        let dates = ["-crl_lastupdate", &last, "-crl_nextupdate", &next];
-        openssl(&[&["ca"], &base[..], &["-gencrl", "-out", crl], &dates[..]].concat());
+        sloop_testkit::revoke(
+            &self.ca,
+            &who.certificate,
+            &self.anchors,
+            &self.dir.path().join("ca-work"),
+            &last,
+            &next,
+        );
     }
 }
 

@@ -1,9 +1,8 @@
 import { fireEvent, screen, waitFor, within } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { MachineSummary } from "../../ipc/bindings/MachineSummary";
 import { demoCatalog, demoProxyStatus, FakeBackend, type FakeOptions } from "../../ipc/fake";
-import { renderWith } from "../../test-utils";
+import { demoMachine, renderWith } from "../../test-utils";
 import MachinesView from "./MachinesView.svelte";
 import { StubScreen } from "./stub-screen";
 
@@ -18,20 +17,7 @@ const downloaded: FakeOptions["local"] = {
   [demoImage.sha512]: { kind: "stored", path: "/images/tiny.qcow2" },
 };
 
-function machine(over: Partial<MachineSummary> = {}): MachineSummary {
-  return {
-    name: "analysis",
-    state: "stopped",
-    image: demoImage.title,
-    vcpus: 1,
-    memoryMib: 512,
-    sshPort: 2222,
-    workDir: null,
-    imageCertified: true,
-    proxyAttached: false,
-    ...over,
-  };
-}
+const machine = demoMachine;
 
 async function card(name = "analysis") {
   await screen.findByTestId("machines-list");
