@@ -181,9 +181,12 @@ fn machine_lifecycle_from_the_command_line() {
             && stderr.contains("console's last line"),
         "{stderr}"
     );
+    // Where KVM fails for real (a host whose probe guest runs but whose machines hit "KVM
+    // internal error"), an earlier start of this test fell back and doctor says why; the pause
+    // by hand must not be that reason.
     let doctor = String::from_utf8_lossy(&sloop.run(&["doctor"]).stdout).to_string();
     assert!(
-        !doctor.contains("stopped under KVM"),
+        !doctor.contains("paused (user)"),
         "a pause by hand is no reason to leave KVM: {doctor}"
     );
     virsh(&["resume", "sloop-cli-life"]);
