@@ -1,15 +1,21 @@
-//! A real machine from a test image: libvirt domain with a NoCloud seed, boot under the
-//! acceleration the host really supports (TCG here), SSH login with the host key Sloop gave it.
+//! A real machine from a test image: libvirt domain with a NoCloud seed, boot under TCG, SSH
+//! login with the host key Sloop gave it.
+//!
+//! TCG, not the probe's choice: this test assembles the domain by hand, without the product's
+//! fallback, and some hosts run the probe guest under KVM while real guests then stop with "KVM
+//! internal error". The product's path (try KVM, fall back to TCG) is exercised by the CLI's
+//! machine test and the E2E test.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sloop_core::host::{self, ShareKind, acceleration};
+use sloop_core::host::{self, ShareKind};
 use sloop_core::machine::domain::{DomainSpec, Share, choose_network};
 use sloop_core::machine::keys::{MachineKeys, public_openssh};
 use sloop_core::machine::seed::{self, Seed, WriteFile};
 use sloop_core::machine::{MachineState, disk, free_local_port, lifecycle};
 use sloop_core::ssh::{self, SshError};
+use sloop_core::types::Acceleration;
 
 use crate::support::{DomainGuard, ONE_VM_AT_A_TIME, TestImage, libvirt, sha512_file, test_image};
 
@@ -35,12 +41,8 @@ async fn boot_login_shutdown(kind: TestImage, boot_budget: Duration) {
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::write(shared.join("from-host.txt"), "written on the host\n").unwrap();
 
-    let qemu = host::qemu_binary().expect("qemu-system-x86_64");
-    let accel = acceleration::probe_cached(&qemu, &work.path().join("cache"))
-        .await
-        .unwrap()
-        .chosen
-        .expect("QEMU runs a guest");
+    host::qemu_binary().expect("qemu-system-x86_64");
+    let accel = Acceleration::Tcg;
     let machine = format!("it{}", std::process::id());
     let domain_name = format!("sloop-{machine}");
     let _guard = DomainGuard {
