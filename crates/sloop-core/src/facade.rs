@@ -720,19 +720,19 @@ impl Core {
             let credentials = proxy::UserCredentials::from_env();
             let now = OffsetDateTime::now_utc();
             let proxy_path = proxy::default_path();
-            let passphrase = if proxy_usable(&proxy_path, now) {
-                None
-            } else if proxy::needs_passphrase(&credentials.key).unwrap_or(false) {
-                keyring.recall(&credentials.key).ok().flatten()
-            } else {
-                None
-            };
-            bundle::sign::identity(
-                &proxy_path,
-                &credentials,
-                passphrase.as_ref().map(|p| p.as_str()),
-                now,
-            )
+            match bundle::sign::identity(&proxy_path, &credentials, None, now) {
+                // No valid proxy and an encrypted key: the passphrase the keyring remembers.
+                Err(bundle::sign::SignError::Proxy(ProxyError::PassphraseNeeded { .. })) => {
+                    let remembered = keyring.recall(&credentials.key).ok().flatten();
+                    bundle::sign::identity(
+                        &proxy_path,
+                        &credentials,
+                        remembered.as_ref().map(|p| p.as_str()),
+                        now,
+                    )
+                }
+                other => other,
+            }
         })
         .await?
         .map_err(BundleError::from)?)
@@ -830,19 +830,6 @@ impl Core {
         }
         pushed
     }
-}
-
-/// Whether the proxy at `path` is readable and valid at `now`.
-fn proxy_usable(path: &std::path::Path, now: OffsetDateTime) -> bool {
-    proxy::inspect::read(path)
-        .ok()
-        .flatten()
-        .is_some_and(|file| {
-            file.certificates.first().is_some_and(|c| {
-                crate::time_util::asn1_to_offset(c.not_before()) <= now
-                    && now < crate::time_util::asn1_to_offset(c.not_after())
-            })
-        })
 }
 
 /// The user's own DN, from their proxy or certificate, when either can be read: bundles they

@@ -127,7 +127,7 @@ pub async fn export(
     })?;
     let changes = scratch.path().join(format::OVERLAY);
     let machine_overlay = paths.machine_dir(name.as_str()).join(machine::OVERLAY);
-    let virtual_size = virtual_size(&machine_overlay).await?;
+    let virtual_size = virtual_size(&machine_overlay)?;
     let compression = overlay::compression().await;
     let mut meter = Meter::new(
         &task,
@@ -354,31 +354,19 @@ impl<R: std::io::Read> std::io::Read for Progressing<'_, R> {
     }
 }
 
-/// The disk size the machine sees.
-async fn virtual_size(overlay: &Path) -> Result<u64, BundleError> {
-    let mut first = Vec::with_capacity(overlay::HEADER_BYTES);
-    {
-        use std::io::Read as _;
-        std::fs::File::open(overlay)
-            .and_then(|f| f.take(overlay::HEADER_BYTES as u64).read_to_end(&mut first))
-            .map_err(|source| BundleError::Read {
-                file: overlay.to_path_buf(),
-                source,
-            })?;
-    }
-    // Bytes 24..32 of a qcow2 header: the virtual size, big-endian.
-    first
-        .get(24..32)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
-        .filter(|_| first.starts_with(b"QFI\xfb"))
-        .ok_or_else(|| BundleError::Read {
-            file: overlay.to_path_buf(),
-            source: std::io::Error::other("not a qcow2 image"),
-        })
+/// The disk size the machine sees, from its overlay's qcow2 header.
+fn virtual_size(overlay: &Path) -> Result<u64, BundleError> {
+    let unreadable = |source| BundleError::Read {
+        file: overlay.to_path_buf(),
+        source,
+    };
+    let head = overlay::read_head(overlay, 0, u64::MAX).map_err(unreadable)?;
+    overlay::virtual_size(&head)
+        .ok_or_else(|| unreadable(std::io::Error::other("not a qcow2 image")))
 }
 
-/// Writes out what `out` holds so far; used by tests that make hostile bundles.
+/// Writes a bundle of these members as they are, without checks, progress or `.partial`: for
+/// tests that forge bundles, and for tools that repack one.
 pub fn write_raw(
     out: &Path,
     manifest: &[u8],

@@ -423,6 +423,7 @@ async fn hash_member(
         source,
     })?;
     let (task, reporter, cancel) = (task.to_string(), reporter.clone(), cancel.clone());
+    let reader_file = file.to_path_buf();
     let file = file.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut meter = Meter::new(
@@ -441,7 +442,7 @@ async fn hash_member(
     })
     .await
     .map_err(|e| BundleError::Read {
-        file: PathBuf::new(),
+        file: reader_file,
         source: std::io::Error::other(e.to_string()),
     })?
 }

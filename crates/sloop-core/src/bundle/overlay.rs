@@ -96,7 +96,7 @@ pub fn parse_header(bytes: &[u8], base_sha512: &str) -> Result<Header, OverlayPr
     }
     let backing_offset = be64(bytes, 8)?;
     let backing_len = be32(bytes, 16)?;
-    let virtual_size = be64(bytes, 24)?;
+    let virtual_size = virtual_size(bytes).ok_or(OverlayProblem::NotQcow2)?;
     if be32(bytes, 32)? != 0 {
         return Err(OverlayProblem::Encrypted);
     }
@@ -164,6 +164,25 @@ pub fn parse_header(bytes: &[u8], base_sha512: &str) -> Result<Header, OverlayPr
     })
 }
 
+/// The first [`HEADER_BYTES`] (at most `len`) from `offset` of the file at `path`.
+pub fn read_head(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut first = Vec::with_capacity(HEADER_BYTES);
+    file.take(len.min(HEADER_BYTES as u64))
+        .read_to_end(&mut first)?;
+    Ok(first)
+}
+
+/// The virtual size in a qcow2 header's first bytes; `None` when they are not a qcow2 header.
+pub fn virtual_size(head: &[u8]) -> Option<u64> {
+    if head.get(..4) != Some(MAGIC) {
+        return None;
+    }
+    be64(head, 24).ok()
+}
+
 /// Where the overlay is, for `qemu-img info`.
 #[derive(Debug, Clone, Copy)]
 pub enum Location<'a> {
@@ -180,20 +199,11 @@ pub async fn check(
     base_sha512: &str,
     virtual_size: u64,
 ) -> Result<(), CheckError> {
-    let mut first = Vec::with_capacity(HEADER_BYTES);
     let (path, offset, len) = match location {
         Location::File(path) => (path, 0, u64::MAX),
         Location::Member(path, span) => (path, span.offset, span.len),
     };
-    {
-        use std::io::{Read as _, Seek as _};
-        let mut file = std::fs::File::open(path).map_err(CheckError::Io)?;
-        file.seek(std::io::SeekFrom::Start(offset))
-            .map_err(CheckError::Io)?;
-        file.take(len.min(HEADER_BYTES as u64))
-            .read_to_end(&mut first)
-            .map_err(CheckError::Io)?;
-    }
+    let first = read_head(path, offset, len).map_err(CheckError::Io)?;
     let header = parse_header(&first, base_sha512)?;
     if header.virtual_size != virtual_size {
         return Err(OverlayProblem::VirtualSize {
