@@ -35,7 +35,7 @@ pub fn client(anchors: &Path) -> Result<reqwest::Client, HttpError> {
     builder.build().map_err(HttpError::Build)
 }
 
-fn anchor_certificates(anchors: &Path) -> Vec<reqwest::Certificate> {
+pub(crate) fn anchor_certificates(anchors: &Path) -> Vec<reqwest::Certificate> {
     let Ok(entries) = std::fs::read_dir(anchors) else {
         return Vec::new();
     };

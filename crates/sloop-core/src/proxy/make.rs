@@ -9,8 +9,9 @@ use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{HasPublic, PKey, PKeyRef, Private};
 use openssl::rsa::Rsa;
+use openssl::x509::X509Req;
 use openssl::x509::extension::{ExtendedKeyUsage, KeyUsage};
 use openssl::x509::{X509, X509Extension, X509NameBuilder};
 use time::OffsetDateTime;
@@ -168,10 +169,10 @@ pub fn make(
     )
 }
 
-fn sign_proxy(
+fn sign_proxy<T: HasPublic>(
     issuer: &X509,
     issuer_key: &PKey<Private>,
-    proxy_key: &PKey<Private>,
+    proxy_key: &PKeyRef<T>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     limited: bool,
@@ -226,6 +227,53 @@ fn sign_proxy(
     )?;
     builder.sign(issuer_key, MessageDigest::sha256())?;
     Ok(builder.build())
+}
+
+/// A delegation: the RFC 3820 proxy a service asked for with `csr_pem` (a PKCS#10 request for a
+/// key only the service holds), signed by the user's proxy at `proxy`, valid as long as that
+/// proxy, followed by the proxy's chain (never its key). What ARC's `PUT /delegations/<id>`
+/// takes (grid-tech.md, arc-ce.md 6.2).
+pub fn delegate(proxy: &Path, csr_pem: &[u8], now: OffsetDateTime) -> Result<String, ProxyError> {
+    let file = super::inspect::read(proxy)?.ok_or_else(|| ProxyError::Read {
+        path: proxy.to_path_buf(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let issuer = &file.certificates[0];
+    let not_after = asn1_to_offset(issuer.not_after());
+    if now >= not_after {
+        return Err(ProxyError::Expired {
+            path: proxy.to_path_buf(),
+            not_after: rfc3339(not_after),
+        });
+    }
+    let bad_request = |e: openssl::error::ErrorStack| {
+        ProxyError::Delegation(format!(
+            "the site's request is not valid: {}",
+            openssl_reason(&e)
+        ))
+    };
+    let request = X509Req::from_pem(csr_pem).map_err(bad_request)?;
+    let public = request.public_key().map_err(bad_request)?;
+    if !request.verify(&public).map_err(bad_request)? {
+        return Err(ProxyError::Delegation(
+            "the site's request is not signed by its own key".into(),
+        ));
+    }
+    let signing_failed = |e: openssl::error::ErrorStack| ProxyError::Signing(openssl_reason(&e));
+    let delegated = sign_proxy(
+        issuer,
+        &file.key,
+        &public,
+        (now - BACKDATE).max(asn1_to_offset(issuer.not_before())),
+        not_after,
+        false,
+    )
+    .map_err(signing_failed)?;
+    let mut pem = delegated.to_pem().map_err(signing_failed)?;
+    for certificate in &file.certificates {
+        pem.extend_from_slice(&certificate.to_pem().map_err(signing_failed)?);
+    }
+    String::from_utf8(pem).map_err(|_| ProxyError::Signing("PEM is not text".into()))
 }
 
 /// The user's certificate, then any chain the file holds after it.

@@ -130,6 +130,10 @@ pub enum ProxyError {
     Lifetime(u64),
     #[error("cannot sign the proxy: {0}")]
     Signing(String),
+    #[error("your proxy {path} expired at {not_after}; make a new one with `sloop proxy init`")]
+    Expired { path: PathBuf, not_after: String },
+    #[error("cannot delegate your proxy: {0}")]
+    Delegation(String),
     #[error("{tool} could not make a VOMS proxy: {message}")]
     Tool { tool: &'static str, message: String },
     #[error("cannot write the proxy to {path}")]
