@@ -8,7 +8,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # Build: Rust -sys crates, Tauri/WebKitGTK. Run: libvirt, QEMU, ISO tool.
 # Tests: Xvfb + WebKitWebDriver, the test-image recipe's tools, debootstrap for the cloud-init image,
 # OpenSSH's client for the boot smoke tests; the grid tools that proxies are checked against (arcproxy,
-# voms-proxy-fake, voms-proxy-info); GNOME Keyring for the Secret Service passphrase test.
+# voms-proxy-fake, voms-proxy-info); GNOME Keyring for the Secret Service passphrase test; the test
+# grid site of scripts/arc-ce.sh: ARC's CE (A-REX) and the REST plugin of ARC's client tools.
 packages=(
   build-essential pkg-config curl file ca-certificates openssl libssl-dev libdbus-1-dev openssh-client
   libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils genisoimage
@@ -17,6 +18,7 @@ packages=(
   busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools fdisk e2fsprogs cpio xz-utils kmod zstd
   debootstrap shellcheck
   nordugrid-arc-client voms-clients gnome-keyring dbus-bin
+  nordugrid-arc-arex nordugrid-arc-plugins-arcrest
 )
 
 sudo=()
