@@ -1,0 +1,480 @@
+#!/bin/bash
+# sloop-vm-job.sh: runs one Sloop machine (a virtual machine) as a grid job.
+#
+# Sloop uploads this script with every job; the site runs it as the job's executable, as the
+# job's mapped (unprivileged) user, in the job's session directory. It needs no root and no
+# libvirt: it starts QEMU itself, and QEMU runs as the same user.
+#
+# Files it expects in the session directory (fixed names; it takes no paths from anyone):
+#   base           the certified base image (qcow2), staged by the CE; may be a symlink into the
+#                  CE cache. Opened read-only, never written.
+#   overlay.qcow2  the user's changes to the base (qcow2, regular file). Opened read-only.
+#   seed.iso       the cloud-init seed of this run (raw ISO, regular file). Opened read-only.
+#   analysis/      the uploaded inputs; shared into the machine (9p tag "work"); the machine
+#                  writes its outputs to analysis/output/.
+#
+# Arguments (written by Sloop into the job description):
+#   --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS
+#   [--interactive] [--keep-changes]
+#
+# Environment (set by the site's ENV/SLOOP-VM runtime environment, all optional):
+#   SLOOP_QEMU, SLOOP_QEMU_IMG  the QEMU programs (else found on PATH)
+#   SLOOP_ACCEL                 auto (default) | kvm | tcg
+#   X509_USER_PROXY, X509_CERT_DIR, X509_VOMS_DIR, X509_VOMSES: passed into the machine
+#                               (read-only share, see step 5)
+#
+# What it leaves: sloop-status (key=value lines), console.log (the machine's serial console),
+# qemu.log, monitor.log, sloop-endpoint (interactive), changes.qcow2 (--keep-changes), and
+# whatever the machine wrote into analysis/. Lines on stdout start with "sloop-job: ".
+#
+# Exit status: the command's own status (batch mode, as the machine reported it);
+#   64 bad arguments, 65 an image failed a check, 69 QEMU missing or unsuitable, 70 the machine
+#   stopped before the command finished, 71 a local file could not be made, 78 bad site setting,
+#   124 the time limit was reached, 143 the job was cancelled.
+
+set -u
+umask 077
+export LC_ALL=C
+
+# ---------------------------------------------------------------------------------------------
+# Output and status
+
+phase=starting mode=batch accel='' share_model='' port='' reason='' exit_code='' deadline=''
+
+say() { printf 'sloop-job: %s %s\n' "$(date +%T)" "$*"; }
+
+# Rewrites sloop-status atomically (a reader never sees half a file).
+write_status() {
+	{
+		echo "phase=$phase"
+		echo "mode=$mode"
+		[ -n "$accel" ] && echo "accel=$accel"
+		[ -n "$share_model" ] && echo "share=$share_model"
+		[ -n "$deadline" ] && echo "deadline=$deadline"
+		[ -n "$port" ] && echo "port=$port"
+		[ -n "$reason" ] && echo "reason=$reason"
+		[ -n "$exit_code" ] && echo "exit=$exit_code"
+		echo "updated=$(date +%s)"
+	} >.sloop-status.new 2>/dev/null && mv -f .sloop-status.new sloop-status 2>/dev/null
+}
+
+set_phase() {
+	phase=$1
+	write_status
+	say "phase=$phase${accel:+ accel=$accel}"
+}
+
+# fail CODE REASON: records the reason, ends the job (the EXIT trap stops QEMU and cleans up).
+fail() {
+	exit_code=$1
+	shift
+	reason=$(printf '%s' "$*" | tr '\n' ' ')
+	say "error: $reason"
+	phase=failed
+	write_status
+	exit "$exit_code"
+}
+
+usage() {
+	fail 64 "$* (usage: sloop-vm-job.sh --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS [--interactive] [--keep-changes])"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Arguments
+
+base_sum='' overlay_sum='' memory='' cpus='' walltime='' interactive=0 keep=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--base-sha512 | --overlay-sha512 | --memory | --cpus | --walltime)
+		[ $# -ge 2 ] || usage "$1 needs a value"
+		case $1 in
+		--base-sha512) base_sum=$2 ;;
+		--overlay-sha512) overlay_sum=$2 ;;
+		--memory) memory=$2 ;;
+		--cpus) cpus=$2 ;;
+		--walltime) walltime=$2 ;;
+		esac
+		shift 2
+		;;
+	--interactive) interactive=1 mode=interactive && shift ;;
+	--keep-changes) keep=1 && shift ;;
+	*) usage "unknown argument '$(printf '%.40s' "$1" | tr -c 'A-Za-z0-9_.=-' '?')'" ;;
+	esac
+done
+
+is_sha512() { [ ${#1} -eq 128 ] && case $1 in *[!0-9a-f]*) false ;; esac; }
+is_number() { [ -n "$1" ] && [ ${#1} -le 9 ] && case $1 in *[!0-9]*) false ;; esac; }
+
+is_sha512 "$base_sum" || usage "--base-sha512 must be 128 lower-case hex digits"
+is_sha512 "$overlay_sum" || usage "--overlay-sha512 must be 128 lower-case hex digits"
+{ is_number "$memory" && [ "$memory" -ge 128 ]; } || usage "--memory must be a number of MiB, at least 128"
+{ is_number "$cpus" && [ "$cpus" -ge 1 ] && [ "$cpus" -le 64 ]; } || usage "--cpus must be 1 to 64"
+is_number "$walltime" || usage "--walltime must be a number of seconds"
+
+# The machine is shut down cleanly this long before the batch system's limit: 10 % of the
+# wall time, at least 60 s (a clean power-off may take that long), at most 10 min.
+margin=$((walltime / 10))
+[ $margin -lt 60 ] && margin=60
+[ $margin -gt 600 ] && margin=600
+[ $((walltime - margin)) -ge 30 ] || usage "--walltime must be at least $((margin + 30)) s"
+started=$(date +%s)
+deadline=$((started + walltime - margin))
+
+# ---------------------------------------------------------------------------------------------
+# Clean-up: whatever happens, no QEMU of this job outlives this script.
+
+qemu_pid='' reader_pid='' stopped_cleanly=0
+
+qemu_running() { [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; }
+
+# Stops QEMU at once: SIGTERM (QEMU flushes its disks and exits), SIGKILL after 3 s.
+hard_stop() {
+	qemu_running || return 0
+	kill -TERM "$qemu_pid" 2>/dev/null
+	for _ in 1 2 3 4 5 6; do
+		qemu_running || return 0
+		sleep 0.5
+	done
+	kill -KILL "$qemu_pid" 2>/dev/null
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+	hard_stop
+	[ -n "$reader_pid" ] && kill "$reader_pid" 2>/dev/null
+	exec 3>&- 2>/dev/null
+	rm -f monitor.in monitor.out .sloop-status.new
+	rm -rf grid
+	if [ "$keep" = 1 ] && [ "$stopped_cleanly" = 1 ] && [ -f run.qcow2 ]; then
+		mv -f run.qcow2 changes.qcow2 && say "kept this run's changes in changes.qcow2"
+	fi
+	rm -f run.qcow2
+}
+trap cleanup EXIT
+
+# A cancelled job (batch system signal) stops the machine at once.
+# shellcheck disable=SC2317 # called by the traps below
+on_signal() {
+	fail 143 "stopped by signal $1 (job cancelled?)"
+}
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
+trap 'on_signal HUP' HUP
+
+# ---------------------------------------------------------------------------------------------
+# 1. Files and tools
+
+set_phase verifying
+session=$PWD
+
+for f in overlay.qcow2 seed.iso; do
+	[ -L "$f" ] && fail 65 "$f must be a regular file, not a symlink"
+	[ -f "$f" ] || fail 65 "$f is missing from the session directory"
+done
+{ [ -f base ] && [ -r base ]; } || fail 65 "the base image (file 'base') is missing or unreadable: was it staged?"
+[ -L analysis ] && fail 65 "analysis must be a directory, not a symlink"
+[ -e analysis ] || mkdir analysis || fail 71 "cannot make analysis/"
+[ -d analysis ] || fail 65 "analysis is not a directory"
+# Leftovers of an earlier attempt of this job (ARC can restart jobs), and a stale exit status
+# that may have come with the inputs: only this run's machine may write one.
+rm -rf run.qcow2 changes.qcow2 monitor.in monitor.out grid sloop-endpoint analysis/.sloop/exit-status
+
+qemu=${SLOOP_QEMU:-$(command -v qemu-system-x86_64)}
+qemu_img=${SLOOP_QEMU_IMG:-$(command -v qemu-img)}
+{ [ -n "$qemu" ] && [ -x "$qemu" ]; } || fail 69 "QEMU (qemu-system-x86_64) not found on this node; the site must install it or set SLOOP_QEMU in ENV/SLOOP-VM"
+{ [ -n "$qemu_img" ] && [ -x "$qemu_img" ]; } || fail 69 "qemu-img not found on this node; the site must install it or set SLOOP_QEMU_IMG"
+for t in sha512sum timeout mkfifo cmp; do
+	command -v "$t" >/dev/null || fail 69 "the tool '$t' is missing on this node"
+done
+"$qemu" -machine help 2>/dev/null | grep -q '^pc ' || fail 69 "$qemu has no 'pc' machine type"
+"$qemu" -device help 2>/dev/null | grep -q '"virtio-9p-pci"' || fail 69 "$qemu has no 9p support (virtio-9p-pci)"
+"$qemu" -netdev help 2>/dev/null | grep -qx 'user' || fail 69 "$qemu has no user-mode networking (-netdev user)"
+
+# qemu-img runs under a time limit and, where prlimit exists, a memory limit: the overlay is the
+# user's file and is read before it is trusted.
+limit=
+if command -v prlimit >/dev/null; then limit="prlimit --as=$((512 * 1024 * 1024))"; fi
+image_info() {
+	# shellcheck disable=SC2086 # $limit is empty or a command and its argument
+	$limit timeout 30 "$qemu_img" info --output=json -f qcow2 -U "$1" 2>&1
+}
+
+# ---------------------------------------------------------------------------------------------
+# 2. Checksums, before anything boots
+
+say "checking the SHA-512 of the base image and the overlay"
+got=$(sha512sum <base | cut -d' ' -f1) || fail 65 "cannot read the base image"
+# (The status line names the first 16 hex digits; this log names all of them.)
+if [ "$got" != "$base_sum" ]; then
+	say "base image SHA-512: expected $base_sum, got $got"
+	fail 65 "the base image's SHA-512 differs from the one the bundle names (expected ${base_sum:0:16}..., got ${got:0:16}...): the file at its URL changed"
+fi
+got=$(sha512sum <overlay.qcow2 | cut -d' ' -f1) || fail 65 "cannot read overlay.qcow2"
+if [ "$got" != "$overlay_sum" ]; then
+	say "overlay SHA-512: expected $overlay_sum, got $got"
+	fail 65 "overlay.qcow2's SHA-512 differs from the one the bundle names (expected ${overlay_sum:0:16}..., got ${got:0:16}...): the upload is damaged"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. Image checks (the JSON of qemu-img info; top-level keys are indented by 4 spaces)
+
+info=$(image_info overlay.qcow2) || fail 65 "overlay.qcow2 is not a usable qcow2 image: $info"
+printf '%s\n' "$info" | grep -q '^    "format": "qcow2",' || fail 65 "overlay.qcow2 is not a qcow2 image"
+printf '%s\n' "$info" | grep -q '"data-file"' && fail 65 "overlay.qcow2 names an external data file: refused"
+printf '%s\n' "$info" | grep -q '"encrypted": true' && fail 65 "overlay.qcow2 is encrypted: refused"
+printf '%s\n' "$info" | grep -q '"corrupt": true' && fail 65 "overlay.qcow2 is marked corrupt: refused"
+size=$(printf '%s\n' "$info" | sed -n 's/^    "virtual-size": \([0-9][0-9]*\),*$/\1/p')
+[ -n "$size" ] || fail 65 "cannot read the virtual size of overlay.qcow2"
+
+info=$(image_info base) || fail 65 "the base image is not a usable qcow2 image: $info"
+printf '%s\n' "$info" | grep -q '^    "format": "qcow2",' || fail 65 "the base image is not a qcow2 image"
+printf '%s\n' "$info" | grep -q '"backing-filename"' && fail 65 "the base image has a backing file of its own: refused"
+printf '%s\n' "$info" | grep -q '"data-file"' && fail 65 "the base image names an external data file: refused"
+printf '%s\n' "$info" | grep -q '"encrypted": true' && fail 65 "the base image is encrypted: refused"
+
+# ---------------------------------------------------------------------------------------------
+# 4. This run's disk: run.qcow2 holds only this run's writes. Its header names no backing file;
+#    the chain base <- overlay.qcow2 <- run.qcow2 is pinned on QEMU's command line below, so no
+#    backing name written in any header is ever followed.
+
+"$qemu_img" create -q -f qcow2 run.qcow2 "$size" >/dev/null || fail 71 "cannot create run.qcow2"
+
+# ---------------------------------------------------------------------------------------------
+# 5. The user's proxy, CA certificates, vomsdir and vomses, shared read-only into the machine (tag
+#    sloop-grid). The proxy copy is refreshed while the machine runs (a renewed delegation).
+
+mkdir -m 0700 grid || fail 71 "cannot make grid/"
+proxy_src=
+if [ -n "${X509_USER_PROXY:-}" ] && [ -r "$X509_USER_PROXY" ]; then
+	proxy_src=$X509_USER_PROXY
+elif [ -r sloop-proxy.pem ]; then
+	proxy_src=$session/sloop-proxy.pem
+fi
+
+# Copies the proxy if it changed, atomically (temporary name, then rename). Never prints it.
+refresh_proxy() {
+	[ -n "$proxy_src" ] || return 0
+	cmp -s "$proxy_src" grid/x509up 2>/dev/null && return 0
+	local what="copied for the machine"
+	[ -f grid/x509up ] && what="changed (renewed?), copied again"
+	if cp "$proxy_src" grid/.x509up.new 2>/dev/null && mv -f grid/.x509up.new grid/x509up; then
+		say "the user's proxy: $what"
+	fi
+}
+refresh_proxy
+[ -n "$proxy_src" ] || say "no proxy found (X509_USER_PROXY, sloop-proxy.pem): the machine gets none"
+certs=${X509_CERT_DIR:-/etc/grid-security/certificates}
+[ -d "$certs" ] && { cp -RL "$certs" grid/certificates 2>/dev/null || say "some CA certificates could not be copied"; }
+vomsdir=${X509_VOMS_DIR:-/etc/grid-security/vomsdir}
+[ -d "$vomsdir" ] && { cp -RL "$vomsdir" grid/vomsdir 2>/dev/null || say "some of vomsdir could not be copied"; }
+vomses=${X509_VOMSES:-/etc/vomses}
+[ -e "$vomses" ] && { cp -RL "$vomses" grid/vomses 2>/dev/null || say "vomses could not be copied"; }
+
+# ---------------------------------------------------------------------------------------------
+# 6. QEMU
+
+# The work share keeps the guest's owners and modes in extended attributes (mapped-xattr);
+# where the file system has no user xattrs, it falls back to security_model=none.
+xattr_probe() {
+	: >analysis/.sloop-xattr-probe || return 1
+	if command -v setfattr >/dev/null; then
+		setfattr -n user.sloop.probe -v 1 analysis/.sloop-xattr-probe 2>/dev/null
+	elif command -v python3 >/dev/null; then
+		python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.sloop.probe", b"1")' analysis/.sloop-xattr-probe 2>/dev/null
+	else
+		return 2
+	fi
+}
+xattr_probe
+case $? in
+0) share_model=mapped-xattr ;;
+2) share_model=mapped-xattr && say "cannot check for extended attributes (no setfattr or python3); assuming they work" ;;
+*) share_model=none && say "this file system has no user extended attributes: 9p share without owner mapping (security_model=none)" ;;
+esac
+rm -f analysis/.sloop-xattr-probe
+
+# Acceleration: KVM when this user may open /dev/kvm (site: add the mapped users to group kvm).
+case ${SLOOP_ACCEL:-auto} in
+auto)
+	if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		accel_args="-accel kvm -accel tcg,tb-size=256 -cpu max"
+	else
+		accel_args="-accel tcg,tb-size=256"
+	fi
+	;;
+kvm) accel_args="-accel kvm -cpu max" ;;
+tcg) accel_args="-accel tcg,tb-size=256" ;;
+*) fail 78 "SLOOP_ACCEL must be auto, kvm or tcg (ENV/SLOOP-VM parameter)" ;;
+esac
+
+# The QEMU monitor on a FIFO pair: commands go into monitor.in (held open here, read-write, so
+# a write never blocks), answers come out of monitor.out and are copied to monitor.log.
+mkfifo monitor.in monitor.out || fail 71 "cannot make the monitor FIFOs"
+exec 3<>monitor.in
+mon() { printf '%s\n' "$*" >&3; }
+
+# QEMU and the monitor reader die with this script even if it is SIGKILLed (parent death signal).
+pdeath=
+if command -v setpriv >/dev/null && setpriv --pdeathsig KILL true 2>/dev/null; then pdeath="setpriv --pdeathsig KILL"; fi
+: >monitor.log
+# shellcheck disable=SC2086
+$pdeath cat 0<>monitor.out >>monitor.log &
+reader_pid=$!
+
+# start_qemu [NETDEV-EXTRA]: starts QEMU in the background; sets qemu_pid.
+start_qemu() {
+	# shellcheck disable=SC2086 # $pdeath and $accel_args are lists of words
+	$pdeath "$qemu" -name sloop-job -machine pc $accel_args \
+		-m "$memory" -smp "$cpus" -nodefaults -no-user-config -display none -no-reboot \
+		-blockdev driver=file,filename=base,node-name=base-file,read-only=on \
+		-blockdev driver=qcow2,file=base-file,node-name=base,read-only=on \
+		-blockdev driver=file,filename=overlay.qcow2,node-name=ovl-file,read-only=on \
+		-blockdev driver=qcow2,file=ovl-file,backing=base,node-name=ovl,read-only=on \
+		-blockdev driver=file,filename=run.qcow2,node-name=run-file,discard=unmap \
+		-blockdev driver=qcow2,file=run-file,backing=ovl,node-name=run,discard=unmap \
+		-device virtio-blk-pci,drive=run \
+		-blockdev driver=file,filename=seed.iso,node-name=seed-file,read-only=on \
+		-blockdev driver=raw,file=seed-file,node-name=seed,read-only=on \
+		-device virtio-blk-pci,drive=seed \
+		-virtfs "local,path=analysis,mount_tag=work,security_model=$share_model" \
+		-virtfs local,path=grid,mount_tag=sloop-grid,security_model=none,readonly=on \
+		-netdev "user,id=net0$1" -device virtio-net-pci,netdev=net0,romfile= \
+		-object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 \
+		-chardev file,id=serial0,path=console.log -serial chardev:serial0 \
+		-chardev pipe,id=mon,path=monitor -mon chardev=mon,mode=readline \
+		>qemu.log 2>&1 &
+	qemu_pid=$!
+	# Up once the monitor has greeted us; or QEMU has already exited (bad option, busy port).
+	for _ in $(seq 1 60); do
+		grep -q 'monitor - type' monitor.log && return 0
+		qemu_running || return 1
+		sleep 0.5
+	done
+	qemu_running
+}
+
+set_phase booting
+if [ "$interactive" = 1 ]; then
+	# SSH of the machine on a free port of 127.0.0.1, found by trying.
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		port=$((20000 + RANDOM % 40000))
+		start_qemu ",hostfwd=tcp:127.0.0.1:$port-:22" && break
+		grep -q 'host forwarding' qemu.log || break
+		port=
+	done
+else
+	start_qemu ""
+fi
+qemu_running || fail 69 "QEMU did not start: $(tail -n 3 qemu.log | tr '\n' ' ')"
+
+# Which accelerator is really in use: ask QEMU.
+mon info kvm
+for _ in $(seq 1 20); do
+	grep -aq 'kvm support: ' monitor.log && break
+	sleep 0.5
+done
+case $(grep -ao 'kvm support: [a-z]*' monitor.log | tail -n 1) in
+*enabled) accel=kvm ;;
+*disabled) accel=tcg ;;
+*) accel=unknown ;;
+esac
+set_phase running
+say "QEMU $("$qemu" --version | head -n 1 | sed 's/^QEMU emulator version //'), $cpus vCPU, $memory MiB, accel $accel, work share $share_model; deadline $(date -d "@$deadline" 2>/dev/null || echo "$deadline")"
+if [ "$interactive" = 1 ]; then
+	endpoint="SLOOP-ENDPOINT host=$(hostname -f 2>/dev/null || hostname) port=$port"
+	echo "$endpoint"
+	echo "$endpoint" >sloop-endpoint
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 7. Wait for the machine, checking every 2 s for: the deadline, the CPU-time limit, a cancelled
+#    job (our parent process gone, or the session directory gone), a KVM failure, a new proxy.
+
+# stat_of PID: the fields of /proc/PID/stat after the command name (no ps needed): index 1 is
+# the parent process, 11 and 12 the CPU time used (user, system) in clock ticks.
+stat_of() {
+	local s
+	read -r s <"/proc/$1/stat" 2>/dev/null || return 1
+	read -r -a stat <<<"${s##*) }"
+}
+ppid_of() { stat_of "$1" && echo "${stat[1]}"; }
+# The batch system's job script is our parent; with ARC's GNU time accounting there is a
+# "time" process in between, and then the job script is our grandparent.
+parent=$(ppid_of $$) grandparent=
+[ "$(cat "/proc/$parent/comm" 2>/dev/null)" = time ] && grandparent=$(ppid_of "$parent")
+parent_gone() {
+	[ "$(ppid_of $$)" != "$parent" ] && return 0
+	[ -n "$grandparent" ] && [ "$(ppid_of "$parent")" != "$grandparent" ]
+}
+
+# The fork LRMS limits CPU time per process (ulimit -t), not wall time: QEMU spends it up to
+# (vCPUs + 1) times faster than the clock. Power off before QEMU would be killed by SIGXCPU.
+cpu_limit=$(ulimit -t)
+ticks=$(getconf CLK_TCK 2>/dev/null || echo 100)
+qemu_cpu_seconds() { stat_of "$qemu_pid" && echo $(((stat[11] + stat[12]) / ticks)); }
+
+cancel() { fail 143 "$1"; }
+
+powerdown_at=
+power_down() {
+	[ -n "$powerdown_at" ] && return 0
+	reason=$1
+	say "$reason: powering the machine off (ACPI), at most 60 s"
+	powerdown_at=$(date +%s)
+	set_phase stopping
+	mon system_powerdown
+}
+
+tick=0
+while qemu_running; do
+	sleep 2 &
+	wait $!
+	tick=$((tick + 1))
+	now=$(date +%s)
+	refresh_proxy
+	parent_gone && cancel "the job's parent process went away (job cancelled)"
+	[ -d "$session" ] || cancel "the session directory was removed (job cleaned)"
+	[ "$now" -ge "$deadline" ] && power_down "walltime reached"
+	if is_number "$cpu_limit"; then
+		used=$(qemu_cpu_seconds) && [ "$used" -ge $((cpu_limit - (cpus + 1) * margin)) ] &&
+			power_down "CPU-time limit (ulimit -t $cpu_limit) nearly reached"
+	fi
+	if [ "$accel" = kvm ] && [ $((tick % 10)) -eq 0 ]; then
+		mon info status
+		grep -aq 'internal-error' monitor.log &&
+			fail 70 "KVM stopped the machine (KVM internal error): this node's KVM cannot run it; the site can set SLOOP_ACCEL=tcg"
+	fi
+	if [ -n "$powerdown_at" ]; then
+		[ "$now" -ge $((powerdown_at + 60)) ] && mon quit
+		[ "$now" -ge $((powerdown_at + 66)) ] && hard_stop
+	fi
+done
+wait "$qemu_pid"
+qemu_rc=$?
+qemu_pid=
+
+# ---------------------------------------------------------------------------------------------
+# 8. Result
+
+stopped_cleanly=1
+[ $qemu_rc -eq 152 ] && reason="QEMU was killed by the CPU-time limit (SIGXCPU)" && stopped_cleanly=0
+status_file=analysis/.sloop/exit-status
+status=
+[ -f "$status_file" ] && read -r status <"$status_file"
+if is_number "$status" && [ "$status" -le 255 ]; then
+	exit_code=$status
+elif [ -n "$powerdown_at" ] || [ $qemu_rc -eq 152 ]; then
+	exit_code=124
+elif [ "$interactive" = 1 ]; then
+	exit_code=0
+else
+	exit_code=70
+	reason="the machine stopped before the command finished (no exit status in $status_file)"
+fi
+if [ "$exit_code" -ne 0 ] && [ -z "$reason" ]; then reason="the command exited with status $exit_code"; fi
+[ -n "$reason" ] && say "$reason"
+phase=failed
+[ "$exit_code" -eq 0 ] && phase='done'
+write_status
+say "phase=$phase exit=$exit_code after $(($(date +%s) - started)) s"
+exit "$exit_code"
