@@ -6,6 +6,9 @@
 //!
 //! Front ends parse, render and ask the user; they do not sequence core calls themselves.
 
+mod grid;
+pub use grid::RunLogs;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
@@ -62,6 +65,10 @@ pub enum CoreError {
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Passphrase(#[from] PassphraseError),
+    #[error(transparent)]
+    Site(#[from] crate::site::SiteError),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
     #[error("{0} is already running")]
     Busy(TaskId),
     #[error(

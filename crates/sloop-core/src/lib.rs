@@ -23,6 +23,8 @@ pub mod pki;
 pub mod programs;
 pub mod progress;
 pub mod proxy;
+pub mod run;
+pub mod site;
 pub mod ssh;
 pub mod time_util;
 pub mod types;

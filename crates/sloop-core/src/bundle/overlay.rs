@@ -87,6 +87,25 @@ pub const HEADER_BYTES: usize = 64 * 1024;
 /// Reads a qcow2 header from the first bytes of a file and refuses anything that would make
 /// QEMU open another file, or that Sloop does not need.
 pub fn parse_header(bytes: &[u8], base_sha512: &str) -> Result<Header, OverlayProblem> {
+    let header = parse_any(bytes)?;
+    match &header.backing {
+        None => Err(OverlayProblem::NoBacking),
+        Some(name) if name != base_sha512 => Err(OverlayProblem::ForeignBacking(name.clone())),
+        Some(_) => Ok(header),
+    }
+}
+
+/// Like [`parse_header`], for a layer that must name no backing file at all (a grid run's
+/// changes, whose chain Sloop sets itself).
+pub fn parse_unbacked(bytes: &[u8]) -> Result<Header, OverlayProblem> {
+    let header = parse_any(bytes)?;
+    match &header.backing {
+        None => Ok(header),
+        Some(name) => Err(OverlayProblem::ForeignBacking(name.clone())),
+    }
+}
+
+fn parse_any(bytes: &[u8]) -> Result<Header, OverlayProblem> {
     if bytes.get(..4) != Some(MAGIC) {
         return Err(OverlayProblem::NotQcow2);
     }
@@ -151,13 +170,6 @@ pub fn parse_header(bytes: &[u8], base_sha512: &str) -> Result<Header, OverlayPr
             .ok_or(OverlayProblem::Damaged("backing file name out of place"))?;
         Some(String::from_utf8_lossy(name).into_owned())
     };
-    match &backing {
-        None => return Err(OverlayProblem::NoBacking),
-        Some(name) if name != base_sha512 => {
-            return Err(OverlayProblem::ForeignBacking(name.clone()));
-        }
-        Some(_) => {}
-    }
     Ok(Header {
         virtual_size,
         backing,

@@ -1,0 +1,366 @@
+//! The grid workflows of [`Core`]: sites, and runs of machines at them (submit = bundle +
+//! seed + delegation + job + uploads; list and info ask the CE live; fetch brings outputs and,
+//! when kept, the run's changes back as a new machine).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::{Core, CoreError, TaskId};
+use crate::bundle::import::ImportRequest;
+use crate::machine;
+use crate::run::fetch::{self, Fetched};
+use crate::run::submit::{self, SubmitRequest};
+use crate::run::{self, RunError, RunRecord, RunView};
+use crate::site::{self, Site, SiteInfo};
+
+/// What a run's logs say so far.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub struct RunLogs {
+    pub run: String,
+    /// The VM job's own log (its stdout at the site).
+    pub job: Option<String>,
+    /// The machine's console.
+    pub console: Option<String>,
+    /// The command's output so far (batch runs).
+    pub command: Option<String>,
+}
+
+/// Most bytes of each log `run logs` shows.
+const LOG_BYTES: usize = 256 * 1024;
+
+impl Core {
+    fn proxy_path(&self) -> PathBuf {
+        crate::proxy::default_path()
+    }
+
+    /// The sites the user added.
+    pub async fn sites(&self) -> Result<Vec<Site>, CoreError> {
+        self.blocking(|paths, _| Ok(site::list(paths)?)).await
+    }
+
+    /// Adds a site (an ARC CE's REST endpoint).
+    pub async fn add_site(&self, name: &str, url: &str) -> Result<Site, CoreError> {
+        let (name, url) = (name.to_string(), url.to_string());
+        self.blocking(move |paths, _| Ok(site::add(paths, &name, &url, OffsetDateTime::now_utc())?))
+            .await
+    }
+
+    /// Removes a site from the list.
+    pub async fn remove_site(&self, name: &str) -> Result<Site, CoreError> {
+        let name = name.to_string();
+        self.blocking(move |paths, _| Ok(site::remove(paths, &name)?))
+            .await
+    }
+
+    /// Asks site `name`, with the user's proxy, how it is.
+    pub async fn site_info(&self, name: &str) -> Result<SiteInfo, CoreError> {
+        let site = site::get(&self.paths, name)?;
+        Ok(site::info(
+            &site,
+            &self.proxy_path(),
+            &self.config()?.ca_dir(),
+            OffsetDateTime::now_utc(),
+        )
+        .await?)
+    }
+
+    /// The task a submit of `machine` runs as.
+    pub fn submit_task(&self, machine: &str) -> TaskId {
+        TaskId(submit::task_name(machine))
+    }
+
+    /// Submits a machine to a site (`submit:<machine>`, cancellable).
+    pub async fn submit(&self, request: &SubmitRequest) -> Result<RunView, CoreError> {
+        let task = self.tasks.begin(self.submit_task(&request.machine))?;
+        let reporter = self.reporter();
+        let submitted = async {
+            let conn = self.connection().await?;
+            Ok(submit::submit(
+                &self.paths,
+                &self.config()?.ca_dir(),
+                &conn,
+                request,
+                &self.proxy_path(),
+                &reporter,
+                task.token(),
+                OffsetDateTime::now_utc(),
+            )
+            .await?)
+        }
+        .await;
+        self.finished(task.id(), &submitted);
+        let record: RunRecord = self.after(submitted).await?;
+        Ok(record.into())
+    }
+
+    /// Every run, newest first; when `live`, each unfinished one is first brought up to date
+    /// from its site (a site that cannot be asked leaves its runs as last seen).
+    pub async fn runs(&self, live: bool) -> Result<Vec<RunView>, CoreError> {
+        let mut runs = run::list(&self.paths);
+        if live {
+            let mut by_site: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, record) in runs.iter().enumerate() {
+                if record.ended.is_none() && record.job_id.is_some() {
+                    by_site.entry(record.site.clone()).or_default().push(i);
+                }
+            }
+            for (site_name, indices) in by_site {
+                match self.refresh_at(&site_name, &mut runs, &indices).await {
+                    Ok(()) => {}
+                    Err(error) => tracing::warn!(
+                        site = %site_name,
+                        error = %crate::error_chain(&error),
+                        "runs at this site not refreshed"
+                    ),
+                }
+            }
+        }
+        Ok(runs.into_iter().map(RunView::from).collect())
+    }
+
+    async fn refresh_at(
+        &self,
+        site_name: &str,
+        runs: &mut [RunRecord],
+        indices: &[usize],
+    ) -> Result<(), CoreError> {
+        let (client, _) = self.client_for(site_name, runs.get(indices[0]))?;
+        let states = client.states().await?;
+        let now = OffsetDateTime::now_utc();
+        for &i in indices {
+            let before = runs[i].clone();
+            run::refresh(&client, &mut runs[i], &states, now).await?;
+            if runs[i] != before {
+                run::save(&self.paths, &runs[i])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A client for a run's site: the site as added, else as the run recorded it (a site
+    /// removed from the list still serves its runs).
+    fn client_for(
+        &self,
+        site_name: &str,
+        record: Option<&RunRecord>,
+    ) -> Result<(site::arc::ArcClient, String), CoreError> {
+        let site = match site::get(&self.paths, site_name) {
+            Ok(site) => site,
+            Err(error) => match record {
+                Some(record) => Site {
+                    name: site_name.parse()?,
+                    url: record.site_url.clone(),
+                    added: record.created.clone(),
+                },
+                None => return Err(error.into()),
+            },
+        };
+        Ok(site::client(
+            &site,
+            &self.proxy_path(),
+            &self.config()?.ca_dir(),
+            OffsetDateTime::now_utc(),
+        )?)
+    }
+
+    /// Run `id`, brought up to date from its site when it has not ended.
+    pub async fn run_info(&self, id: &str) -> Result<RunView, CoreError> {
+        let mut record = run::load(&self.paths, id)?;
+        if record.ended.is_none() && record.job_id.is_some() {
+            let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
+            let states = client.states().await?;
+            run::refresh(&client, &mut record, &states, OffsetDateTime::now_utc()).await?;
+            run::save(&self.paths, &record)?;
+        }
+        Ok(record.into())
+    }
+
+    /// The run's logs so far: the job's, the machine's console, the command's output.
+    pub async fn run_logs(&self, id: &str) -> Result<RunLogs, CoreError> {
+        let record = run::load(&self.paths, id)?;
+        let Some(job) = record.job_id.clone() else {
+            return Ok(RunLogs {
+                run: record.id,
+                job: None,
+                console: None,
+                command: None,
+            });
+        };
+        let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
+        let text = |bytes: Option<Vec<u8>>| bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let command_log = format!("{}/{}", run::xrsl::ANALYSIS, run::guest::COMMAND_LOG);
+        Ok(RunLogs {
+            job: text(
+                client
+                    .read_small(&job, run::xrsl::STDOUT, LOG_BYTES)
+                    .await?,
+            ),
+            console: text(
+                client
+                    .read_small(&job, run::xrsl::CONSOLE_LOG, LOG_BYTES)
+                    .await?,
+            ),
+            command: text(client.read_small(&job, &command_log, LOG_BYTES).await?),
+            run: record.id,
+        })
+    }
+
+    /// Asks the site to stop run `id`; the VM job then powers its machine off.
+    pub async fn cancel_run(&self, id: &str) -> Result<RunView, CoreError> {
+        let record = run::load(&self.paths, id)?;
+        let Some(job) = record.job_id.clone() else {
+            return Err(RunError::Invalid(format!(
+                "run {id} never reached the site; remove it with `sloop run clean {id}`"
+            ))
+            .into());
+        };
+        let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
+        let replies = client.act("kill", &[&job]).await?;
+        if let Some(reply) = replies.first()
+            && reply.code >= 300
+            && reply.code != 404
+        {
+            return Err(crate::site::SiteError::Refused {
+                site: record.site.clone(),
+                reason: reply.reason.clone(),
+            }
+            .into());
+        }
+        tracing::info!(run = %id, "cancel asked");
+        self.run_info(id).await
+    }
+
+    /// Removes run `id` at its site (killing it first if it still runs) and here. Fetched
+    /// outputs stay where they were fetched to.
+    pub async fn clean_run(&self, id: &str) -> Result<(), CoreError> {
+        let record = run::load(&self.paths, id)?;
+        if let Some(job) = record.job_id.clone() {
+            let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
+            if record.ended.is_none() {
+                client.act("kill", &[&job]).await?;
+            }
+            let replies = client.act("clean", &[&job]).await?;
+            if let Some(reply) = replies.first()
+                && reply.code >= 300
+                && reply.code != 404
+            {
+                return Err(crate::site::SiteError::Refused {
+                    site: record.site.clone(),
+                    reason: reply.reason.clone(),
+                }
+                .into());
+            }
+        }
+        let dir = run::run_dir(&self.paths, id);
+        std::fs::remove_dir_all(&dir).map_err(|source| RunError::Write { path: dir, source })?;
+        tracing::info!(run = %id, "run cleaned");
+        Ok(())
+    }
+
+    /// Where a fetch of `record` goes unless the user says: `runs/<id>` in the machine's work
+    /// directory (so the outputs also appear in the local machine, at /analysis/runs/<id>),
+    /// else the run's folder in Sloop's data.
+    pub fn default_fetch_dir(&self, record: &RunRecord) -> PathBuf {
+        let work_dir = record
+            .machine
+            .parse()
+            .ok()
+            .and_then(|name| machine::load(&self.paths, &name).ok())
+            .and_then(|manifest| manifest.work_dir);
+        match work_dir {
+            Some(dir) => dir.join("runs").join(&record.id),
+            None => run::run_dir(&self.paths, &record.id).join("outputs"),
+        }
+    }
+
+    /// Fetches run `id`'s outputs and logs (`fetch:<id>`); with `keep_changes`, also its disk
+    /// changes, as a new machine `<machine>-from-<suffix>`.
+    pub async fn fetch_run(
+        &self,
+        id: &str,
+        to: Option<&Path>,
+        keep_changes: bool,
+    ) -> Result<Fetched, CoreError> {
+        let task = self.tasks.begin(TaskId::new("fetch", id))?;
+        let reporter = self.reporter();
+        let fetched = self
+            .fetch_inner(id, to, keep_changes, &reporter, task.token())
+            .await;
+        self.finished(task.id(), &fetched);
+        self.after(fetched).await
+    }
+
+    async fn fetch_inner(
+        &self,
+        id: &str,
+        to: Option<&Path>,
+        keep_changes: bool,
+        reporter: &crate::progress::Reporter,
+        cancel: &CancellationToken,
+    ) -> Result<Fetched, CoreError> {
+        let view = self.run_info(id).await?;
+        let mut record = view.record;
+        if record.ended.is_none() {
+            return Err(RunError::NotEnded {
+                id: id.to_string(),
+                state: record.state.clone().unwrap_or_else(|| "submitting".into()),
+            }
+            .into());
+        }
+        if keep_changes && !record.keep_changes {
+            return Err(RunError::NoChanges(id.to_string()).into());
+        }
+        let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
+        let dest = to
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.default_fetch_dir(&record));
+        let mut fetched = fetch::outputs(&client, &record, &dest, reporter, cancel).await?;
+        record.outputs = Some(fetched.dir.clone());
+        if keep_changes {
+            let dir = run::run_dir(&self.paths, id);
+            let changes = fetch::changes(
+                &client,
+                &record,
+                &dir.join("changes.qcow2"),
+                reporter,
+                cancel,
+            )
+            .await?;
+            let suffix = id.rsplit('-').next().unwrap_or(id);
+            let mut name = format!("{}-from-{suffix}", record.machine);
+            if name.len() > 32 {
+                name = format!("run-{suffix}");
+            }
+            let work_dir = record
+                .machine
+                .parse()
+                .ok()
+                .and_then(|n| machine::load(&self.paths, &n).ok())
+                .and_then(|m| m.work_dir);
+            let imported = self
+                .import(&ImportRequest {
+                    file: dir.join("bundle.sloop"),
+                    name: Some(name.clone()),
+                    work_dir,
+                    allow_unsigned: false,
+                    trust_signer: false,
+                })
+                .await?;
+            let overlay = self
+                .paths
+                .machine_dir(&imported.machine.name)
+                .join(machine::OVERLAY);
+            fetch::commit_changes(&changes, &overlay).await?;
+            let _ = std::fs::remove_file(&changes);
+            record.changed_machine = Some(imported.machine.name.clone());
+            fetched.changed_machine = Some(imported.machine.name);
+        }
+        run::save(&self.paths, &record)?;
+        Ok(fetched)
+    }
+}
