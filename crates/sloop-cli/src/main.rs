@@ -13,6 +13,7 @@ use sloop_core::paths::Paths;
 
 mod bundle;
 mod catalog;
+mod grid;
 mod image;
 mod machine;
 mod output;
@@ -65,6 +66,12 @@ enum Command {
     /// Your grid proxy: info, init (make one), attach to / detach from machines, watch.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
+    /// Grid sites (ARC Computing Elements): add, list, info, remove, and the RTE for admins.
+    #[command(subcommand)]
+    Site(grid::SiteCommand),
+    /// Machines running at grid sites: submit, list, info, logs, cancel, clean, fetch.
+    #[command(subcommand)]
+    Run(grid::RunCommand),
     /// Pull an image if needed, create a machine from it and start it, in one go.
     Launch {
         image: String,
@@ -247,6 +254,8 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::SshConfig => machine::ssh_config(ctx),
         Command::Proxy(command) => proxy::run(ctx, command).await,
         Command::Bundle(command) => bundle::run(ctx, command).await,
+        Command::Site(command) => grid::site(ctx, command).await,
+        Command::Run(command) => grid::run(ctx, command).await,
         Command::Launch {
             image,
             name,

@@ -6,6 +6,8 @@
 // Fixtures panic on failure by design: that is how the test using them fails.
 #![allow(clippy::unwrap_used)]
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -227,4 +229,54 @@ pub fn revoke(
         next_update,
     ];
     openssl(&[&["ca"], &base[..], &["-gencrl", "-out", crl], &dates[..]].concat());
+}
+
+/// A signed HEPiX image list naming one image, `image`, at `url`, endorsed by a fresh endorser
+/// whose fresh CA is installed in `dir/anchors`; the list is written to `dir/list.image_list`.
+/// Returns the list's path and the anchors folder (for `catalog add --ca-dir`).
+pub fn signed_list(image: &Path, url: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    const CA: &str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Endorser CA";
+    const ENDORSER: &str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Image Endorser";
+    let now = time::OffsetDateTime::now_utc();
+    let start = now.unix_timestamp() - 3600;
+    let end = now.unix_timestamp() + 10 * 86_400;
+    let spec = |subject, ca| CertificateSpec {
+        subject,
+        not_before: start,
+        not_after: end,
+        ca,
+        server_names: &[],
+    };
+    let ca = pki::issue(&spec(CA, true), None).unwrap();
+    let endorser = pki::issue(&spec(ENDORSER, false), Some(&ca)).unwrap();
+    let anchors = dir.join("anchors");
+    std::fs::create_dir_all(&anchors).unwrap();
+    pki::install_anchor(&anchors, &ca.certificate).unwrap();
+    let sha512 = sha512_file(image);
+    let size = std::fs::metadata(image).unwrap().len();
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let list = format!(
+        r#"{{"hv:imagelist": {{
+  "dc:date:created": "{created}", "dc:date:expires": "{expires}",
+  "dc:description": "A test list", "dc:identifier": "6f0e2a3c-0b1d-4c5e-8f9a-0123456789ab",
+  "dc:source": "sloop.invalid", "dc:title": "Grid test",
+  "hv:endorser": {{"hv:x509": {{"dc:creator": "Test", "hv:ca": "{CA}", "hv:dn": "{ENDORSER}",
+    "hv:email": "test@sloop.invalid"}}}},
+  "hv:images": [{{"hv:image": {{
+    "dc:description": "The test image", "dc:identifier": "{id}", "dc:title": "Grid test image",
+    "hv:format": "QCOW2", "hv:hypervisor": "QEMU,KVM", "hv:size": {size}, "hv:uri": "{url}",
+    "hv:version": "1", "sl:arch": "x86_64", "sl:checksum:sha512": "{sha512}",
+    "sl:comments": "", "sl:os": "Linux", "sl:osversion": "Debian 12"}}}}],
+  "hv:uri": "https://sloop.invalid/grid-test.image_list", "hv:version": "1"}}}}"#,
+        created = rfc3339(now - time::Duration::hours(1)),
+        expires = rfc3339(now + time::Duration::days(10)),
+        id = "0b5e7c1a-2d3f-4a6b-9c8d-7e6f5a4b3c2d",
+    );
+    let signed = pki::sign_smime(list.as_bytes(), &endorser).unwrap();
+    let path = dir.join("list.image_list");
+    std::fs::write(&path, signed).unwrap();
+    (path, anchors)
 }

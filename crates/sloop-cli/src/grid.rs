@@ -1,0 +1,403 @@
+//! `sloop site …` (grid sites: ARC CEs) and `sloop run …` (machines running at them).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sloop_core::TaskId;
+use sloop_core::run::submit::SubmitRequest;
+use sloop_core::run::{RunPhase, RunView};
+use sloop_core::site::SiteInfo;
+
+use crate::{Context, output, progress};
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum SiteCommand {
+    /// Add a site: an ARC CE's REST endpoint, e.g. https://ce.example.org/arex.
+    Add { name: String, url: String },
+    /// The sites you added.
+    List,
+    /// Ask a site (with your proxy) how it is: health, queues, free slots, limits, and whether
+    /// it runs Sloop's VM jobs.
+    Info { name: String },
+    /// Remove a site from the list (its runs stay until cleaned).
+    Remove { name: String },
+    /// Print the runtime environment script ENV/SLOOP-VM for a site's admins.
+    Rte,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum RunCommand {
+    /// Send a machine (stopped) to a grid site: only its changes travel; the site fetches and
+    /// caches the certified base itself.
+    Submit(SubmitArgs),
+    /// Your runs, with their state asked live from the sites.
+    List,
+    /// One run, asked live from its site.
+    Info { run: String },
+    /// The run's logs so far: the VM job's, the machine's console, the command's output.
+    Logs { run: String },
+    /// Ask the site to stop the run.
+    Cancel { run: String },
+    /// Remove the run at its site and here (fetched outputs stay).
+    Clean { run: String },
+    /// Bring a finished run's outputs back (default: runs/RUN in the machine's work directory).
+    Fetch {
+        run: String,
+        /// The folder to write (made; must not exist).
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Also bring back the run's disk changes, as a new machine NAME-from-…
+        #[arg(long)]
+        keep_changes: bool,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct SubmitArgs {
+    machine: String,
+    /// The site (see `sloop site list`).
+    #[arg(long)]
+    site: String,
+    /// What to run, as the machine's user in /analysis (a shell command line). Without one, the
+    /// machine stays up for a debug shell until powered off or its wall time is nearly up.
+    #[arg(long)]
+    command: Option<String>,
+    /// A file or folder copied to /analysis (repeat for more).
+    #[arg(long = "input")]
+    inputs: Vec<PathBuf>,
+    /// Wall time, e.g. 90m, 2h, 1d (default 1h).
+    #[arg(long)]
+    walltime: Option<String>,
+    /// Virtual CPUs (default: the machine's).
+    #[arg(long)]
+    cpus: Option<u32>,
+    /// Memory, e.g. 2048, 2G, 512M (default: the machine's).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Return the run's disk changes too, so `sloop run fetch --keep-changes` can make a machine
+    /// of them.
+    #[arg(long)]
+    keep_changes: bool,
+}
+
+fn memory_mib(text: &str) -> anyhow::Result<u32> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, factor) = if let Some(n) = lower.strip_suffix('g') {
+        (n, 1024)
+    } else if let Some(n) = lower.strip_suffix('m') {
+        (n, 1)
+    } else {
+        (lower.as_str(), 1)
+    };
+    digits
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| anyhow::anyhow!("memory {text:?} is not valid; use e.g. 2048, 2G or 512M"))
+}
+
+pub(crate) async fn site(ctx: &Context, command: SiteCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SiteCommand::Add { name, url } => {
+            let site = ctx.core.add_site(&name, &url).await?;
+            if ctx.json {
+                output::json(&site)?;
+            } else {
+                output::text(&format!(
+                    "Added site {} at {}.\nAsk it how it is with: sloop site info {}\n",
+                    site.name, site.url, site.name
+                ));
+            }
+        }
+        SiteCommand::List => {
+            let sites = ctx.core.sites().await?;
+            if ctx.json {
+                output::json(&sites)?;
+            } else if sites.is_empty() {
+                output::text("No sites yet; add one with: sloop site add NAME URL\n");
+            } else {
+                let mut out = format!("{:<20} {}\n", "NAME", "URL");
+                for site in &sites {
+                    out.push_str(&format!("{:<20} {}\n", site.name.to_string(), site.url));
+                }
+                output::text(&out);
+            }
+        }
+        SiteCommand::Info { name } => {
+            let info = ctx.core.site_info(&name).await?;
+            if ctx.json {
+                output::json(&info)?;
+            } else {
+                output::text(&render_site(&info));
+            }
+        }
+        SiteCommand::Remove { name } => {
+            let site = ctx.core.remove_site(&name).await?;
+            if ctx.json {
+                output::json(&site)?;
+            } else {
+                output::text(&format!("Removed site {}.\n", site.name));
+            }
+        }
+        SiteCommand::Rte => output::text(sloop_core::run::submit::RTE_SCRIPT),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_site(info: &SiteInfo) -> String {
+    let mut out = format!(
+        "site        {}\nurl         {}\nREST        {}\nhealth      {}{}\nyou are     {}\nVM jobs     {}\n",
+        info.site.name,
+        info.site.url,
+        info.rest_versions.join(", "),
+        info.health,
+        info.health_info
+            .as_deref()
+            .map(|i| format!(" ({i})"))
+            .unwrap_or_default(),
+        info.identity,
+        if info.offers_vm_jobs {
+            format!("yes ({})", sloop_core::site::RTE_NAME)
+        } else {
+            format!(
+                "no: {} is not enabled; its admins can enable it (docs/site-admins.md)",
+                sloop_core::site::RTE_NAME
+            )
+        }
+    );
+    let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    if !info.queues.is_empty() {
+        out.push_str(&format!(
+            "\n{:<16} {:<12} {:>6} {:>8} {:>8} {:>12} {:>10}\n",
+            "QUEUE", "STATE", "FREE", "RUNNING", "WAITING", "MAX WALL", "MAX MEM"
+        ));
+        for q in &info.queues {
+            out.push_str(&format!(
+                "{:<16} {:<12} {:>6} {:>8} {:>8} {:>12} {:>10}\n",
+                q.name,
+                q.state.as_deref().unwrap_or("-"),
+                n(q.free_slots),
+                n(q.running),
+                n(q.waiting),
+                q.max_wall_time
+                    .map(|s| format!("{}h{:02}m", s / 3600, s % 3600 / 60))
+                    .unwrap_or_else(|| "-".into()),
+                q.max_memory_mib
+                    .map(|m| format!("{m}MiB"))
+                    .unwrap_or_else(|| "-".into()),
+            ));
+        }
+    }
+    out
+}
+
+fn phase(view: &RunView) -> &'static str {
+    match view.phase {
+        RunPhase::Submitting => "submitting",
+        RunPhase::Queued => "queued",
+        RunPhase::Running => "running",
+        RunPhase::Finished => "finished",
+        RunPhase::Failed => "failed",
+        RunPhase::Killed => "killed",
+        RunPhase::Gone => "gone",
+    }
+}
+
+fn render_run(view: &RunView) -> String {
+    let r = &view.record;
+    let mut out = format!(
+        "run         {}\nmachine     {}\nsite        {} ({})\nstate       {}{}\n",
+        r.id,
+        r.machine,
+        r.site,
+        r.site_url,
+        phase(view),
+        r.state
+            .as_deref()
+            .map(|s| format!(" (site: {s})"))
+            .unwrap_or_default()
+    );
+    let mut line = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push_str(&format!("{k:<11} {v}\n"));
+        }
+    };
+    line("job", r.job_id.clone());
+    line(
+        "command",
+        Some(
+            r.command
+                .clone()
+                .unwrap_or_else(|| "(interactive: stays up for a debug shell)".into()),
+        ),
+    );
+    line(
+        "inputs",
+        (!r.inputs.is_empty()).then(|| r.inputs.join(", ")),
+    );
+    line(
+        "resources",
+        Some(format!(
+            "{} vCPU, {} MiB, wall time {} min",
+            r.resources.cpus,
+            r.resources.memory_mib,
+            r.resources.walltime_secs / 60
+        )),
+    );
+    line("accel", r.accel.clone());
+    line("exit", r.exit_code.map(|c| c.to_string()));
+    line("reason", r.reason.clone());
+    line("created", Some(r.created.clone()));
+    line("submitted", r.submitted.clone());
+    line("ended", r.ended.clone());
+    line("outputs", r.outputs.clone());
+    line("machine↩", r.changed_machine.clone());
+    out
+}
+
+pub(crate) async fn run(ctx: &Context, command: RunCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RunCommand::Submit(args) => {
+            let walltime_secs = args
+                .walltime
+                .as_deref()
+                .map(|w| {
+                    sloop_core::proxy::parse_lifetime(w)
+                        .map(|d| d.as_secs())
+                        .map_err(|_| {
+                            anyhow::anyhow!("wall time {w:?} is not valid; use e.g. 90m, 2h or 1d")
+                        })
+                })
+                .transpose()?;
+            let request = SubmitRequest {
+                machine: args.machine.clone(),
+                site: args.site,
+                command: args.command,
+                inputs: args.inputs,
+                walltime_secs,
+                cpus: args.cpus,
+                memory_mib: args.memory.as_deref().map(memory_mib).transpose()?,
+                keep_changes: args.keep_changes,
+            };
+            let follow = progress::Follow::start(ctx, Some(ctx.core.submit_task(&args.machine)));
+            let submitted = ctx.core.submit(&request).await;
+            follow.end().await;
+            let view = submitted?;
+            if ctx.json {
+                output::json(&view)?;
+            } else {
+                output::text(&format!(
+                    "Submitted {} to site {} as run {} (job {}).\nFollow it with: sloop run info {}\n",
+                    view.record.machine,
+                    view.record.site,
+                    view.record.id,
+                    view.record.job_id.as_deref().unwrap_or("-"),
+                    view.record.id
+                ));
+            }
+        }
+        RunCommand::List => {
+            let runs = ctx.core.runs(true).await?;
+            if ctx.json {
+                output::json(&runs)?;
+            } else if runs.is_empty() {
+                output::text(
+                    "No runs yet; send a machine with: sloop run submit MACHINE --site SITE\n",
+                );
+            } else {
+                let mut out = format!(
+                    "{:<28} {:<12} {:<10} {:<11} {:<5} {}\n",
+                    "RUN", "MACHINE", "SITE", "STATE", "ACCEL", "CREATED"
+                );
+                for view in &runs {
+                    let r = &view.record;
+                    out.push_str(&format!(
+                        "{:<28} {:<12} {:<10} {:<11} {:<5} {}\n",
+                        r.id,
+                        r.machine,
+                        r.site,
+                        phase(view),
+                        r.accel.as_deref().unwrap_or("-"),
+                        r.created
+                    ));
+                }
+                output::text(&out);
+            }
+        }
+        RunCommand::Info { run } => {
+            let view = ctx.core.run_info(&run).await?;
+            if ctx.json {
+                output::json(&view)?;
+            } else {
+                output::text(&render_run(&view));
+            }
+        }
+        RunCommand::Logs { run } => {
+            let logs = ctx.core.run_logs(&run).await?;
+            if ctx.json {
+                output::json(&logs)?;
+            } else {
+                for (title, text) in [
+                    ("VM job", &logs.job),
+                    ("console", &logs.console),
+                    ("command", &logs.command),
+                ] {
+                    output::text(&format!("==> {title} <==\n"));
+                    output::text(text.as_deref().unwrap_or("(nothing yet)\n"));
+                    if text.as_deref().is_some_and(|t| !t.ends_with('\n')) {
+                        output::text("\n");
+                    }
+                }
+            }
+        }
+        RunCommand::Cancel { run } => {
+            let view = ctx.core.cancel_run(&run).await?;
+            if ctx.json {
+                output::json(&view)?;
+            } else {
+                output::text(&format!(
+                    "Asked site {} to stop run {} (now {}).\n",
+                    view.record.site,
+                    view.record.id,
+                    phase(&view)
+                ));
+            }
+        }
+        RunCommand::Clean { run } => {
+            ctx.core.clean_run(&run).await?;
+            if ctx.json {
+                output::json(&serde_json::json!({ "cleaned": run }))?;
+            } else {
+                output::text(&format!("Removed run {run} at its site and here.\n"));
+            }
+        }
+        RunCommand::Fetch {
+            run,
+            to,
+            keep_changes,
+        } => {
+            let follow = progress::Follow::start(ctx, Some(TaskId::new("fetch", &run)));
+            let fetched = ctx.core.fetch_run(&run, to.as_deref(), keep_changes).await;
+            follow.end().await;
+            let fetched = fetched?;
+            if ctx.json {
+                output::json(&fetched)?;
+            } else {
+                output::text(&format!(
+                    "Fetched {} files ({}) of run {} into {}.\n",
+                    fetched.files.len(),
+                    output::bytes(fetched.bytes),
+                    fetched.run,
+                    fetched.dir
+                ));
+                if let Some(machine) = &fetched.changed_machine {
+                    output::text(&format!(
+                        "The run's changes are in the new machine {machine}: sloop machine start {machine}\n"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,466 @@
+//! Run on grid, through the `sloop` binary, against the project's real test site: an ARC 6.17 CE
+//! on loopback (`scripts/arc-ce.sh`, started once and shared by these tests; `scripts/test.sh`
+//! stops it), the base served by a real HTTPS server on loopback that logs every request, and a
+//! second HTTPS server that accepts only the user's proxy (grid client-certificate auth).
+//!
+//! The whole path: a machine from a signed list whose image lives at that HTTPS URL gets a marker
+//! in its root disk and "user software" (`/usr/local/bin/analyse`); `run submit` sends only its
+//! changes; the site fetches and caches the base; the VM job verifies it, boots the machine under
+//! QEMU as the site's mapped user, runs the command with the delegated proxy in place; `run
+//! fetch` brings back what the command saw and the file it fetched with the proxy, and
+//! `--keep-changes` a machine holding what the run wrote. A second, interactive run does not
+//! fetch the base again, and its cancel leaves no QEMU; `run clean` removes it at the site.
+//! Refusals (no proxy, expired proxy, a stranger, a host certificate from another CA, bad
+//! input) leave nothing behind.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sloop_testkit::TestImage;
+use sloop_testkit::serve::FileServer;
+
+use crate::support::{Cleanup, Sloop, one_vm_at_a_time};
+
+const MACHINE: &str = "grid-m";
+
+/// The test CE's `export` lines, as a map.
+fn ce() -> &'static HashMap<String, String> {
+    static CE: OnceLock<HashMap<String, String>> = OnceLock::new();
+    CE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sloop-test-ce");
+        let script = sloop_testkit::repo_root().join("scripts/arc-ce.sh");
+        let out = std::process::Command::new(&script)
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} start: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}
+
+fn var(name: &str) -> PathBuf {
+    PathBuf::from(
+        ce().get(name)
+            .unwrap_or_else(|| panic!("arc-ce.sh printed no {name}")),
+    )
+}
+
+/// A Sloop home for the CE's user (or the stranger): the CE's CA as grid trust anchor, the
+/// user's certificate and unencrypted key, the proxy in the home's folder.
+fn user(dir: &Path, name: &str, who: &str) -> Sloop {
+    let (cert, key) = match who {
+        "user" => ("SLOOP_TEST_CE_USERCERT", "SLOOP_TEST_CE_USERKEY"),
+        _ => ("SLOOP_TEST_CE_STRANGER_CERT", "SLOOP_TEST_CE_STRANGER_KEY"),
+    };
+    let home = dir.join(name);
+    Sloop {
+        env: vec![
+            ("X509_USER_PROXY", dir.join(format!("{name}-proxy"))),
+            ("X509_CERT_DIR", var("X509_CERT_DIR")),
+            ("X509_VOMS_DIR", dir.join("vomsdir")),
+            ("X509_USER_CERT", var(cert)),
+            ("X509_USER_KEY", var(key)),
+        ],
+        home,
+    }
+}
+
+fn proxy_init(sloop: &Sloop, valid: &str) {
+    let out = sloop
+        .command(&["proxy", "init", "--valid", valid, "--passphrase-stdin"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "proxy init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `sloop ARGS` must fail with exit status 2 (bad input, refused) and print `needle`.
+fn refused(sloop: &Sloop, args: &[&str], needle: &str) -> String {
+    let out = sloop.run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && stderr.contains(needle),
+        "sloop {args:?}: {:?}\n{stderr}",
+        out.status
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+#[test]
+fn sites_are_asked_with_the_users_proxy_and_refusals_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = ce()["SLOOP_TEST_CE_URL"].clone();
+    let a = user(dir.path(), "a", "user");
+    refused(
+        &a,
+        &["site", "add", "test", "http://localhost:1/arex"],
+        "https",
+    );
+    a.ok(&["site", "add", "test", &url]);
+    refused(&a, &["site", "add", "test", &url], "test");
+    refused(&a, &["site", "info", "test"], "proxy");
+    proxy_init(&a, "12h");
+    let info = a.json(&["site", "info", "test"]);
+    assert_eq!(info["health"], "ok", "{info}");
+    assert_eq!(info["offersVmJobs"], true, "{info}");
+    assert_eq!(info["identity"], "/DC=org/DC=sloop-test/CN=Sloop Test User");
+    assert!(info["queues"][0]["name"].is_string(), "{info}");
+    assert!(a.ok(&["site", "rte"]).contains("SLOOP_QEMU"));
+
+    // A stranger (same CA, not authorised at the site).
+    let s = user(dir.path(), "s", "stranger");
+    s.ok(&["site", "add", "test", &url]);
+    proxy_init(&s, "12h");
+    refused(&s, &["site", "info", "test"], "refuses");
+
+    // The site's host certificate from a CA this user does not trust.
+    let other = sloop_testkit::GridUser::new();
+    let mut b = user(dir.path(), "a", "user");
+    for (name, value) in &mut b.env {
+        if *name == "X509_CERT_DIR" {
+            *value = other.anchors.clone();
+        }
+    }
+    refused(&b, &["site", "info", "test"], "certificate");
+
+    // A site that is down.
+    a.ok(&["site", "add", "down", "https://localhost:9/arex"]);
+    refused(&a, &["site", "info", "down"], "does not answer");
+    a.ok(&["site", "remove", "down"]);
+    assert_eq!(a.json(&["site", "list"]).as_array().unwrap().len(), 1);
+}
+
+/// Polls `run info` until the run has ended (or `until` says stop); the last view.
+fn wait_run(sloop: &Sloop, id: &str, limit: Duration, until: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let view = sloop.json(&["run", "info", id]);
+        if until(&view) {
+            return view;
+        }
+        if start.elapsed() > limit {
+            let logs = sloop.run(&["run", "logs", id]);
+            panic!(
+                "run {id} after {limit:?}: {view}\nlogs: {}\n{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+fn ended(view: &Value) -> bool {
+    matches!(
+        view["phase"].as_str(),
+        Some("finished" | "failed" | "killed" | "gone")
+    )
+}
+
+/// PIDs of QEMU processes whose working directory is `session`.
+fn qemus_in(session: &Path) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("qemu-system")
+            && std::fs::read_link(entry.path().join("cwd")).ok().as_deref() == Some(session)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_modified_machine_runs_at_the_site_and_its_outputs_come_back() {
+    let _turn = one_vm_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let ce_dir = var("SLOOP_TEST_CE_DIR");
+    let (hostcert, hostkey) = (var("SLOOP_TEST_CE_HOSTCERT"), var("SLOOP_TEST_CE_HOSTKEY"));
+
+    // The base at an HTTPS URL of its list (the CE fetches it from there); a grid data server
+    // that accepts only the user's proxy.
+    let image = sloop_testkit::test_image(TestImage::Cloud);
+    let base_server = FileServer::start(
+        &hostcert,
+        &hostkey,
+        None,
+        HashMap::from([("base.qcow2".to_string(), image.clone())]),
+    );
+    let grid_file = dir.path().join("grid-file.txt");
+    std::fs::write(&grid_file, "grid data for the test user\n").unwrap();
+    let data_server = FileServer::start(
+        &hostcert,
+        &hostkey,
+        Some(&var("SLOOP_TEST_CE_CA_CERT")),
+        HashMap::from([("grid-file.txt".to_string(), grid_file)]),
+    );
+    let (list, anchors) = sloop_testkit::signed_list(
+        &image,
+        &format!("https://localhost:{}/base.qcow2", base_server.port),
+        dir.path(),
+    );
+
+    let a = user(dir.path(), "a", "user");
+    let _cleanup = Cleanup(&a, &[MACHINE]);
+    // A proxy that expires while the run goes: refused before anything is made, at the end.
+    let late = user(dir.path(), "late", "user");
+    proxy_init(&late, "00:01");
+
+    a.ok(&[
+        "catalog",
+        "add",
+        list.to_str().unwrap(),
+        "--ca-dir",
+        anchors.to_str().unwrap(),
+    ]);
+    let identifier = a.json(&["image", "list"])[0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    proxy_init(&a, "12h");
+    a.ok(&["site", "add", "test", &ce()["SLOOP_TEST_CE_URL"]]);
+    a.ok(&[
+        "launch",
+        &identifier,
+        "--name",
+        MACHINE,
+        "--vcpus",
+        "1",
+        "--memory",
+        "1024",
+        "--disk",
+        "4",
+    ]);
+    // The laptop's own pull of the base; from here on, GETs are the site's.
+    let pulled = base_server.gets("/base.qcow2");
+    assert_eq!(pulled, 1, "{:?}", base_server.requests());
+    let marker = format!("marker-{}", std::process::id());
+    let analyse = format!(
+        r#"#!/bin/sh
+# Test "user software": what the machine saw at the site, and a file read with the proxy.
+set -e
+mkdir -p /analysis/output
+{{ cat /marker; cat /analysis/data.txt; openssl x509 -noout -subject -nameopt compat -in "$X509_USER_PROXY"; }} >/analysis/output/seen
+printf 'GET /grid-file.txt HTTP/1.0\r\nHost: localhost\r\n\r\n' |
+  openssl s_client -quiet -connect 10.0.2.2:{port} -servername localhost -verify_return_error \
+    -CApath "$X509_CERT_DIR" -cert "$X509_USER_PROXY" -key "$X509_USER_PROXY" -cert_chain "$X509_USER_PROXY" \
+    >/analysis/output/fetched 2>/analysis/output/fetch.log
+echo written-at-the-site >"$HOME/from-the-grid"
+"#,
+        port = data_server.port
+    );
+    let encoded = analyse
+        .bytes()
+        .map(|b| format!("\\{b:03o}"))
+        .collect::<String>();
+    a.ok(&[
+        "shell",
+        MACHINE,
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "cloud-init status --wait >/dev/null; echo {marker} | sudo tee /marker >/dev/null && printf '{encoded}' | sudo tee /usr/local/bin/analyse >/dev/null && sudo chmod 755 /usr/local/bin/analyse && sync"
+        ),
+    ]);
+    a.ok(&["machine", "stop", MACHINE]);
+    let data = dir.path().join("data.txt");
+    std::fs::write(&data, "input-for-the-run\n").unwrap();
+
+    // Bad input is refused before anything is made.
+    refused(
+        &a,
+        &[
+            "run",
+            "submit",
+            MACHINE,
+            "--site",
+            "test",
+            "--input",
+            "/nonexistent/x",
+        ],
+        "/nonexistent/x",
+    );
+    refused(
+        &a,
+        &["run", "submit", MACHINE, "--site", "nowhere"],
+        "nowhere",
+    );
+    assert_eq!(a.json(&["run", "list"]).as_array().unwrap().len(), 0);
+
+    let submitted = a.json(&[
+        "run",
+        "submit",
+        MACHINE,
+        "--site",
+        "test",
+        "--command",
+        "analyse",
+        "--input",
+        data.to_str().unwrap(),
+        "--walltime",
+        "30m",
+        "--memory",
+        "1024",
+        "--keep-changes",
+    ]);
+    let id = submitted["id"].as_str().unwrap().to_string();
+    assert!(submitted["jobId"].is_string(), "{submitted}");
+    let view = wait_run(&a, &id, Duration::from_secs(1200), ended);
+    let logs = a.ok(&["run", "logs", &id]);
+    assert_eq!(view["phase"], "finished", "{view}\n{logs}");
+    assert_eq!(view["exitCode"], 0, "{view}");
+    assert!(view["accel"].is_string(), "{view}");
+
+    let out = dir.path().join("out");
+    let fetched = a.json(&[
+        "run",
+        "fetch",
+        &id,
+        "--to",
+        out.to_str().unwrap(),
+        "--keep-changes",
+    ]);
+    let seen = std::fs::read_to_string(out.join("output/seen")).unwrap();
+    assert!(seen.contains(&marker), "{seen}");
+    assert!(seen.contains("input-for-the-run"), "{seen}");
+    assert!(
+        seen.contains("/DC=org/DC=sloop-test/CN=Sloop Test User/CN="),
+        "the proxy's subject: {seen}"
+    );
+    let got = std::fs::read_to_string(out.join("output/fetched")).unwrap_or_default();
+    assert!(
+        got.contains("grid data for the test user"),
+        "fetched with the proxy: {got}\n{}",
+        std::fs::read_to_string(out.join("output/fetch.log")).unwrap_or_default()
+    );
+    assert!(
+        data_server
+            .requests()
+            .iter()
+            .any(|r| r.client.iter().any(|s| s.contains("Sloop Test User"))),
+        "{:?}",
+        data_server.requests()
+    );
+    let console = std::fs::read_to_string(out.join("logs/console.log")).unwrap();
+    assert!(
+        console.contains("Linux version"),
+        "the console shows a boot"
+    );
+    assert_eq!(
+        base_server.gets("/base.qcow2"),
+        1,
+        "{:?}",
+        base_server.requests()
+    );
+
+    // The run's changes as a new local machine.
+    let changed = fetched["changedMachine"].as_str().unwrap().to_string();
+    let names: &'static [&'static str] =
+        Box::leak(vec![&*Box::leak(changed.clone().into_boxed_str())].into_boxed_slice());
+    let _cleanup_changed = Cleanup(&a, names);
+    a.ok(&["machine", "start", &changed]);
+    let from = a.ok(&["shell", &changed, "--", "cat", "from-the-grid", "/marker"]);
+    assert!(
+        from.contains("written-at-the-site") && from.contains(&marker),
+        "{from}"
+    );
+    a.ok(&["machine", "delete", &changed, "--yes"]);
+
+    // A second run, interactive: the site has the base in its cache.
+    let second = a.json(&[
+        "run",
+        "submit",
+        MACHINE,
+        "--site",
+        "test",
+        "--walltime",
+        "30m",
+    ]);
+    let second_id = second["id"].as_str().unwrap().to_string();
+    let job = second["jobId"].as_str().unwrap().to_string();
+    let running = wait_run(&a, &second_id, Duration::from_secs(600), |v| {
+        ended(v) || v["phase"] == "running"
+    });
+    assert_eq!(running["phase"], "running", "{running}");
+    let session = ce_dir.join("session").join(&job);
+    let start = Instant::now();
+    while qemus_in(&session).is_empty() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(
+        !qemus_in(&session).is_empty(),
+        "no QEMU in {}",
+        session.display()
+    );
+    assert_eq!(
+        base_server.gets("/base.qcow2"),
+        1,
+        "the cache serves the base"
+    );
+    a.ok(&["run", "cancel", &second_id]);
+    let start = Instant::now();
+    while !qemus_in(&session).is_empty() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        qemus_in(&session).is_empty(),
+        "QEMU still runs 30 s after cancel"
+    );
+    wait_run(&a, &second_id, Duration::from_secs(120), ended);
+    a.ok(&["run", "clean", &second_id]);
+    assert!(!session.exists(), "clean removes the job at the site");
+    assert!(
+        a.json(&["run", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != second_id.as_str())
+    );
+
+    // An expired proxy: refused before anything is made or uploaded.
+    let mut expired = user(dir.path(), "a", "user");
+    for (name, value) in &mut expired.env {
+        if *name == "X509_USER_PROXY" {
+            *value = late.env[0].1.clone();
+        }
+    }
+    refused(
+        &expired,
+        &[
+            "run",
+            "submit",
+            MACHINE,
+            "--site",
+            "test",
+            "--command",
+            "true",
+        ],
+        "expired",
+    );
+    assert_eq!(a.json(&["run", "list"]).as_array().unwrap().len(), 1);
+}
