@@ -12,6 +12,8 @@
 #   seed.iso       the cloud-init seed of this run (raw ISO, regular file). Opened read-only.
 #   analysis/      the uploaded inputs; shared into the machine (9p tag "work"); the machine
 #                  writes its outputs to analysis/output/.
+#   sloop-proxy-renewal.pem  (optional, may arrive while the job runs) a renewed proxy of the
+#                  user's, uploaded by Sloop; placed in the machine instead of the job's own.
 #
 # Arguments (written by Sloop into the job description):
 #   --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS
@@ -252,17 +254,23 @@ elif [ -r sloop-proxy.pem ]; then
 fi
 
 # Copies the proxy if it changed, atomically (temporary name, then rename). Never prints it.
+# A renewal Sloop hands the running job (session file sloop-proxy-renewal.pem, a regular file)
+# wins over the job's own proxy, which ARC does not renew in a running job.
 refresh_proxy() {
-	[ -n "$proxy_src" ] || return 0
-	cmp -s "$proxy_src" grid/x509up 2>/dev/null && return 0
+	local src=$proxy_src
+	if [ -f sloop-proxy-renewal.pem ] && [ ! -L sloop-proxy-renewal.pem ] && [ -s sloop-proxy-renewal.pem ]; then
+		src=$session/sloop-proxy-renewal.pem
+	fi
+	[ -n "$src" ] || return 0
+	cmp -s "$src" grid/x509up 2>/dev/null && return 0
 	local what="copied for the machine"
 	[ -f grid/x509up ] && what="changed (renewed?), copied again"
-	if cp "$proxy_src" grid/.x509up.new 2>/dev/null && mv -f grid/.x509up.new grid/x509up; then
+	if cp "$src" grid/.x509up.new 2>/dev/null && mv -f grid/.x509up.new grid/x509up; then
 		say "the user's proxy: $what"
 	fi
 }
 refresh_proxy
-[ -n "$proxy_src" ] || say "no proxy found (X509_USER_PROXY, sloop-proxy.pem): the machine gets none"
+[ -n "$proxy_src" ] || [ -f grid/x509up ] || say "no proxy found (X509_USER_PROXY, sloop-proxy.pem): the machine gets none"
 certs=${X509_CERT_DIR:-/etc/grid-security/certificates}
 [ -d "$certs" ] && { cp -RL "$certs" grid/certificates 2>/dev/null || say "some CA certificates could not be copied"; }
 vomsdir=${X509_VOMS_DIR:-/etc/grid-security/vomsdir}
@@ -415,6 +423,17 @@ qemu_cpu_seconds() { stat_of "$qemu_pid" && echo $(((stat[11] + stat[12]) / tick
 
 cancel() { fail 143 "$1"; }
 
+# With the fork LRMS the job runs on the CE itself, whose cancel kills only the job's first
+# process; the CE then marks the job in its control folder (CANCELING, or already in finished/).
+# Where that folder is readable (fork LRMS only; never on a batch node), a mark ends the job.
+control=$(dirname "${X509_USER_PROXY:-/nonexistent/x}")
+cancelled_at_ce() {
+	local id=${GRID_GLOBAL_JOBID:-}
+	[ -n "$id" ] || return 1
+	[ -f "$control/finished/job.$id.status" ] && return 0
+	[ "$(cat "$control/processing/job.$id.status" 2>/dev/null)" = CANCELING ]
+}
+
 powerdown_at=
 power_down() {
 	[ -n "$powerdown_at" ] && return 0
@@ -433,11 +452,12 @@ while qemu_running; do
 	now=$(date +%s)
 	refresh_proxy
 	parent_gone && cancel "the job's parent process went away (job cancelled)"
+	cancelled_at_ce && cancel "the site cancelled the job"
 	[ -d "$session" ] || cancel "the session directory was removed (job cleaned)"
 	[ "$now" -ge "$deadline" ] && power_down "walltime reached"
 	if is_number "$cpu_limit"; then
 		used=$(qemu_cpu_seconds) && [ "$used" -ge $((cpu_limit - (cpus + 1) * margin)) ] &&
-			power_down "CPU-time limit (ulimit -t $cpu_limit) nearly reached"
+			power_down "walltime reached (as CPU time: ulimit -t $cpu_limit, nearly used)"
 	fi
 	if [ "$accel" = kvm ] && [ $((tick % 10)) -eq 0 ]; then
 		mon info status

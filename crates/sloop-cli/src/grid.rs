@@ -38,6 +38,9 @@ pub(crate) enum RunCommand {
     Logs { run: String },
     /// Ask the site to stop the run.
     Cancel { run: String },
+    /// Bring your current proxy (e.g. just renewed) to a queued or running run: the site's
+    /// delegation is renewed and the machine gets the new proxy within seconds.
+    Renew { run: String },
     /// Remove the run at its site and here (fetched outputs stay).
     Clean { run: String },
     /// Bring a finished run's outputs back (default: runs/RUN in the machine's work directory).
@@ -360,6 +363,19 @@ pub(crate) async fn run(ctx: &Context, command: RunCommand) -> anyhow::Result<Ex
                     "Asked site {} to stop run {} (now {}).\n",
                     view.record.site,
                     view.record.id,
+                    phase(&view)
+                ));
+            }
+        }
+        RunCommand::Renew { run } => {
+            let view = ctx.core.renew_run(&run).await?;
+            if ctx.json {
+                output::json(&view)?;
+            } else {
+                output::text(&format!(
+                    "Run {} has your current proxy (site {}, now {}).\n",
+                    view.record.id,
+                    view.record.site,
                     phase(&view)
                 ));
             }

@@ -44,7 +44,8 @@ impl Core {
 
     /// Follows the proxy file: whenever it changes (renewed by Sloop or any grid tool,
     /// removed), emits [`Event::Proxy`] and, when the new proxy is valid, places it in every
-    /// running attached machine ([`Event::ProxyPlaced`]). Also does what
+    /// running attached machine ([`Event::ProxyPlaced`]) and brings it to every grid run that
+    /// is at its site ([`Core::renew_runs`]). Also does what
     /// [`Core::watch_proxy_expiry`] does. Fails at once, and only, when the proxy's folder
     /// cannot be watched.
     pub async fn watch_proxy(&self) -> Result<Infallible, WatchError> {
@@ -86,6 +87,7 @@ impl Core {
             if renewed && info.seconds_left > 0 {
                 // Placements are reported as events by place_proxy itself.
                 self.place_proxy().await;
+                self.renew_runs().await;
             }
             let warning = self
                 .config()

@@ -210,6 +210,59 @@ impl Core {
         })
     }
 
+    /// Brings the user's current proxy (say, just renewed) to run `id` while it is up: renews the
+    /// site's delegation (the CE's own transfers use it) and hands the job a fresh proxy signed
+    /// by it (session file `sloop-proxy-renewal.pem`), which the VM job places in the machine
+    /// within seconds. ARC 6.17 does not bring a renewed delegation into a running job itself.
+    pub async fn renew_run(&self, id: &str) -> Result<RunView, CoreError> {
+        let record = run::load(&self.paths, id)?;
+        let (Some(job), None) = (record.job_id.clone(), record.ended.as_ref()) else {
+            return Err(RunError::Invalid(format!(
+                "run {id} is not at its site now; only a queued or running run takes a new proxy"
+            ))
+            .into());
+        };
+        let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
+        let proxy = self.proxy_path();
+        let now = OffsetDateTime::now_utc();
+        if let Some(delegation) = &record.delegation_id {
+            let csr = client.renew_delegation(delegation).await?;
+            let pem =
+                crate::proxy::make::delegate(&proxy, &csr, now).map_err(site::SiteError::from)?;
+            client.put_delegation(delegation, pem).await?;
+        }
+        let fresh = {
+            let proxy = proxy.clone();
+            tokio::task::spawn_blocking(move || crate::proxy::make::for_job(&proxy, now))
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))?
+                .map_err(site::SiteError::from)?
+        };
+        client
+            .put_file(&job, run::xrsl::PROXY_RENEWAL, fresh.to_vec().into())
+            .await?;
+        tracing::info!(run = %id, "proxy renewed for the run");
+        self.run_info(id).await
+    }
+
+    /// Brings the user's proxy to every run that is at its site and has not ended, as
+    /// [`Core::renew_run`]; what fails is logged (a run that just ended, a site that is down).
+    pub async fn renew_runs(&self) {
+        for record in run::list(&self.paths) {
+            if record.job_id.is_none() || record.ended.is_some() {
+                continue;
+            }
+            match self.renew_run(&record.id).await {
+                Ok(_) => tracing::info!(run = %record.id, "renewed proxy brought to the run"),
+                Err(e) => tracing::warn!(
+                    run = %record.id,
+                    "cannot bring the renewed proxy to the run: {}",
+                    crate::error_chain(&e)
+                ),
+            }
+        }
+    }
+
     /// Asks the site to stop run `id`; the VM job then powers its machine off.
     pub async fn cancel_run(&self, id: &str) -> Result<RunView, CoreError> {
         let record = run::load(&self.paths, id)?;
@@ -243,6 +296,7 @@ impl Core {
             let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
             if record.ended.is_none() {
                 client.act("kill", &[&job]).await?;
+                wait_until_ended(&client, &record, &job).await?;
             }
             let replies = client.act("clean", &[&job]).await?;
             if let Some(reply) = replies.first()
@@ -362,5 +416,43 @@ impl Core {
         }
         run::save(&self.paths, &record)?;
         Ok(fetched)
+    }
+}
+
+/// How long a clean waits for a kill to land (A-REX cleans only jobs that have ended).
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Waits until the site says `job` has ended (or no longer knows it).
+async fn wait_until_ended(
+    client: &site::arc::ArcClient,
+    record: &RunRecord,
+    job: &str,
+) -> Result<(), CoreError> {
+    let deadline = tokio::time::Instant::now() + KILL_WAIT;
+    loop {
+        let states = client.states().await?;
+        let state = states
+            .iter()
+            .find(|(id, _)| id == job)
+            .map(|(_, s)| s.as_str());
+        if matches!(
+            state,
+            None | Some("FINISHED" | "FAILED" | "KILLED" | "WIPED")
+        ) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::site::SiteError::Refused {
+                site: record.site.clone(),
+                reason: format!(
+                    "the job did not stop within {} s of the kill (now {}); try `sloop run clean {}` again later",
+                    KILL_WAIT.as_secs(),
+                    state.unwrap_or("?"),
+                    record.id
+                ),
+            }
+            .into());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }

@@ -234,18 +234,7 @@ fn sign_proxy<T: HasPublic>(
 /// proxy, followed by the proxy's chain (never its key). What ARC's `PUT /delegations/<id>`
 /// takes (grid-tech.md, arc-ce.md 6.2).
 pub fn delegate(proxy: &Path, csr_pem: &[u8], now: OffsetDateTime) -> Result<String, ProxyError> {
-    let file = super::inspect::read(proxy)?.ok_or_else(|| ProxyError::Read {
-        path: proxy.to_path_buf(),
-        source: std::io::Error::from(std::io::ErrorKind::NotFound),
-    })?;
-    let issuer = &file.certificates[0];
-    let not_after = asn1_to_offset(issuer.not_after());
-    if now >= not_after {
-        return Err(ProxyError::Expired {
-            path: proxy.to_path_buf(),
-            not_after: rfc3339(not_after),
-        });
-    }
+    let file = read_valid(proxy, now)?;
     let bad_request = |e: openssl::error::ErrorStack| {
         ProxyError::Delegation(format!(
             "the site's request is not valid: {}",
@@ -260,20 +249,69 @@ pub fn delegate(proxy: &Path, csr_pem: &[u8], now: OffsetDateTime) -> Result<Str
         ));
     }
     let signing_failed = |e: openssl::error::ErrorStack| ProxyError::Signing(openssl_reason(&e));
-    let delegated = sign_proxy(
-        issuer,
-        &file.key,
-        &public,
-        (now - BACKDATE).max(asn1_to_offset(issuer.not_before())),
-        not_after,
-        false,
-    )
-    .map_err(signing_failed)?;
+    let delegated = sign_from(&file, &public, now).map_err(signing_failed)?;
     let mut pem = delegated.to_pem().map_err(signing_failed)?;
     for certificate in &file.certificates {
         pem.extend_from_slice(&certificate.to_pem().map_err(signing_failed)?);
     }
     String::from_utf8(pem).map_err(|_| ProxyError::Signing("PEM is not text".into()))
+}
+
+/// A new proxy for a running grid job, signed by the user's proxy at `proxy` and lasting as
+/// long: a fresh key made here, the whole file (certificate, key, chain) to hand to the job. For
+/// renewals that the site's delegation cannot bring into a running job (ARC 6.17 does not
+/// update a running job's proxy when its delegation is renewed).
+pub fn for_job(proxy: &Path, now: OffsetDateTime) -> Result<Zeroizing<Vec<u8>>, ProxyError> {
+    let file = read_valid(proxy, now)?;
+    let signing_failed = |e: openssl::error::ErrorStack| ProxyError::Signing(openssl_reason(&e));
+    let key = Rsa::generate(2048)
+        .and_then(PKey::from_rsa)
+        .map_err(signing_failed)?;
+    let certificate = sign_from(&file, &key, now).map_err(signing_failed)?;
+    let mut bytes = Zeroizing::new(certificate.to_pem().map_err(signing_failed)?);
+    let key_pem = Zeroizing::new(
+        key.rsa()
+            .and_then(|rsa| rsa.private_key_to_pem())
+            .map_err(signing_failed)?,
+    );
+    bytes.extend_from_slice(&key_pem);
+    for certificate in &file.certificates {
+        bytes.extend_from_slice(&certificate.to_pem().map_err(signing_failed)?);
+    }
+    Ok(bytes)
+}
+
+/// The user's proxy, refused when it has expired.
+fn read_valid(proxy: &Path, now: OffsetDateTime) -> Result<super::inspect::ProxyFile, ProxyError> {
+    let file = super::inspect::read(proxy)?.ok_or_else(|| ProxyError::Read {
+        path: proxy.to_path_buf(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let not_after = asn1_to_offset(file.certificates[0].not_after());
+    if now >= not_after {
+        return Err(ProxyError::Expired {
+            path: proxy.to_path_buf(),
+            not_after: rfc3339(not_after),
+        });
+    }
+    Ok(file)
+}
+
+/// A full proxy for `public`, issued by the user's proxy, lasting as long as it.
+fn sign_from<T: HasPublic>(
+    file: &super::inspect::ProxyFile,
+    public: &PKeyRef<T>,
+    now: OffsetDateTime,
+) -> Result<X509, openssl::error::ErrorStack> {
+    let issuer = &file.certificates[0];
+    sign_proxy(
+        issuer,
+        &file.key,
+        public,
+        (now - BACKDATE).max(asn1_to_offset(issuer.not_before())),
+        asn1_to_offset(issuer.not_after()),
+        false,
+    )
 }
 
 /// The user's certificate, then any chain the file holds after it.

@@ -21,6 +21,8 @@ pub const STDOUT: &str = "job.out";
 pub const STDERR: &str = "job.err";
 pub const CHANGES: &str = "changes.qcow2";
 pub const ENDPOINT: &str = "sloop-endpoint";
+/// A renewed proxy Sloop hands a running job; the VM job places it in the machine.
+pub const PROXY_RENEWAL: &str = "sloop-proxy-renewal.pem";
 
 /// Everything the description says.
 #[derive(Debug, Clone)]
