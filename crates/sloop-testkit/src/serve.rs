@@ -32,6 +32,7 @@ pub struct Request {
 #[derive(Debug)]
 pub struct FileServer {
     pub port: u16,
+    files: Arc<Mutex<HashMap<String, PathBuf>>>,
     log: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
 }
@@ -62,15 +63,15 @@ impl FileServer {
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let files = Arc::new(files);
-        let (log2, stop2) = (log.clone(), stop.clone());
+        let files = Arc::new(Mutex::new(files));
+        let (files2, log2, stop2) = (files.clone(), log.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (acceptor, files, log) = (acceptor.clone(), files.clone(), log2.clone());
+                let (acceptor, files, log) = (acceptor.clone(), files2.clone(), log2.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
                     if let Ok(tls) = acceptor.accept(stream) {
@@ -79,7 +80,20 @@ impl FileServer {
                 });
             }
         });
-        Self { port, log, stop }
+        Self {
+            port,
+            files,
+            log,
+            stop,
+        }
+    }
+
+    /// From now on, `name` serves `file` (a file that changed at its URL).
+    pub fn set(&self, name: &str, file: &Path) {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), file.to_path_buf());
     }
 
     /// The requests answered so far.
@@ -109,7 +123,7 @@ impl Drop for FileServer {
 
 fn serve(
     mut tls: openssl::ssl::SslStream<TcpStream>,
-    files: &HashMap<String, PathBuf>,
+    files: &Mutex<HashMap<String, PathBuf>>,
     log: &Mutex<Vec<Request>>,
 ) {
     let client = tls
@@ -154,10 +168,14 @@ fn serve(
         None => target,
     };
     let path = path.split('?').next().unwrap_or("/").to_string();
-    let file = files.get(path.trim_start_matches('/'));
-    let status = match (method.as_str(), file) {
-        ("GET" | "HEAD", Some(_)) => 200,
-        ("GET" | "HEAD", None) => 404,
+    let file = files
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(path.trim_start_matches('/'))
+        .cloned();
+    let status = match (method.as_str(), file.is_some()) {
+        ("GET" | "HEAD", true) => 200,
+        ("GET" | "HEAD", false) => 404,
         _ => 405,
     };
     log.lock()
@@ -173,7 +191,7 @@ fn serve(
         404 => "Not Found",
         _ => "Method Not Allowed",
     };
-    let length = match (status, file) {
+    let length = match (status, &file) {
         (200, Some(file)) => std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
         _ => 0,
     };

@@ -373,8 +373,8 @@ echo written-at-the-site >"$HOME/from-the-grid"
     );
     assert_eq!(
         base_server.gets("/base.qcow2"),
-        1,
-        "{:?}",
+        pulled + 1,
+        "the site fetched the base once: {:?}",
         base_server.requests()
     );
 
@@ -419,8 +419,43 @@ echo written-at-the-site >"$HOME/from-the-grid"
     );
     assert_eq!(
         base_server.gets("/base.qcow2"),
-        1,
-        "the cache serves the base"
+        pulled + 1,
+        "the second run is served from the site's cache"
+    );
+    // A renewed proxy reaches the running job (the VM job shares it into the machine).
+    let shared = session.join("grid/x509up");
+    let start = Instant::now();
+    while !shared.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let before = std::fs::read(&shared).unwrap();
+    proxy_init(&a, "11h");
+    a.ok(&["run", "renew", &second_id]);
+    let renewal = session.join("sloop-proxy-renewal.pem");
+    let start = Instant::now();
+    while std::fs::read(&shared).ok() != std::fs::read(&renewal).ok()
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let after = std::fs::read(&shared).unwrap();
+    assert_ne!(before, after, "the machine's share got the renewal");
+    assert_eq!(Some(&after), std::fs::read(&renewal).ok().as_ref());
+    let openssl = |args: &[&str], file: &Path| {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-nameopt", "compat"])
+            .args(args)
+            .arg("-in")
+            .arg(file)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let new_proxy = &a.env[0].1;
+    assert_eq!(
+        openssl(&["-issuer"], &shared).trim_start_matches("issuer="),
+        openssl(&["-subject"], new_proxy).trim_start_matches("subject="),
+        "the renewal is signed by the user's new proxy"
     );
     a.ok(&["run", "cancel", &second_id]);
     let start = Instant::now();
@@ -463,4 +498,195 @@ echo written-at-the-site >"$HOME/from-the-grid"
         "expired",
     );
     assert_eq!(a.json(&["run", "list"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
+    const BAD: &str = "grid-bad";
+    let dir = tempfile::tempdir().unwrap();
+    let ce_dir = var("SLOOP_TEST_CE_DIR");
+    let image = sloop_testkit::test_image(TestImage::Tiny);
+    let server = FileServer::start(
+        &var("SLOOP_TEST_CE_HOSTCERT"),
+        &var("SLOOP_TEST_CE_HOSTKEY"),
+        None,
+        HashMap::from([("tiny.qcow2".to_string(), image.clone())]),
+    );
+    let (list, anchors) = sloop_testkit::signed_list(
+        &image,
+        &format!("https://localhost:{}/tiny.qcow2", server.port),
+        dir.path(),
+    );
+    let a = user(dir.path(), "a", "user");
+    let _cleanup = Cleanup(&a, &[BAD]);
+    a.ok(&[
+        "catalog",
+        "add",
+        list.to_str().unwrap(),
+        "--ca-dir",
+        anchors.to_str().unwrap(),
+    ]);
+    let identifier = a.json(&["image", "list"])[0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.ok(&["image", "pull", &identifier]);
+    a.ok(&[
+        "machine",
+        "create",
+        BAD,
+        "--image",
+        &identifier,
+        "--vcpus",
+        "1",
+        "--memory",
+        "256",
+        "--disk",
+        "1",
+    ]);
+    proxy_init(&a, "12h");
+    a.ok(&["site", "add", "test", &ce()["SLOOP_TEST_CE_URL"]]);
+
+    // The file at the image's URL changes after the laptop pulled it: the site's copy differs.
+    let other = dir.path().join("other.qcow2");
+    std::fs::write(&other, b"not the endorsed image").unwrap();
+    server.set("tiny.qcow2", &other);
+    let run = a.json(&[
+        "run",
+        "submit",
+        BAD,
+        "--site",
+        "test",
+        "--command",
+        "true",
+        "--walltime",
+        "10m",
+    ]);
+    let id = run["id"].as_str().unwrap().to_string();
+    let view = wait_run(&a, &id, Duration::from_secs(300), ended);
+    assert_eq!(view["phase"], "failed", "{view}");
+    let reason = view["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("SHA-512"),
+        "the reason names the check: {view}"
+    );
+    let info = a.ok(&["run", "info", &id]);
+    assert!(info.contains("SHA-512"), "{info}");
+    a.ok(&["run", "clean", &id]);
+
+    // Sloop killed while it submits: the run is listed and can be cleaned, at the site too.
+    let mut child = a
+        .command(&[
+            "run",
+            "submit",
+            BAD,
+            "--site",
+            "test",
+            "--command",
+            "true",
+            "--walltime",
+            "10m",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = a.home.join("data/runs");
+    let start = Instant::now();
+    let record = loop {
+        let found = std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| {
+                std::fs::read_to_string(e.path().join("run.toml"))
+                    .is_ok_and(|t| t.contains("jobId"))
+            });
+        if let Some(found) = found {
+            break found.path();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no job id recorded in {}",
+            runs.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_id = record.file_name().unwrap().to_string_lossy().to_string();
+    let listed = a.json(&["run", "list"]);
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == killed_id.as_str())
+        .unwrap_or_else(|| panic!("{killed_id} not listed: {listed}"));
+    let job = entry["jobId"].as_str().unwrap().to_string();
+    a.ok(&["run", "clean", &killed_id]);
+    assert!(!record.exists(), "the record is gone after clean");
+    let start = Instant::now();
+    while ce_dir.join("session").join(&job).exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !ce_dir.join("session").join(&job).exists(),
+        "the job is gone at the site"
+    );
+}
+
+#[test]
+fn a_run_that_reaches_its_wall_time_ends_with_that_reason() {
+    const NAME: &str = "grid-wall";
+    let dir = tempfile::tempdir().unwrap();
+    let image = sloop_testkit::test_image(TestImage::Tiny);
+    // A server of its own: a URL of its own at the site's cache.
+    let server = FileServer::start(
+        &var("SLOOP_TEST_CE_HOSTCERT"),
+        &var("SLOOP_TEST_CE_HOSTKEY"),
+        None,
+        HashMap::from([("tiny.qcow2".to_string(), image.clone())]),
+    );
+    let (list, anchors) = sloop_testkit::signed_list(
+        &image,
+        &format!("https://localhost:{}/tiny.qcow2", server.port),
+        dir.path(),
+    );
+    let a = user(dir.path(), "a", "user");
+    let _cleanup = Cleanup(&a, &[NAME]);
+    a.ok(&[
+        "catalog",
+        "add",
+        list.to_str().unwrap(),
+        "--ca-dir",
+        anchors.to_str().unwrap(),
+    ]);
+    let identifier = a.json(&["image", "list"])[0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.ok(&["image", "pull", &identifier]);
+    a.ok(&[
+        "machine",
+        "create",
+        NAME,
+        "--image",
+        &identifier,
+        "--vcpus",
+        "1",
+        "--memory",
+        "256",
+        "--disk",
+        "1",
+    ]);
+    proxy_init(&a, "12h");
+    a.ok(&["site", "add", "test", &ce()["SLOOP_TEST_CE_URL"]]);
+    // Interactive (no command): the machine would stay up; two minutes of wall time end it.
+    let run = a.json(&["run", "submit", NAME, "--site", "test", "--walltime", "2m"]);
+    let id = run["id"].as_str().unwrap().to_string();
+    let view = wait_run(&a, &id, Duration::from_secs(400), ended);
+    assert_eq!(view["exitCode"], 124, "{view}");
+    let reason = view["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("walltime reached"), "{view}");
+    a.ok(&["run", "clean", &id]);
 }
