@@ -424,3 +424,109 @@ async fn a_failing_voms_tool_leaves_the_proxy_alone() {
     );
     assert_eq!(entries(), listed, "no file left beside it");
 }
+
+/// `openssl verify -allow_proxy_certs` of the first certificate of `file`, with the rest of
+/// `chain` (a proxy file: its certificates) as untrusted intermediates.
+fn verify_second_level(user: &GridUser, file: &Path, chain: &Path) -> String {
+    let output = Command::new("openssl")
+        .args(["verify", "-allow_proxy_certs", "-CApath"])
+        .arg(&user.anchors)
+        .arg("-untrusted")
+        .arg(chain)
+        .arg(file)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_site_delegation_request_and_a_job_proxy_are_signed_by_the_users_proxy() {
+    let user = GridUser::new();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy_path = dir.path().join("x509up");
+    let now = OffsetDateTime::now_utc();
+    proxy::make(
+        &request(&user, &proxy_path),
+        Some(GridUser::PASSPHRASE),
+        &user.anchors,
+        now,
+    )
+    .unwrap();
+
+    // A delegation request as a CE makes it (its own key, which never leaves it).
+    let csr = dir.path().join("req.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=delegation",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("site.key"))
+        .arg("-out")
+        .arg(&csr)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let pem = proxy::make::delegate(&proxy_path, &std::fs::read(&csr).unwrap(), now).unwrap();
+    assert!(!pem.contains("PRIVATE KEY"), "a delegation carries no key");
+    let delegated = dir.path().join("delegated.pem");
+    std::fs::write(&delegated, &pem).unwrap();
+    let verdict = verify_second_level(&user, &delegated, &proxy_path);
+    assert!(verdict.contains(": OK"), "{verdict}");
+
+    // A request that is not signed by its own key is refused.
+    let mut text = std::fs::read_to_string(&csr).unwrap();
+    let body: Vec<&str> = text.lines().collect();
+    let middle = body.len() / 2;
+    let flipped = body[middle].replacen(|c: char| c.is_ascii_alphabetic(), "A", 1);
+    let flipped = if flipped == body[middle] {
+        body[middle].replacen('A', "B", 1)
+    } else {
+        flipped
+    };
+    text = text.replacen(body[middle], &flipped, 1);
+    assert!(proxy::make::delegate(&proxy_path, text.as_bytes(), now).is_err());
+
+    // The proxy handed to a running job: certificate, a fresh key, the chain; arcproxy reads it.
+    let job = proxy::make::for_job(&proxy_path, now).unwrap();
+    let job_path = dir.path().join("job-proxy.pem");
+    std::fs::write(&job_path, &*job).unwrap();
+    set_mode(&job_path, 0o600);
+    let verdict = verify_second_level(&user, &job_path, &proxy_path);
+    assert!(verdict.contains(": OK"), "{verdict}");
+    let info = arcproxy_info(&job_path, &user.anchors);
+    assert!(info.contains("Identity: "), "{info}");
+    let own_key = std::fs::read_to_string(&proxy_path).unwrap();
+    let job_text = String::from_utf8(job.to_vec()).unwrap();
+    let key_of = |t: &str| {
+        t.split("-----BEGIN RSA PRIVATE KEY-----")
+            .nth(1)
+            .map(|k| k.split("-----END").next().unwrap().to_string())
+    };
+    assert!(key_of(&job_text).is_some());
+    assert_ne!(
+        key_of(&job_text),
+        key_of(&own_key),
+        "the job's key is its own"
+    );
+
+    // An expired proxy signs nothing.
+    let later = now + time::Duration::days(30);
+    assert!(matches!(
+        proxy::make::for_job(&proxy_path, later),
+        Err(ProxyError::Expired { .. })
+    ));
+    assert!(matches!(
+        proxy::make::delegate(&proxy_path, &std::fs::read(&csr).unwrap(), later),
+        Err(ProxyError::Expired { .. })
+    ));
+}
