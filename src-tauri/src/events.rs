@@ -80,7 +80,6 @@ pub fn watch_proxy(app: &AppHandle) {
 
 /// The desktop notification for `Event::ProxyExpiring`.
 fn notify_expiry(app: &AppHandle, seconds_left: i64) {
-    use tauri_plugin_notification::NotificationExt as _;
     let body = if seconds_left > 0 {
         format!(
             "Your grid proxy ends in {} minutes. Renew it in Sloop or with your grid tools.",
@@ -89,14 +88,14 @@ fn notify_expiry(app: &AppHandle, seconds_left: i64) {
     } else {
         "Your grid proxy has expired. Renew it in Sloop or with your grid tools.".to_string()
     };
-    // No notification service (a bare X server): the header still shows the warning.
-    if let Err(e) = app
-        .notification()
-        .builder()
-        .title("Grid proxy")
-        .body(body)
-        .show()
-    {
+    notify(app, "Grid proxy", &body);
+}
+
+/// Shows a desktop notification. Without a notification service (a bare X server) nothing is
+/// shown: the window says the same thing where it matters.
+pub fn notify(app: &AppHandle, title: &str, body: &str) {
+    use tauri_plugin_notification::NotificationExt as _;
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
         tracing::info!("no desktop notification: {e}");
     }
 }

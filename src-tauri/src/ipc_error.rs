@@ -38,6 +38,10 @@ pub enum ErrorCode {
     /// A bundle is unsigned, or signed by someone not imported from before: ask the user, then
     /// import again with their consent.
     BundleConsent,
+    /// A grid site could not be added, reached or asked, or refused the user.
+    Site,
+    /// A grid run could not be submitted, followed, cancelled, cleaned or fetched.
+    Run,
     /// A fault inside Sloop (a worker thread panicked).
     Internal,
 }
@@ -86,6 +90,9 @@ impl From<sloop_core::CoreError> for IpcError {
             E::Proxy(e) => e.into(),
             E::Passphrase(e) => e.into(),
             E::Bundle(e) => e.into(),
+            E::Site(e) => Self::new(ErrorCode::Site, &e),
+            E::Run(e @ sloop_core::run::RunError::Cancelled) => Self::new(ErrorCode::Cancelled, &e),
+            E::Run(e) => Self::new(ErrorCode::Run, &e),
             e @ E::Busy(_) => Self::new(ErrorCode::Busy, &e),
             e @ E::NoVomsTool => Self::new(ErrorCode::Proxy, &e),
             e @ E::Internal(_) => Self::new(ErrorCode::Internal, &e),

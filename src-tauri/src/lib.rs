@@ -43,7 +43,7 @@ pub fn run() -> anyhow::Result<()> {
         .manage(state)
         // The native folder picker for a machine's work directory.
         .plugin(tauri_plugin_dialog::init())
-        // The proxy's expiry warning.
+        // The proxy's expiry warning and grid runs that ended.
         .plugin(tauri_plugin_notification::init())
         .setup(|app| {
             events::forward_log(app.handle());
@@ -71,6 +71,20 @@ pub fn run() -> anyhow::Result<()> {
             commands::machines::machine_restart,
             commands::machines::machine_delete,
             commands::machines::machine_console,
+            commands::grid::site_list,
+            commands::grid::site_add,
+            commands::grid::site_remove,
+            commands::grid::site_info,
+            commands::grid::run_submit,
+            commands::grid::run_submit_cancel,
+            commands::grid::run_list,
+            commands::grid::run_info,
+            commands::grid::run_logs,
+            commands::grid::run_cancel,
+            commands::grid::run_clean,
+            commands::grid::run_fetch,
+            commands::grid::run_fetch_cancel,
+            commands::desktop::desktop_notify,
             commands::bundles::machine_export_default,
             commands::bundles::machine_export,
             commands::bundles::machine_export_cancel,

@@ -17,6 +17,7 @@ describe("App", () => {
       "nav-host",
       "nav-images",
       "nav-machines",
+      "nav-grid",
       "nav-logs",
     ]);
 

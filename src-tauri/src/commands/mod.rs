@@ -3,6 +3,8 @@
 
 pub mod bundles;
 pub mod catalog;
+pub mod desktop;
+pub mod grid;
 pub mod host;
 pub mod images;
 pub mod logs;

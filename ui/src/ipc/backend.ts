@@ -7,6 +7,7 @@ import type { CatalogView } from "./bindings/CatalogView";
 import type { CreateMachine } from "./bindings/CreateMachine";
 import type { Event } from "./bindings/Event";
 import type { Exported } from "./bindings/Exported";
+import type { Fetched } from "./bindings/Fetched";
 import type { ExportMachine } from "./bindings/ExportMachine";
 import type { HostReport } from "./bindings/HostReport";
 import type { ImageView } from "./bindings/ImageView";
@@ -18,6 +19,11 @@ import type { MachineProvenance } from "./bindings/MachineProvenance";
 import type { MachineSummary } from "./bindings/MachineSummary";
 import type { ProxyInit } from "./bindings/ProxyInit";
 import type { ProxyStatus } from "./bindings/ProxyStatus";
+import type { RunLogs } from "./bindings/RunLogs";
+import type { RunView } from "./bindings/RunView";
+import type { Site } from "./bindings/Site";
+import type { SiteInfo } from "./bindings/SiteInfo";
+import type { SubmitRun } from "./bindings/SubmitRun";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
 
@@ -93,6 +99,43 @@ export interface Backend {
   machineImportCancel(request: ImportBundle): Promise<boolean>;
   /** Where machine `name` comes from: its certified base and, when imported, who changed it. */
   machineProvenance(name: string): Promise<MachineProvenance>;
+  /** The grid sites (ARC CEs) the user added, in the order added. */
+  siteList(): Promise<Site[]>;
+  /** Adds a site: its name (the rules of machine names) and its REST endpoint (https). */
+  siteAdd(name: string, url: string): Promise<Site>;
+  /** Removes a site from the list; its runs stay until cleaned. */
+  siteRemove(name: string): Promise<Site>;
+  /**
+   * Asks the site, with the user's proxy, how it is: health, who it sees, queues, and whether
+   * it offers Sloop's VM jobs (ENV/SLOOP-VM). Rejects with code `site` when it cannot be asked.
+   */
+  siteInfo(name: string): Promise<SiteInfo>;
+  /**
+   * Sends a stopped machine to a site; resolves with the new run once every file is uploaded.
+   * Progress events arrive under `export:<machine>` (its bundle), then `submit:<machine>` (the
+   * uploads), then a `finished` one. Rejects with code `cancelled` after runSubmitCancel.
+   */
+  runSubmit(request: SubmitRun): Promise<RunView>;
+  /** Stops the submit of `machine`; false when none was running. */
+  runSubmitCancel(machine: string): Promise<boolean>;
+  /** Every run, newest first; `live` asks the sites for the states of unfinished ones first. */
+  runList(live: boolean): Promise<RunView[]>;
+  /** One run, asked of its site when it has not ended. */
+  runInfo(id: string): Promise<RunView>;
+  /** The run's logs so far: the VM job's, the machine's console, the command's output. */
+  runLogs(id: string): Promise<RunLogs>;
+  /** Asks the site to stop the run. */
+  runCancel(id: string): Promise<RunView>;
+  /** Removes the run at its site and here; fetched outputs stay. */
+  runClean(id: string): Promise<void>;
+  /**
+   * Brings an ended run's outputs into `to` (a folder that must not exist; null: the core's
+   * default, runs/<id> in the machine's work folder); with `keepChanges`, also its disk
+   * changes, as a new machine. Progress under `fetch:<id>`, then a `finished` event.
+   */
+  runFetch(id: string, to: string | null, keepChanges: boolean): Promise<Fetched>;
+  /** Stops the fetch of run `id`; false when none was running. */
+  runFetchCancel(id: string): Promise<boolean>;
   /**
    * Places the user's grid proxy in machine `name` at every start and renewal, and now if it
    * runs. Refused when there is no usable proxy.
@@ -117,6 +160,10 @@ export interface Backend {
   pickSaveFile(title: string, path: string): Promise<string | null>;
   /** Asks the user for a bundle file to open; null when cancelled. */
   pickBundle(title: string): Promise<string | null>;
+  /** Asks the user for one or more files to open; empty when cancelled. */
+  pickFiles(title: string): Promise<string[]>;
+  /** Shows a desktop notification (nothing when the desktop has no notification service). */
+  notify(title: string, body: string): Promise<void>;
   /**
    * Opens a shell in the running machine `name` with a terminal of `size`; returns the
    * terminal's id. Its output and its end arrive through `onEvent`.

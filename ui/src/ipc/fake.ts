@@ -16,6 +16,13 @@ import {
   localProvenance,
   provenanceLine,
 } from "./fake-bundles";
+import { FakeGrid, type FakeGridOptions } from "./fake-grid";
+import type { Fetched } from "./bindings/Fetched";
+import type { RunLogs } from "./bindings/RunLogs";
+import type { RunView } from "./bindings/RunView";
+import type { Site } from "./bindings/Site";
+import type { SiteInfo } from "./bindings/SiteInfo";
+import type { SubmitRun } from "./bindings/SubmitRun";
 import type { CatalogImage } from "./bindings/CatalogImage";
 import type { CatalogView } from "./bindings/CatalogView";
 import type { CreateMachine } from "./bindings/CreateMachine";
@@ -84,6 +91,10 @@ export interface FakeOptions {
   pickedSaveFile?: string | null;
   /** What the open dialog answers for a bundle (null: the user cancelled). */
   pickedBundle?: string | null;
+  /** What the open dialog answers for files (empty: the user cancelled). */
+  pickedFiles?: string[];
+  /** Grid sites and runs; none when not given. */
+  grid?: FakeGridOptions;
 }
 
 /** A pull in progress: cancelling it wakes it from its current step. */
@@ -173,6 +184,11 @@ export class FakeBackend implements Backend {
   private bundleCancels = new Set<string>();
   private pickedSaveFile: string | null;
   private pickedBundle: string | null;
+  private pickedFiles: string[];
+  /** The grid's sites and runs, and what was asked of them. */
+  readonly grid: FakeGrid;
+  /** Every desktop notification shown, in order. */
+  readonly notifications: { title: string; body: string }[] = [];
 
   constructor(options: FakeOptions = {}) {
     this.pickedFolder = options.pickedFolder ?? null;
@@ -203,6 +219,84 @@ export class FakeBackend implements Backend {
     this.bundleStepMs = options.bundleStepMs ?? this.delayMs;
     this.pickedSaveFile = options.pickedSaveFile ?? null;
     this.pickedBundle = options.pickedBundle ?? null;
+    this.pickedFiles = options.pickedFiles ?? [];
+    this.grid = new FakeGrid(
+      {
+        emit: (event) => this.emit(event),
+        delay: () => this.delay(),
+        machines: () => this.machines,
+        addMachine: (machine) => {
+          this.machines.push({ ...machine, sshPort: this.freePort() });
+          this.emitMachines();
+        },
+        proxyIdentity: () => {
+          const info = this.proxyNow().info;
+          return info && info.secondsLeft > 0 ? info.identity : null;
+        },
+      },
+      options.grid,
+    );
+  }
+
+  siteList(): Promise<Site[]> {
+    return this.grid.siteList();
+  }
+
+  siteAdd(name: string, url: string): Promise<Site> {
+    return this.grid.siteAdd(name, url);
+  }
+
+  siteRemove(name: string): Promise<Site> {
+    return this.grid.siteRemove(name);
+  }
+
+  siteInfo(name: string): Promise<SiteInfo> {
+    return this.grid.siteInfo(name);
+  }
+
+  runSubmit(request: SubmitRun): Promise<RunView> {
+    return this.grid.runSubmit(request);
+  }
+
+  runSubmitCancel(machine: string): Promise<boolean> {
+    return this.grid.runSubmitCancel(machine);
+  }
+
+  runList(live: boolean): Promise<RunView[]> {
+    return this.grid.runList(live);
+  }
+
+  runInfo(id: string): Promise<RunView> {
+    return this.grid.runInfo(id);
+  }
+
+  runLogs(id: string): Promise<RunLogs> {
+    return this.grid.runLogs(id);
+  }
+
+  runCancel(id: string): Promise<RunView> {
+    return this.grid.runCancel(id);
+  }
+
+  runClean(id: string): Promise<void> {
+    return this.grid.runClean(id);
+  }
+
+  runFetch(id: string, to: string | null, keepChanges: boolean): Promise<Fetched> {
+    return this.grid.runFetch(id, to, keepChanges);
+  }
+
+  runFetchCancel(id: string): Promise<boolean> {
+    return this.grid.runFetchCancel(id);
+  }
+
+  async pickFiles(_title: string): Promise<string[]> {
+    await this.delay();
+    return [...this.pickedFiles];
+  }
+
+  async notify(title: string, body: string): Promise<void> {
+    this.notifications.push({ title, body });
   }
 
   async machineExportDefault(name: string): Promise<string> {

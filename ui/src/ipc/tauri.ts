@@ -8,6 +8,7 @@ import type { CatalogView } from "./bindings/CatalogView";
 import type { CreateMachine } from "./bindings/CreateMachine";
 import type { Event } from "./bindings/Event";
 import type { Exported } from "./bindings/Exported";
+import type { Fetched } from "./bindings/Fetched";
 import type { ExportMachine } from "./bindings/ExportMachine";
 import type { HostReport } from "./bindings/HostReport";
 import type { ImageView } from "./bindings/ImageView";
@@ -18,6 +19,11 @@ import type { MachineProvenance } from "./bindings/MachineProvenance";
 import type { MachineSummary } from "./bindings/MachineSummary";
 import type { ProxyInit } from "./bindings/ProxyInit";
 import type { ProxyStatus } from "./bindings/ProxyStatus";
+import type { RunLogs } from "./bindings/RunLogs";
+import type { RunView } from "./bindings/RunView";
+import type { Site } from "./bindings/Site";
+import type { SiteInfo } from "./bindings/SiteInfo";
+import type { SubmitRun } from "./bindings/SubmitRun";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
 
@@ -126,6 +132,58 @@ export class TauriBackend implements Backend {
     return invoke("machine_provenance", { name });
   }
 
+  siteList(): Promise<Site[]> {
+    return invoke("site_list");
+  }
+
+  siteAdd(name: string, url: string): Promise<Site> {
+    return invoke("site_add", { name, url });
+  }
+
+  siteRemove(name: string): Promise<Site> {
+    return invoke("site_remove", { name });
+  }
+
+  siteInfo(name: string): Promise<SiteInfo> {
+    return invoke("site_info", { name });
+  }
+
+  runSubmit(request: SubmitRun): Promise<RunView> {
+    return invoke("run_submit", { request });
+  }
+
+  runSubmitCancel(machine: string): Promise<boolean> {
+    return invoke("run_submit_cancel", { machine });
+  }
+
+  runList(live: boolean): Promise<RunView[]> {
+    return invoke("run_list", { live });
+  }
+
+  runInfo(id: string): Promise<RunView> {
+    return invoke("run_info", { id });
+  }
+
+  runLogs(id: string): Promise<RunLogs> {
+    return invoke("run_logs", { id });
+  }
+
+  runCancel(id: string): Promise<RunView> {
+    return invoke("run_cancel", { id });
+  }
+
+  runClean(id: string): Promise<void> {
+    return invoke("run_clean", { id });
+  }
+
+  runFetch(id: string, to: string | null, keepChanges: boolean): Promise<Fetched> {
+    return invoke("run_fetch", { id, to, keepChanges });
+  }
+
+  runFetchCancel(id: string): Promise<boolean> {
+    return invoke("run_fetch_cancel", { id });
+  }
+
   machineProxyAttach(name: string): Promise<MachineSummary> {
     return invoke("machine_proxy_attach", { name });
   }
@@ -167,6 +225,16 @@ export class TauriBackend implements Backend {
       filters: [{ name: "Sloop bundle", extensions: ["sloop"] }],
     });
     return typeof chosen === "string" ? chosen : null;
+  }
+
+  async pickFiles(title: string): Promise<string[]> {
+    const chosen = await open({ multiple: true, title });
+    if (chosen === null) return [];
+    return Array.isArray(chosen) ? chosen : [chosen];
+  }
+
+  notify(title: string, body: string): Promise<void> {
+    return invoke("desktop_notify", { title, body });
   }
 
   terminalOpen(
