@@ -39,7 +39,13 @@ summary() {
     printf '  %-34s %5d s  %3d%%\n' "${steps[$i]}" "${times[$i]}" $(( total > 0 ? 100 * times[$i] / total : 0 ))
   done
 }
-trap summary EXIT
+# The grid tests start the test CE (scripts/arc-ce.sh) once and share it; stop it at the end.
+test_ce=${CARGO_TARGET_DIR:-$here/target}/tmp/sloop-test-ce
+finish() {
+  summary
+  if [ -f "$test_ce/arc.conf" ]; then scripts/arc-ce.sh stop "$test_ce" >/dev/null 2>&1 || true; fi
+}
+trap finish EXIT
 
 step "install dependencies"        scripts/install-deps.sh
 step "start libvirt"               scripts/libvirt-up.sh
@@ -49,6 +55,7 @@ step "UI lint, types, tests, build" bash -c 'cd ui && npm run lint && npm run ch
 step "cargo clippy"                cargo clippy --workspace --all-targets --locked -- -D warnings
 step "no unused dependencies"      cargo machete
 step "dependency licences, sources" cargo deny --offline --log-level error check bans licenses sources
+step "site scripts (shellcheck)"   shellcheck assets/site/sloop-vm-job.sh assets/site/ENV/SLOOP-VM scripts/arc-ce.sh
 step "guest seed reader (awk)"      assets/test-image/test-yaml.sh
 step "build test image (tiny)"     image SLOOP_TEST_IMAGE build.sh
 step "build test image (cloud-init)" image SLOOP_TEST_CLOUD_IMAGE build-cloud.sh

@@ -500,11 +500,10 @@ echo written-at-the-site >"$HOME/from-the-grid"
     assert_eq!(a.json(&["run", "list"]).as_array().unwrap().len(), 1);
 }
 
-#[test]
-fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
-    const BAD: &str = "grid-bad";
-    let dir = tempfile::tempdir().unwrap();
-    let ce_dir = var("SLOOP_TEST_CE_DIR");
+/// A Sloop home in `dir` for the CE's user with a proxy, the test site, and a stopped machine
+/// `name` on the tiny image, certified by a list that names it at an HTTPS URL of a server of
+/// its own (a URL of its own in the site's cache too). The server must live as long as the runs.
+fn tiny_machine(dir: &Path, name: &str) -> (Sloop, FileServer) {
     let image = sloop_testkit::test_image(TestImage::Tiny);
     let server = FileServer::start(
         &var("SLOOP_TEST_CE_HOSTCERT"),
@@ -515,10 +514,9 @@ fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
     let (list, anchors) = sloop_testkit::signed_list(
         &image,
         &format!("https://localhost:{}/tiny.qcow2", server.port),
-        dir.path(),
+        dir,
     );
-    let a = user(dir.path(), "a", "user");
-    let _cleanup = Cleanup(&a, &[BAD]);
+    let a = user(dir, "a", "user");
     a.ok(&[
         "catalog",
         "add",
@@ -534,7 +532,7 @@ fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
     a.ok(&[
         "machine",
         "create",
-        BAD,
+        name,
         "--image",
         &identifier,
         "--vcpus",
@@ -546,6 +544,16 @@ fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
     ]);
     proxy_init(&a, "12h");
     a.ok(&["site", "add", "test", &ce()["SLOOP_TEST_CE_URL"]]);
+    (a, server)
+}
+
+#[test]
+fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
+    const BAD: &str = "grid-bad";
+    let dir = tempfile::tempdir().unwrap();
+    let ce_dir = var("SLOOP_TEST_CE_DIR");
+    let (a, server) = tiny_machine(dir.path(), BAD);
+    let _cleanup = Cleanup(&a, &[BAD]);
 
     // The file at the image's URL changes after the laptop pulled it: the site's copy differs.
     let other = dir.path().join("other.qcow2");
@@ -639,48 +647,8 @@ fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
 fn a_run_that_reaches_its_wall_time_ends_with_that_reason() {
     const NAME: &str = "grid-wall";
     let dir = tempfile::tempdir().unwrap();
-    let image = sloop_testkit::test_image(TestImage::Tiny);
-    // A server of its own: a URL of its own at the site's cache.
-    let server = FileServer::start(
-        &var("SLOOP_TEST_CE_HOSTCERT"),
-        &var("SLOOP_TEST_CE_HOSTKEY"),
-        None,
-        HashMap::from([("tiny.qcow2".to_string(), image.clone())]),
-    );
-    let (list, anchors) = sloop_testkit::signed_list(
-        &image,
-        &format!("https://localhost:{}/tiny.qcow2", server.port),
-        dir.path(),
-    );
-    let a = user(dir.path(), "a", "user");
+    let (a, _server) = tiny_machine(dir.path(), NAME);
     let _cleanup = Cleanup(&a, &[NAME]);
-    a.ok(&[
-        "catalog",
-        "add",
-        list.to_str().unwrap(),
-        "--ca-dir",
-        anchors.to_str().unwrap(),
-    ]);
-    let identifier = a.json(&["image", "list"])[0]["identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    a.ok(&["image", "pull", &identifier]);
-    a.ok(&[
-        "machine",
-        "create",
-        NAME,
-        "--image",
-        &identifier,
-        "--vcpus",
-        "1",
-        "--memory",
-        "256",
-        "--disk",
-        "1",
-    ]);
-    proxy_init(&a, "12h");
-    a.ok(&["site", "add", "test", &ce()["SLOOP_TEST_CE_URL"]]);
     // Interactive (no command): the machine would stay up; two minutes of wall time end it.
     let run = a.json(&["run", "submit", NAME, "--site", "test", "--walltime", "2m"]);
     let id = run["id"].as_str().unwrap().to_string();

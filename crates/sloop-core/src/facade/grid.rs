@@ -273,17 +273,7 @@ impl Core {
             .into());
         };
         let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
-        let replies = client.act("kill", &[&job]).await?;
-        if let Some(reply) = replies.first()
-            && reply.code >= 300
-            && reply.code != 404
-        {
-            return Err(crate::site::SiteError::Refused {
-                site: record.site.clone(),
-                reason: reply.reason.clone(),
-            }
-            .into());
-        }
+        act_on(&client, &record, "kill", &job).await?;
         tracing::info!(run = %id, "cancel asked");
         self.run_info(id).await
     }
@@ -298,17 +288,7 @@ impl Core {
                 client.act("kill", &[&job]).await?;
                 wait_until_ended(&client, &record, &job).await?;
             }
-            let replies = client.act("clean", &[&job]).await?;
-            if let Some(reply) = replies.first()
-                && reply.code >= 300
-                && reply.code != 404
-            {
-                return Err(crate::site::SiteError::Refused {
-                    site: record.site.clone(),
-                    reason: reply.reason.clone(),
-                }
-                .into());
-            }
+            act_on(&client, &record, "clean", &job).await?;
         }
         let dir = run::run_dir(&self.paths, id);
         std::fs::remove_dir_all(&dir).map_err(|source| RunError::Write { path: dir, source })?;
@@ -454,5 +434,25 @@ async fn wait_until_ended(
             .into());
         }
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
+/// Asks the site to `action` (kill, clean) `job`; a job the site no longer knows is fine.
+async fn act_on(
+    client: &site::arc::ArcClient,
+    record: &RunRecord,
+    action: &str,
+    job: &str,
+) -> Result<(), CoreError> {
+    let replies = client.act(action, &[job]).await?;
+    match replies.first() {
+        Some(reply) if reply.code >= 300 && reply.code != 404 => {
+            Err(crate::site::SiteError::Refused {
+                site: record.site.clone(),
+                reason: reply.reason.clone(),
+            }
+            .into())
+        }
+        _ => Ok(()),
     }
 }

@@ -48,19 +48,7 @@ fn arcproxy_info(path: &Path, anchors: &Path) -> String {
 }
 
 fn openssl_verify(user: &GridUser, proxy: &Path) -> String {
-    let output = Command::new("openssl")
-        .args(["verify", "-allow_proxy_certs", "-CApath"])
-        .arg(&user.anchors)
-        .arg("-untrusted")
-        .arg(&user.certificate)
-        .arg(proxy)
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    verify_second_level(user, proxy, &user.certificate)
 }
 
 #[test]
@@ -425,8 +413,8 @@ async fn a_failing_voms_tool_leaves_the_proxy_alone() {
     assert_eq!(entries(), listed, "no file left beside it");
 }
 
-/// `openssl verify -allow_proxy_certs` of the first certificate of `file`, with the rest of
-/// `chain` (a proxy file: its certificates) as untrusted intermediates.
+/// `openssl verify -allow_proxy_certs` of the first certificate of `file`, with the certificates
+/// of `chain` (a certificate or a proxy file) as untrusted intermediates.
 fn verify_second_level(user: &GridUser, file: &Path, chain: &Path) -> String {
     let output = Command::new("openssl")
         .args(["verify", "-allow_proxy_certs", "-CApath"])
