@@ -40,7 +40,7 @@ summary() {
   done
 }
 # The grid tests start the test CE (scripts/arc-ce.sh) once and share it; stop it at the end.
-test_ce=${CARGO_TARGET_DIR:-$here/target}/tmp/sloop-test-ce
+test_ce=${TMPDIR:-/tmp}/sloop-test-ce
 finish() {
   summary
   if [ -f "$test_ce/arc.conf" ]; then scripts/arc-ce.sh stop "$test_ce" >/dev/null 2>&1 || true; fi

@@ -30,7 +30,9 @@ const MACHINE: &str = "grid-m";
 fn ce() -> &'static HashMap<String, String> {
     static CE: OnceLock<HashMap<String, String>> = OnceLock::new();
     CE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sloop-test-ce");
+        // Under the temporary folder, not the checkout: the site's jobs run as `nobody`, who must
+        // reach their session folders (a checkout under /root is closed to it).
+        let dir = std::env::temp_dir().join("sloop-test-ce");
         let script = sloop_testkit::repo_root().join("scripts/arc-ce.sh");
         let out = std::process::Command::new(&script)
             .arg("start")
@@ -657,4 +659,200 @@ fn a_run_that_reaches_its_wall_time_ends_with_that_reason() {
     let reason = view["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("walltime reached"), "{view}");
     a.ok(&["run", "clean", &id]);
+}
+
+/// Waits until `probe` is true, polling every `step`; false when `limit` passed first.
+fn poll(limit: Duration, step: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if probe() {
+            return true;
+        }
+        std::thread::sleep(step);
+    }
+    false
+}
+
+/// The benchmark of `scripts/bench-grid.sh` (ignored by the test run): prints figures, asserts
+/// only that each side did its work.
+///
+/// Bytes: what `run submit` uploads for a stopped machine of the tiny base with about 50 MB of
+/// changes (seen in the job's session folder at the site), against the whole disk flattened and
+/// compressed (`qemu-img convert -c`, what a full-image upload would send) and against the
+/// bundle's overlay plus seed, job script and inputs (the goal: within 1.05× of it).
+/// Time: from `run submit` to the run's FINISHED with its command's output, against a plain
+/// `arcsub` of a job that runs the same command without a VM, plus the same machine's local boot
+/// (`machine start` to SSH), all in this run; states are polled every second on both sides.
+#[test]
+#[ignore = "a benchmark: scripts/bench-grid.sh runs it"]
+fn bench_grid() {
+    const NAME: &str = "grid-bench";
+    let _turn = one_vm_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let ce_dir = var("SLOOP_TEST_CE_DIR");
+    let (a, _server) = tiny_machine(dir.path(), NAME);
+    let _cleanup = Cleanup(&a, &[NAME]);
+    let machine_dir = a.home.join("data/machines").join(NAME);
+    let overlay = machine_dir.join("overlay.qcow2");
+    // About 50 MB of changes: half random, half compressible text (as bench-bundle.sh).
+    let random = dir.path().join("random");
+    let text = dir.path().join("text");
+    let mut bytes = vec![0u8; 25 << 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .unwrap();
+    std::fs::write(&random, &bytes).unwrap();
+    let line =
+        b"2026-12-06 03:00:00 event=4711 run=analysis detector=tracker status=ok energy=13.6TeV\n";
+    std::fs::write(&text, line.repeat((25 << 20) / line.len())).unwrap();
+    let written = std::process::Command::new("qemu-io")
+        .arg("-c")
+        .arg(format!("write -s {} 520M 25M", random.display()))
+        .arg("-c")
+        .arg(format!(
+            "write -s {} 545M {}",
+            text.display(),
+            (25 << 20) / line.len() * line.len()
+        ))
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{written:?}");
+
+    // The same machine's local boot, to a shell.
+    let t = Instant::now();
+    a.ok(&["machine", "start", NAME]);
+    let boot = t.elapsed();
+    a.ok(&["machine", "stop", NAME]);
+
+    let flat = dir.path().join("flat.qcow2");
+    // The overlay's own header names its base in the store.
+    let converted = std::process::Command::new("qemu-img")
+        .args(["convert", "-c", "-O", "qcow2"])
+        .arg(&overlay)
+        .arg(&flat)
+        .output()
+        .unwrap();
+    assert!(converted.status.success(), "{converted:?}");
+    let flat_bytes = std::fs::metadata(&flat).unwrap().len();
+
+    let command = "echo done >/analysis/output/done";
+    let t = Instant::now();
+    let run = a.json(&[
+        "run",
+        "submit",
+        NAME,
+        "--site",
+        "test",
+        "--command",
+        command,
+        "--walltime",
+        "30m",
+        "--memory",
+        "256",
+    ]);
+    let submit_secs = t.elapsed().as_secs_f64();
+    let id = run["id"].as_str().unwrap().to_string();
+    let session = ce_dir.join("session").join(run["jobId"].as_str().unwrap());
+    let mut uploaded = 0;
+    for name in ["sloop-vm-job.sh", "overlay.qcow2", "seed.iso"] {
+        uploaded += std::fs::metadata(session.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    }
+    let members =
+        sloop_core::bundle::archive::scan(&a.home.join("data/runs").join(&id).join("bundle.sloop"))
+            .unwrap();
+    let bundle_overlay = members.overlay.len;
+    let mut last = Value::Null;
+    assert!(
+        poll(Duration::from_secs(900), Duration::from_secs(1), || {
+            last = a.json(&["run", "info", &id]);
+            ended(&last)
+        }),
+        "the run did not end: {last}"
+    );
+    let sloop_secs = t.elapsed().as_secs_f64();
+    assert_eq!(last["phase"], "finished", "{last}");
+
+    // The plain job: the same command, no VM, through ARC's own client.
+    let xrsl = dir.path().join("plain.xrsl");
+    std::fs::write(
+        &xrsl,
+        "&(executable=\"/bin/sh\")(arguments=\"-c\" \"echo done >done\")(outputfiles=(\"done\" \"\"))(walltime=\"PT1800S\")\n",
+    )
+    .unwrap();
+    let jobs = dir.path().join("jobs.dat");
+    let arc = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .arg("-j")
+            .arg(&jobs)
+            .envs(a.env.iter().map(|(k, v)| (*k, v.as_os_str())))
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let url = ce()["SLOOP_TEST_CE_URL"].clone();
+    let t = Instant::now();
+    let submitted = arc(&[
+        "arcsub",
+        "-C",
+        &url,
+        "-T",
+        "org.nordugrid.arcrest",
+        xrsl.to_str().unwrap(),
+    ]);
+    assert!(submitted.contains("Job submitted"), "{submitted}");
+    let mut state = String::new();
+    assert!(
+        poll(Duration::from_secs(300), Duration::from_secs(1), || {
+            state = arc(&["arcstat", "-a"]);
+            state.contains("State: Finished") || state.contains("State: Failed")
+        }),
+        "the plain job did not end: {state}"
+    );
+    let plain_secs = t.elapsed().as_secs_f64();
+    assert!(state.contains("State: Finished"), "{state}");
+    let _ = arc(&["arcclean", "-a"]);
+    a.ok(&["run", "clean", &id]);
+
+    let mb = |b: u64| b as f64 / 1e6;
+    let reference = bundle_overlay + uploaded
+        - std::fs::metadata(session.join("overlay.qcow2"))
+            .map(|m| m.len())
+            .unwrap_or(bundle_overlay);
+    println!("bench-grid: machine on the tiny base with about 50 MB of changes");
+    println!(
+        "  uploaded by run submit        {:>9.1} MB (overlay, seed, job script; no inputs)",
+        mb(uploaded)
+    );
+    println!(
+        "  bundle overlay + seed + script {:>8.1} MB   ratio {:.3} (goal <= 1.05)",
+        mb(reference),
+        uploaded as f64 / reference as f64
+    );
+    println!(
+        "  whole disk flattened (-c)     {:>9.1} MB   uploaded/flattened {:.3}",
+        mb(flat_bytes),
+        uploaded as f64 / flat_bytes as f64
+    );
+    println!(
+        "  submit (export, delegation, upload) {:>6.1} s",
+        submit_secs
+    );
+    println!("  submit to FINISHED with output {:>8.1} s", sloop_secs);
+    println!("  plain arcsub, same command     {:>8.1} s", plain_secs);
+    println!(
+        "  local boot of the machine      {:>8.1} s",
+        boot.as_secs_f64()
+    );
+    println!(
+        "  ratio sloop / (plain + boot)   {:>8.3} (goal <= 1.2)",
+        sloop_secs / (plain_secs + boot.as_secs_f64())
+    );
 }

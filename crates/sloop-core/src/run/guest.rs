@@ -91,11 +91,12 @@ pub fn script(user: &str, uid: u32, command: Option<&str>) -> String {
 }
 
 /// The `runcmd` item that unpacks [`script`] into memory and starts it in the background (the
-/// SSH server of the test image starts after runcmd).
+/// SSH server of the test image starts after runcmd). No `nohup`: busybox images lack it, and
+/// nothing sends the script a hangup (runcmd has no terminal).
 pub fn runcmd(script: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(script);
     format!(
-        "mkdir -p /run/sloop && echo {encoded} | base64 -d >/run/sloop/run.sh && (nohup sh /run/sloop/run.sh </dev/null >/dev/console 2>&1 &)"
+        "mkdir -p /run/sloop && echo {encoded} | base64 -d >/run/sloop/run.sh && (sh /run/sloop/run.sh </dev/null >/dev/console 2>&1 &)"
     )
 }
 
