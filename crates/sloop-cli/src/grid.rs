@@ -122,7 +122,7 @@ pub(crate) async fn site(ctx: &Context, command: SiteCommand) -> anyhow::Result<
             } else {
                 let mut out = format!("{:<20} {}\n", "NAME", "URL");
                 for site in &sites {
-                    out.push_str(&format!("{:<20} {}\n", site.name.to_string(), site.url));
+                    out.push_str(&format!("{:<20} {}\n", site.name, site.url));
                 }
                 output::text(&out);
             }

@@ -108,6 +108,22 @@ fn refused(sloop: &Sloop, args: &[&str], needle: &str) -> String {
     stderr
 }
 
+/// Subscribes `sloop` to the signed test list at `list` (its CA in `anchors`); the identifier
+/// of the one image it lists.
+fn subscribe(sloop: &Sloop, list: &Path, anchors: &Path) -> String {
+    sloop.ok(&[
+        "catalog",
+        "add",
+        list.to_str().unwrap(),
+        "--ca-dir",
+        anchors.to_str().unwrap(),
+    ]);
+    sloop.json(&["image", "list"])[0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn sites_are_asked_with_the_users_proxy_and_refusals_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,17 +248,7 @@ fn a_modified_machine_runs_at_the_site_and_its_outputs_come_back() {
     let late = user(dir.path(), "late", "user");
     proxy_init(&late, "00:01");
 
-    a.ok(&[
-        "catalog",
-        "add",
-        list.to_str().unwrap(),
-        "--ca-dir",
-        anchors.to_str().unwrap(),
-    ]);
-    let identifier = a.json(&["image", "list"])[0]["identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let identifier = subscribe(&a, &list, &anchors);
     proxy_init(&a, "12h");
     a.ok(&["site", "add", "test", &ce()["SLOOP_TEST_CE_URL"]]);
     a.ok(&[
@@ -519,17 +525,7 @@ fn tiny_machine(dir: &Path, name: &str) -> (Sloop, FileServer) {
         dir,
     );
     let a = user(dir, "a", "user");
-    a.ok(&[
-        "catalog",
-        "add",
-        list.to_str().unwrap(),
-        "--ca-dir",
-        anchors.to_str().unwrap(),
-    ]);
-    let identifier = a.json(&["image", "list"])[0]["identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let identifier = subscribe(&a, &list, &anchors);
     a.ok(&["image", "pull", &identifier]);
     a.ok(&[
         "machine",

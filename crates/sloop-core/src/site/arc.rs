@@ -232,58 +232,61 @@ impl ArcClient {
     /// A new delegation: its id and the CE's certificate request (PEM).
     pub async fn new_delegation(&self) -> Result<(String, Vec<u8>), SiteError> {
         let what = "a new delegation";
+        let (location, body) = self
+            .delegation_request("delegations".into(), "new", &[StatusCode::CREATED], what)
+            .await?;
+        // ARC 6.17 writes a malformed Location (`…/delegations?action=new/<id>`): the id is
+        // the last path element either way.
+        let id = location
+            .as_deref()
+            .and_then(|l| l.rsplit('/').next())
+            .filter(|id| is_safe_id(id))
+            .map(str::to_string)
+            .ok_or_else(|| self.unexpected(what, "no delegation id in the answer"))?;
+        Ok((id, body))
+    }
+
+    /// The CE's request to renew delegation `id`.
+    pub async fn renew_delegation(&self, id: &str) -> Result<Vec<u8>, SiteError> {
+        let path = format!("delegations/{}", checked_id(id)?);
+        let ok = [StatusCode::CREATED, StatusCode::OK];
+        let (_, body) = self
+            .delegation_request(path, "renew", &ok, "a delegation renewal")
+            .await?;
+        Ok(body)
+    }
+
+    /// POSTs `?action=` to a delegation path: the answer's Location and body (the CE's
+    /// certificate request) when its status is one of `ok`.
+    async fn delegation_request(
+        &self,
+        path: String,
+        action: &str,
+        ok: &[StatusCode],
+        what: &str,
+    ) -> Result<(Option<String>, Vec<u8>), SiteError> {
         let response = self
             .send(
                 self.http
-                    .post(self.url_with("delegations", &[("action", "new")]))
+                    .post(self.url_with(&path, &[("action", action)]))
                     .timeout(CALL_TIMEOUT),
                 what,
             )
             .await?;
         let status = response.status();
-        // ARC 6.17 writes a malformed Location (`…/delegations?action=new/<id>`): the id is
-        // the last path element either way.
-        let id = response
+        let location = response
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .and_then(|l| l.rsplit('/').next())
-            .filter(|id| is_safe_id(id))
             .map(str::to_string);
         let body = response
             .bytes()
             .await
             .map_err(|e| self.transport(&e, what))?;
-        if status != StatusCode::CREATED {
+        if !ok.contains(&status) {
             return Err(self.unexpected(what, format!("HTTP {status}: {}", snippet(&body))));
         }
-        let id = id.ok_or_else(|| self.unexpected(what, "no delegation id in the answer"))?;
-        Ok((id, body.to_vec()))
-    }
-
-    /// The CE's request to renew delegation `id`.
-    pub async fn renew_delegation(&self, id: &str) -> Result<Vec<u8>, SiteError> {
-        let what = "a delegation renewal";
-        let response = self
-            .send(
-                self.http
-                    .post(self.url_with(
-                        &format!("delegations/{}", checked_id(id)?),
-                        &[("action", "renew")],
-                    ))
-                    .timeout(CALL_TIMEOUT),
-                what,
-            )
-            .await?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport(&e, what))?;
-        if status != StatusCode::CREATED && status != StatusCode::OK {
-            return Err(self.unexpected(what, format!("HTTP {status}: {}", snippet(&body))));
-        }
-        Ok(body.to_vec())
+        Ok((location, body.to_vec()))
     }
 
     /// Stores the signed delegation `pem` (a proxy chain without any key) under `id`.

@@ -25,16 +25,9 @@ pub struct SiteName(String);
 impl FromStr for SiteName {
     type Err = SiteError;
     fn from_str(s: &str) -> Result<Self, SiteError> {
-        let ok = (1..=32).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-')
-            && !s.ends_with('-');
-        if ok {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(SiteError::InvalidName(s.to_string()))
-        }
+        s.parse::<crate::machine::MachineName>()
+            .map(|_| Self(s.to_string()))
+            .map_err(|_| SiteError::InvalidName(s.to_string()))
     }
 }
 
@@ -53,7 +46,8 @@ impl From<SiteName> for String {
 
 impl std::fmt::Display for SiteName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, not `write_str`: table columns ({:<20}) line up.
+        f.pad(&self.0)
     }
 }
 
