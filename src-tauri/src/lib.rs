@@ -82,6 +82,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::grid::run_logs,
             commands::grid::run_cancel,
             commands::grid::run_clean,
+            commands::grid::run_resume,
             commands::grid::run_fetch,
             commands::grid::run_fetch_cancel,
             commands::desktop::desktop_notify,

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -19,6 +20,15 @@ const libvirtUri = required("SLOOP_E2E_LIBVIRT_URI");
 const grid = required("SLOOP_E2E_GRID");
 const gridPassphrase = required("SLOOP_E2E_GRID_PASSPHRASE");
 const driverPort = Number(process.env.SLOOP_E2E_DRIVER_PORT ?? 4444);
+// The test grid site, and a signed list (its endorser's CA among the grid anchors) naming the tiny
+// image at https://localhost:IMAGE_PORT/tiny.qcow2, which the grid test serves with the CE's host
+// certificate: the CE fetches the run's base from there, as a real site fetches it from its list.
+const ceUrl = required("SLOOP_E2E_CE_URL");
+const gridList = required("SLOOP_E2E_LIST");
+const gridImage = required("SLOOP_E2E_IMAGE");
+const imagePort = Number(required("SLOOP_E2E_IMAGE_PORT"));
+const hostCert = required("SLOOP_E2E_HOST_CERT");
+const hostKey = required("SLOOP_E2E_HOST_KEY");
 
 // The first host check boots a test guest (KVM is tried first, with a timeout, then TCG).
 const HOST_CHECK_TIMEOUT = 90_000;
@@ -78,6 +88,23 @@ async function waitForMachine(name, state, timeout, what) {
     { timeout, interval: 500, timeoutMsg: `${what}: machine ${name} did not end ${state}` },
   );
   if (failure) assert.fail(`${what}: ${failure}`);
+}
+
+/**
+ * Waits until `done()` is true; fails at once with the text of the error banner `errorId` when
+ * one shows instead.
+ */
+async function doneOrRefused(done, errorId, timeout, what) {
+  let refused = null;
+  await browser.waitUntil(
+    async () => {
+      const error = await byTestId(errorId);
+      if (await error.isExisting()) refused = await error.getText();
+      return refused !== null || (await done());
+    },
+    { timeout, interval: 500, timeoutMsg: `${what} did not end` },
+  );
+  if (refused !== null) assert.fail(`${what} was refused: ${refused}`);
 }
 
 /** The rows the in-app terminal shows (xterm.js's DOM renderer), as plain text. */
@@ -202,7 +229,7 @@ describe("the app window", { timeout: 1_500_000 }, () => {
     await (await byTestId("proxy-submit")).click();
     const identity = await byTestId("proxy-identity");
     await identity.waitForDisplayed({ timeout: UI_TIMEOUT });
-    assert.match(await identity.getText(), /Erin Tester/);
+    assert.match(await identity.getText(), /Sloop Test User/);
     // The file: 0600, and the time the panel shows is the file's own.
     assert.equal(fs.statSync(path.join(grid, "x509up")).mode & 0o777, 0o600);
     assert.ok(Math.abs((await panelSecondsLeft()) - proxySecondsLeft()) <= 120);
@@ -413,7 +440,7 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       );
       await typeLine("openssl x509 -in /tmp/x509up_u1000 -noout -subject");
       await browser.waitUntil(
-        async () => (await terminalRows()).some((row) => row.includes("CN = Erin Tester")),
+        async () => (await terminalRows()).some((row) => row.includes("CN = Sloop Test User")),
         { timeout: 30_000, timeoutMsg: "openssl in the machine did not read the attached proxy" },
       );
 
@@ -458,7 +485,7 @@ describe("the app window", { timeout: 1_500_000 }, () => {
         { timeout: STOP_TIMEOUT + 60_000, interval: 500, timeoutMsg: "the export did not end" },
       );
       if (exportError) assert.fail(`export: ${exportError}`);
-      assert.match(await (await byTestId("export-provenance")).getText(), /changed by .*CN=Erin Tester/);
+      assert.match(await (await byTestId("export-provenance")).getText(), /changed by .*CN=Sloop Test User/);
       assert.ok(fs.statSync(bundle).size > 0);
       await screenshot("machine-export");
       await (await byTestId("export-close")).click();
@@ -471,7 +498,7 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       await (await byTestId("import-inspect")).click();
       const seen = await byTestId("import-provenance");
       await seen.waitForDisplayed({ timeout: 60_000 });
-      assert.match(await seen.getText(), /changed by .*CN=Erin Tester/);
+      assert.match(await seen.getText(), /changed by .*CN=Sloop Test User/);
       await (await byTestId("import-name")).setValue("e2e-copy");
       await screenshot("machine-import");
       await (await byTestId("import-submit")).click();
@@ -481,7 +508,7 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       await (await byTestId("machine-tab-provenance")).click();
       const changedBy = await byTestId("provenance-changed-by");
       await changedBy.waitForDisplayed({ timeout: UI_TIMEOUT });
-      assert.match(await changedBy.getText(), /CN=Erin Tester/);
+      assert.match(await changedBy.getText(), /CN=Sloop Test User/);
       assert.match(await (await byTestId("provenance-bundle")).getText(), /e2e\.sloop/);
       assert.match(await (await byTestId("provenance-endorser")).getText(), /Sloop Demo Endorser/);
       await screenshot("machine-provenance");
@@ -528,6 +555,167 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       }
       fs.rmSync(work, { recursive: true, force: true });
       fs.rmSync(bundles, { recursive: true, force: true });
+    }
+  });
+
+  const gridRun =
+    "runs a machine on the grid: adds the site, checks it, submits from the machine's card, follows the run to FINISHED, fetches its output, cleans it";
+  it(gridRun, { timeout: 900_000 }, async () => {
+    // The base, over HTTPS on loopback: the app downloads it once, the CE fetches it for the run.
+    const gets = [];
+    const server = https.createServer(
+      { cert: fs.readFileSync(hostCert), key: fs.readFileSync(hostKey) },
+      (request, response) => {
+        // ARC's HTTP client asks in absolute form, and first tries WebDAV (PROPFIND): not here.
+        const where = new URL(request.url, "https://localhost").pathname;
+        gets.push(`${request.method} ${where}`);
+        if (where !== "/tiny.qcow2") {
+          response.writeHead(404).end();
+          return;
+        }
+        if (!["GET", "HEAD"].includes(request.method)) {
+          response.writeHead(405, { allow: "GET, HEAD" }).end();
+          return;
+        }
+        response.writeHead(200, {
+          "content-type": "application/octet-stream",
+          "content-length": fs.statSync(gridImage).size,
+        });
+        if (request.method === "HEAD") response.end();
+        else fs.createReadStream(gridImage).pipe(response);
+      },
+    );
+    await new Promise((resolve) => server.listen(imagePort, "127.0.0.1", resolve));
+    let created = false;
+    try {
+      await runOnGrid();
+    } catch (e) {
+      await screenshot("grid-failure");
+      throw e;
+    } finally {
+      server.close();
+      if (created) {
+        try {
+          execFileSync("virsh", ["-q", "-c", libvirtUri, "undefine", "sloop-e2e-grid"], { stdio: "ignore" });
+        } catch {
+          // Not defined.
+        }
+      }
+    }
+
+    async function runOnGrid() {
+      // The list, subscribed to from the Images view, is checked against the grid anchors.
+      await show("images");
+      await (await byTestId("catalog-source-input")).setValue(gridList);
+      await (await byTestId("catalog-add")).click();
+      const catalog = await browser.$('[data-testid="catalog-card"][data-catalog="grid-test"]');
+      await catalog.waitForDisplayed({ timeout: 60_000, timeoutMsg: "no card for the grid test catalog" });
+      assert.equal(await (await catalog.$('[data-testid="catalog-state"]')).getText(), "Verified");
+      // The same bytes as the demo image: the store may hold them already (it is keyed by SHA-512).
+      const row = await browser.$('[data-testid="image-row"][aria-label="Grid test image"]');
+      await row.waitForDisplayed({ timeout: UI_TIMEOUT });
+      const identifier = await row.getAttribute("data-image");
+      if ((await row.getAttribute("data-local")) !== "stored") {
+        await (await row.$('[data-testid="image-download"]')).click();
+      }
+      await browser.waitUntil(async () => (await row.getAttribute("data-local")) === "stored", {
+        timeout: 60_000,
+        timeoutMsg: "the grid test image did not end in the store",
+      });
+
+      await show("machines");
+      await (await byTestId("machine-new")).click();
+      const image = await byTestId("machine-create-image");
+      await image.waitForDisplayed({ timeout: UI_TIMEOUT });
+      await image.selectByAttribute("value", identifier);
+      for (const [id, value] of [
+        ["machine-create-name", "e2e-grid"],
+        ["machine-create-vcpus", "1"],
+        ["machine-create-memory", "256"],
+        ["machine-create-disk", "1"],
+      ]) {
+        await (await byTestId(id)).setValue(value);
+      }
+      await (await byTestId("machine-create-submit")).click();
+      await doneOrRefused(
+        async () => (await machineCard("e2e-grid")).isDisplayed(),
+        "machine-create-error",
+        60_000,
+        "the create of e2e-grid",
+      );
+      created = true;
+      await waitForMachine("e2e-grid", "Stopped", UI_TIMEOUT, "create");
+
+      // The site: added and asked with the user's proxy (the panel made it earlier).
+      await show("grid");
+      await (await byTestId("grid-tab-sites")).click();
+      await (await byTestId("site-add-name")).setValue("test");
+      await (await byTestId("site-add-url")).setValue(ceUrl);
+      await (await byTestId("site-add-submit")).click();
+      const site = await browser.$('[data-testid="site-card"][data-name="test"]');
+      await site.waitForDisplayed({ timeout: 60_000, timeoutMsg: "no card for the site test" });
+      const offers = await site.$('[data-testid="site-vm-jobs"]');
+      if (!(await offers.isExisting())) await (await site.$('[data-testid="site-check"]')).click();
+      await offers.waitForDisplayed({ timeout: 60_000, timeoutMsg: "the site's check did not answer" });
+      assert.equal(await offers.getAttribute("data-offers"), "true");
+      assert.match(await (await site.$('[data-testid="site-identity"]')).getText(), /Sloop Test User/);
+      await screenshot("grid-sites");
+
+      // Run on grid, from the machine's card. The command outlives one refresh of the Runs view
+      // (every 15 s) so that RUNNING is seen, then leaves a file in /analysis/output.
+      await show("machines");
+      await (await (await machineCard("e2e-grid")).$('[data-testid="machine-run-on-grid"]')).click();
+      const panel = await byTestId("submit-panel");
+      await panel.waitForDisplayed({ timeout: UI_TIMEOUT });
+      const command = 'sleep 40; echo "ran on the grid as $(id -un)" >/analysis/output/e2e.txt';
+      await (await byTestId("submit-command")).setValue(command);
+      await (await byTestId("submit-walltime")).setValue("20m");
+      await screenshot("grid-submit");
+      await (await byTestId("submit-submit")).click();
+      await doneOrRefused(
+        async () => (await byTestId("runs-panel")).isDisplayed(),
+        "submit-error",
+        180_000,
+        "the submit of e2e-grid",
+      );
+      const row0 = await browser.$('[data-testid="run-row"]');
+      await row0.waitForDisplayed({ timeout: UI_TIMEOUT });
+      const id = await row0.getAttribute("data-id");
+      const runRow = () => browser.$(`[data-testid="run-row"][data-id="${id}"]`);
+      const phases = new Set();
+      await browser.waitUntil(
+        async () => {
+          const phase = await (await runRow()).getAttribute("data-phase");
+          phases.add(phase);
+          if (["failed", "killed", "gone"].includes(phase)) return true;
+          return phase === "finished";
+        },
+        { timeout: 600_000, interval: 1000, timeoutMsg: `run ${id} did not finish` },
+      );
+      const phase = await (await runRow()).getAttribute("data-phase");
+      assert.equal(phase, "finished", `run ${id} ended ${phase}; phases seen: ${[...phases].join(", ")}`);
+      assert.ok(phases.has("running"), `the Runs view never showed RUNNING: ${[...phases].join(", ")}`);
+      assert.match(await (await (await runRow()).$('[data-testid="run-accel"]')).getText(), /^(KVM|TCG)$/);
+      await screenshot("grid-runs");
+
+      // Fetch: the output comes back into the run's folder in Sloop's home.
+      await (await (await runRow()).$('[data-testid="run-fetch"]')).click();
+      const fetched = await byTestId("run-fetched");
+      await fetched.waitForDisplayed({ timeout: 120_000, timeoutMsg: `run ${id}'s outputs did not come back` });
+      const dir = await (await fetched.$("code")).getText();
+      const output = fs.readFileSync(path.join(dir, "output", "e2e.txt"), "utf8");
+      assert.match(output, /^ran on the grid as \S+\n$/);
+      await screenshot("grid-fetched");
+      // The CE fetched the run's base from the list's address.
+      assert.ok(gets.includes("GET /tiny.qcow2"), `requests: ${gets.join(", ")}`);
+
+      // Clean: the run goes from the CE and from the view.
+      await (await (await runRow()).$('[data-testid="run-clean"]')).click();
+      await (await byTestId("run-clean-confirm")).click();
+      await browser.waitUntil(async () => !(await (await runRow()).isExisting()), {
+        timeout: 120_000,
+        timeoutMsg: `run ${id} stayed in the view after Clean`,
+      });
     }
   });
 

@@ -2,7 +2,8 @@
 # Runs the app-window E2E test: builds the UI and a debug app binary that serves it (no dev
 # server), starts Xvfb and tauri-driver (WebDriver for Tauri, over WebKitWebDriver), runs
 # app.test.mjs with `node --test` against a fresh SLOOP_HOME, and saves a screenshot of each view
-# to test-artefacts/e2e/. Stops everything it started, however it ends.
+# to test-artefacts/e2e/. The grid test submits to the test CE (scripts/arc-ce.sh), started here
+# when it does not run yet. Stops everything it started, however it ends.
 #
 # Usage: tests/e2e/run.sh
 #   SLOOP_E2E_SKIP_BUILD=1   use the binary already built (after a run with the same sources)
@@ -22,6 +23,17 @@ seconds() { date +%s; }
 pids=()
 test_pid=
 sloop_home=
+ce_started=
+libvirt_uri=
+# The test's machines are libvirt domains sloop-e2e*: none outlives a run, also one stopped
+# half-way (the next run could not make its machines again).
+remove_test_domains() {
+  local domain
+  for domain in $(virsh -q -c "$libvirt_uri" list --all --name 2>/dev/null | grep '^sloop-e2e'); do
+    virsh -q -c "$libvirt_uri" destroy "$domain" >/dev/null 2>&1 || true
+    virsh -q -c "$libvirt_uri" undefine "$domain" >/dev/null 2>&1 || true
+  done
+}
 cleanup() {
   local status=$?
   if [ -n "$test_pid" ]; then kill -TERM "$test_pid" 2>/dev/null || true; fi
@@ -34,10 +46,12 @@ cleanup() {
     for _ in $(seq 1 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || true
   done
+  if [ -n "$libvirt_uri" ]; then remove_test_domains; fi
   if [ -n "$sloop_home" ]; then
     cp "$sloop_home/logs/sloop.log" "$artefacts/sloop.log" 2>/dev/null || true
     rm -rf "$sloop_home"
   fi
+  if [ -n "$ce_started" ]; then "$root/scripts/arc-ce.sh" stop "$ce_started" || true; fi
   exit "$status"
 }
 trap cleanup EXIT
@@ -73,6 +87,7 @@ fi
 if [ "$(id -u)" -eq 0 ]; then default_uri=qemu:///system; else default_uri=qemu:///session; fi
 libvirt_uri=${SLOOP_LIBVIRT_URI:-$default_uri}
 "$root/scripts/libvirt-up.sh" "$libvirt_uri"
+remove_test_domains
 
 # A display nobody uses.
 display=
@@ -107,23 +122,33 @@ export SLOOP_DEMO_IMAGE
 # The app inherits this environment through tauri-driver and WebKitWebDriver.
 sloop_home=$(mktemp -d -t sloop-e2e.XXXXXX)
 
-# A grid user made here: a test CA as the only trust anchor, the user's certificate and a
-# passphrase-protected key, and where the proxy goes. The user's own grid files are not touched.
+# The test grid site (scripts/arc-ce.sh), shared with the CLI's grid tests: started here unless it
+# runs already, and then stopped here too.
+ce_dir=${TMPDIR:-/tmp}/sloop-test-ce
+if ! "$root/scripts/arc-ce.sh" status "$ce_dir" 2>/dev/null; then
+  start=$(seconds)
+  "$root/scripts/arc-ce.sh" start "$ce_dir" >/dev/null
+  ce_started=$ce_dir
+  say "test CE started in $(( $(seconds) - start )) s"
+fi
+eval "$("$root/scripts/arc-ce.sh" env "$ce_dir")"
+
+# The grid user: the one the test CE admits, with its key protected by a passphrase here; the CE's
+# CA is a trust anchor, and so is the CA of the endorser of a signed list naming the tiny image at
+# an HTTPS address on loopback (app.test.mjs serves it there, with the CE's host certificate).
+# The user's own grid files are not touched.
 grid=$sloop_home/grid
 mkdir -p "$grid/certificates"
-openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/DC=invalid/DC=sloop/O=E2E Grid/CN=E2E Grid CA" \
-  -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign,cRLSign \
-  -keyout "$grid/ca.key" -out "$grid/ca.pem" 2>/dev/null
-cp "$grid/ca.pem" "$grid/certificates/$(openssl x509 -noout -hash -in "$grid/ca.pem").0"
-openssl req -newkey rsa:2048 -nodes -subj "/DC=invalid/DC=sloop/O=E2E Grid/CN=Erin Tester" \
-  -keyout "$grid/user.key" -out "$grid/user.csr" 2>/dev/null
-openssl x509 -req -in "$grid/user.csr" -CA "$grid/ca.pem" -CAkey "$grid/ca.key" -set_serial 7 -days 10 \
-  -extfile <(printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n') \
-  -out "$grid/usercert.pem" 2>/dev/null
+cp -P "$X509_CERT_DIR"/* "$grid/certificates/"
+cp "$SLOOP_TEST_CE_USERCERT" "$grid/usercert.pem"
 export SLOOP_E2E_GRID_PASSPHRASE="e2e grid passphrase"
-openssl pkey -in "$grid/user.key" -aes256 -passout env:SLOOP_E2E_GRID_PASSPHRASE -out "$grid/userkey.pem"
+openssl pkey -in "$SLOOP_TEST_CE_USERKEY" -aes256 -passout env:SLOOP_E2E_GRID_PASSPHRASE -out "$grid/userkey.pem"
 chmod 400 "$grid/userkey.pem"
-rm -f "$grid/ca.key" "$grid/user.key" "$grid/user.csr"
+image_port=$(free_port)
+cargo build -q -p sloop-testkit --bin sloop-test-list
+mapfile -t made < <("$target_dir/debug/sloop-test-list" "$SLOOP_DEMO_IMAGE" \
+  "https://localhost:$image_port/tiny.qcow2" "$grid/list")
+cp -P "${made[1]}"/* "$grid/certificates/"
 export X509_CERT_DIR=$grid/certificates X509_USER_CERT=$grid/usercert.pem X509_USER_KEY=$grid/userkey.pem
 export X509_USER_PROXY=$grid/x509up X509_VOMS_DIR=$grid/vomsdir
 export SLOOP_HOME=$sloop_home
@@ -140,7 +165,9 @@ done
 say "testing $app on display :$display, SLOOP_HOME=$sloop_home"
 start=$(seconds)
 SLOOP_E2E_APP=$app SLOOP_E2E_ARTEFACTS=$artefacts SLOOP_E2E_GRID=$grid SLOOP_E2E_LIBVIRT_URI=$libvirt_uri \
-  SLOOP_E2E_DRIVER_PORT=$driver_port \
+  SLOOP_E2E_DRIVER_PORT=$driver_port SLOOP_E2E_CE_URL=$SLOOP_TEST_CE_URL \
+  SLOOP_E2E_LIST=${made[0]} SLOOP_E2E_IMAGE=$SLOOP_DEMO_IMAGE SLOOP_E2E_IMAGE_PORT=$image_port \
+  SLOOP_E2E_HOST_CERT=$SLOOP_TEST_CE_HOSTCERT SLOOP_E2E_HOST_KEY=$SLOOP_TEST_CE_HOSTKEY \
   node --test --test-reporter=spec "$here/app.test.mjs" &
 # In the background so that a signal to this script is handled at once, not after the tests.
 test_pid=$!

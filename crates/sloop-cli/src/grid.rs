@@ -43,6 +43,9 @@ pub(crate) enum RunCommand {
     Renew { run: String },
     /// Remove the run at its site and here (fetched outputs stay).
     Clean { run: String },
+    /// Submit again a run whose submit did not end (Sloop killed, network lost): what of it
+    /// reached the site is taken back first; the run keeps its id.
+    Resume { run: String },
     /// Bring a finished run's outputs back (default: runs/RUN in the machine's work directory).
     Fetch {
         run: String,
@@ -282,23 +285,20 @@ pub(crate) async fn run(ctx: &Context, command: RunCommand) -> anyhow::Result<Ex
                 cpus: args.cpus,
                 memory_mib: args.memory.as_deref().map(memory_mib).transpose()?,
                 keep_changes: args.keep_changes,
+                as_run: None,
             };
             let follow = progress::Follow::start(ctx, Some(ctx.core.submit_task(&args.machine)));
             let submitted = ctx.core.submit(&request).await;
             follow.end().await;
-            let view = submitted?;
-            if ctx.json {
-                output::json(&view)?;
-            } else {
-                output::text(&format!(
-                    "Submitted {} to site {} as run {} (job {}).\nFollow it with: sloop run info {}\n",
-                    view.record.machine,
-                    view.record.site,
-                    view.record.id,
-                    view.record.job_id.as_deref().unwrap_or("-"),
-                    view.record.id
-                ));
-            }
+            submitted_text(ctx, &submitted?)?;
+        }
+        RunCommand::Resume { run } => {
+            // A run's id is `<machine>-<8 hex>`: its submit task is the machine's.
+            let machine = run.rsplit_once('-').map_or(run.as_str(), |(m, _)| m);
+            let follow = progress::Follow::start(ctx, Some(ctx.core.submit_task(machine)));
+            let submitted = ctx.core.resume_run(&run).await;
+            follow.end().await;
+            submitted_text(ctx, &submitted?)?;
         }
         RunCommand::List => {
             let runs = ctx.core.runs(true).await?;
@@ -416,4 +416,20 @@ pub(crate) async fn run(ctx: &Context, command: RunCommand) -> anyhow::Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `run submit` and `run resume` print.
+fn submitted_text(ctx: &Context, view: &RunView) -> anyhow::Result<()> {
+    if ctx.json {
+        return output::json(view);
+    }
+    output::text(&format!(
+        "Submitted {} to site {} as run {} (job {}).\nFollow it with: sloop run info {}\n",
+        view.record.machine,
+        view.record.site,
+        view.record.id,
+        view.record.job_id.as_deref().unwrap_or("-"),
+        view.record.id
+    ));
+    Ok(())
 }

@@ -81,6 +81,7 @@ impl From<SubmitRun> for SubmitRequest {
             cpus: form.cpus,
             memory_mib: form.memory_mib,
             keep_changes: form.keep_changes,
+            as_run: None,
         }
     }
 }
@@ -124,6 +125,12 @@ pub async fn run_logs(state: State<'_, AppState>, id: String) -> Result<RunLogs,
 #[tauri::command]
 pub async fn run_cancel(state: State<'_, AppState>, id: String) -> Result<RunView, IpcError> {
     Ok(state.core.cancel_run(&id).await?)
+}
+
+/// Submits again a run whose submit did not end; what of it reached the site is taken back first.
+#[tauri::command]
+pub async fn run_resume(state: State<'_, AppState>, id: String) -> Result<RunView, IpcError> {
+    Ok(state.core.resume_run(&id).await?)
 }
 
 /// Removes the run at its site and here; fetched outputs stay. The window asks the user first.

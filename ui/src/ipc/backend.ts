@@ -128,6 +128,8 @@ export interface Backend {
   runCancel(id: string): Promise<RunView>;
   /** Removes the run at its site and here; fetched outputs stay. */
   runClean(id: string): Promise<void>;
+  /** Submits again a run whose submit did not end (what reached the site is taken back first). */
+  runResume(id: string): Promise<RunView>;
   /**
    * Brings an ended run's outputs into `to` (a folder that must not exist; null: the core's
    * default, runs/<id> in the machine's work folder); with `keepChanges`, also its disk

@@ -437,6 +437,19 @@ export class FakeGrid {
     this.runs = this.runs.filter((r) => r.id !== id);
   }
 
+  async runResume(id: string): Promise<RunView> {
+    this.actions.push(`resume:${id}`);
+    await this.host.delay();
+    const run = this.run(id);
+    if (run.submitted !== null) {
+      throw runError(`run ${id} was submitted whole: there is nothing to resume (\`sloop run info ${id}\`)`);
+    }
+    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    Object.assign(run, { jobId: run.jobId ?? `${id}-job`, submitted: now, reason: null });
+    this.setRunState(id, "ACCEPTED");
+    return structuredClone(run);
+  }
+
   async runFetch(id: string, to: string | null, keepChanges: boolean): Promise<Fetched> {
     this.actions.push(`${keepChanges ? "fetchChanges" : "fetch"}:${id}`);
     await this.host.delay();

@@ -282,6 +282,10 @@ export class FakeBackend implements Backend {
     return this.grid.runClean(id);
   }
 
+  runResume(id: string): Promise<RunView> {
+    return this.grid.runResume(id);
+  }
+
   runFetch(id: string, to: string | null, keepChanges: boolean): Promise<Fetched> {
     return this.grid.runFetch(id, to, keepChanges);
   }
@@ -1270,6 +1274,7 @@ export function demoCatalog(now = new Date()): CatalogView {
           "9c4e1f0a52b7d3e0f61a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f60",
         certified: true,
         location: `${mirror}/sloop-demo.qcow2`,
+        url: "https://sloop.invalid/demo/sloop-demo.qcow2",
       },
     ],
     dropped: [],

@@ -176,6 +176,10 @@ export class TauriBackend implements Backend {
     return invoke("run_clean", { id });
   }
 
+  runResume(id: string): Promise<RunView> {
+    return invoke("run_resume", { id });
+  }
+
   runFetch(id: string, to: string | null, keepChanges: boolean): Promise<Fetched> {
     return invoke("run_fetch", { id, to, keepChanges });
   }

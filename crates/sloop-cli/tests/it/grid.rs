@@ -546,10 +546,9 @@ fn tiny_machine(dir: &Path, name: &str) -> (Sloop, FileServer) {
 }
 
 #[test]
-fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
+fn a_changed_base_fails_the_job_with_that_reason() {
     const BAD: &str = "grid-bad";
     let dir = tempfile::tempdir().unwrap();
-    let ce_dir = var("SLOOP_TEST_CE_DIR");
     let (a, server) = tiny_machine(dir.path(), BAD);
     let _cleanup = Cleanup(&a, &[BAD]);
 
@@ -579,48 +578,18 @@ fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
     let info = a.ok(&["run", "info", &id]);
     assert!(info.contains("SHA-512"), "{info}");
     a.ok(&["run", "clean", &id]);
+}
+
+#[test]
+fn a_killed_submit_is_listed_and_can_be_cleaned_or_resumed() {
+    const NAME: &str = "grid-kill";
+    let dir = tempfile::tempdir().unwrap();
+    let ce_dir = var("SLOOP_TEST_CE_DIR");
+    let (a, _server) = tiny_machine(dir.path(), NAME);
+    let _cleanup = Cleanup(&a, &[NAME]);
 
     // Sloop killed while it submits: the run is listed and can be cleaned, at the site too.
-    let mut child = a
-        .command(&[
-            "run",
-            "submit",
-            BAD,
-            "--site",
-            "test",
-            "--command",
-            "true",
-            "--walltime",
-            "10m",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let runs = a.home.join("data/runs");
-    let start = Instant::now();
-    let record = loop {
-        let found = std::fs::read_dir(&runs)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .find(|e| {
-                std::fs::read_to_string(e.path().join("run.toml"))
-                    .is_ok_and(|t| t.contains("jobId"))
-            });
-        if let Some(found) = found {
-            break found.path();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no job id recorded in {}",
-            runs.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let killed_id = record.file_name().unwrap().to_string_lossy().to_string();
+    let (record, killed_id) = killed_submit(&a, NAME);
     let listed = a.json(&["run", "list"]);
     let entry = listed
         .as_array()
@@ -628,17 +597,89 @@ fn a_changed_base_fails_the_job_and_a_killed_submit_is_listed_and_cleaned() {
         .iter()
         .find(|r| r["id"] == killed_id.as_str())
         .unwrap_or_else(|| panic!("{killed_id} not listed: {listed}"));
+    assert_eq!(entry["phase"], "submitting", "{entry}");
     let job = entry["jobId"].as_str().unwrap().to_string();
     a.ok(&["run", "clean", &killed_id]);
     assert!(!record.exists(), "the record is gone after clean");
-    let start = Instant::now();
-    while ce_dir.join("session").join(&job).exists() && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
     assert!(
-        !ce_dir.join("session").join(&job).exists(),
+        poll(Duration::from_secs(10), Duration::from_millis(200), || {
+            !ce_dir.join("session").join(&job).exists()
+        }),
         "the job is gone at the site"
     );
+
+    // …or resumed: the half-made job is taken back, the run is submitted again under its id and
+    // runs.
+    let (_, killed_id) = killed_submit(&a, NAME);
+    let first_job = a.json(&["run", "info", &killed_id])["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resumed = a.json(&["run", "resume", &killed_id]);
+    assert_eq!(resumed["id"], killed_id.as_str(), "{resumed}");
+    assert_ne!(resumed["jobId"], first_job.as_str(), "{resumed}");
+    assert!(
+        poll(Duration::from_secs(10), Duration::from_millis(200), || {
+            !ce_dir.join("session").join(&first_job).exists()
+        }),
+        "the half-made job is gone at the site"
+    );
+    let view = wait_run(&a, &killed_id, Duration::from_secs(300), ended);
+    assert_eq!(view["phase"], "finished", "{view}");
+    assert_eq!(view["exitCode"], 0, "{view}");
+    refused(
+        &a,
+        &["run", "resume", &killed_id],
+        "there is nothing to resume",
+    );
+    a.ok(&["run", "clean", &killed_id]);
+}
+
+/// Starts `sloop run submit MACHINE` and kills it once the job exists at the site, while it
+/// uploads a large (sparse) input; the run's folder and id.
+fn killed_submit(a: &Sloop, machine: &str) -> (PathBuf, String) {
+    let input = a.home.with_file_name("large-input");
+    std::fs::File::create(&input)
+        .and_then(|f| f.set_len(512 << 20))
+        .unwrap();
+    let mut child = a
+        .command(&[
+            "run",
+            "submit",
+            machine,
+            "--site",
+            "test",
+            "--command",
+            "true",
+            "--walltime",
+            "10m",
+            "--input",
+            input.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = a.home.join("data/runs");
+    let mut record = None;
+    let found = poll(Duration::from_secs(120), Duration::from_millis(20), || {
+        record = std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| {
+                std::fs::read_to_string(e.path().join("run.toml"))
+                    .is_ok_and(|t| t.contains("jobId") && !t.contains("submitted"))
+            })
+            .map(|e| e.path());
+        record.is_some()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(found, "no job id recorded in {}", runs.display());
+    let record = record.unwrap();
+    let id = record.file_name().unwrap().to_string_lossy().to_string();
+    (record, id)
 }
 
 #[test]

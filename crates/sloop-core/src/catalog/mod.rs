@@ -701,6 +701,8 @@ pub struct CatalogImage {
     pub certified: bool,
     /// Where its bytes come from: a file beside the list (mirror), or its URL.
     pub location: String,
+    /// The list's `hv:uri` for it: where a grid site fetches it (also when a mirror is used here).
+    pub url: String,
 }
 
 /// Reads one catalog and verifies its stored list again, now.
@@ -760,6 +762,7 @@ pub fn load(
             sha512: image.sha512.clone(),
             certified,
             location: image_location(&subscription, image),
+            url: image.uri.clone(),
         })
         .collect();
     Ok(CatalogView {

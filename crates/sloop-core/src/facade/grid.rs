@@ -82,7 +82,7 @@ impl Core {
             let conn = self.connection().await?;
             Ok(submit::submit(
                 &self.paths,
-                &self.config()?.ca_dir(),
+                self.config()?,
                 &conn,
                 request,
                 &self.proxy_path(),
@@ -282,6 +282,7 @@ impl Core {
     /// outputs stay where they were fetched to.
     pub async fn clean_run(&self, id: &str) -> Result<(), CoreError> {
         let record = run::load(&self.paths, id)?;
+        run::not_being_submitted(&self.paths, id)?;
         if let Some(job) = record.job_id.clone() {
             let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
             if record.ended.is_none() {
@@ -294,6 +295,40 @@ impl Core {
         std::fs::remove_dir_all(&dir).map_err(|source| RunError::Write { path: dir, source })?;
         tracing::info!(run = %id, "run cleaned");
         Ok(())
+    }
+
+    /// Submits run `id` again after a submit that did not end (Sloop was killed, the laptop
+    /// slept or lost the network): what of it reached the site is taken back first (as `clean`
+    /// does), so the site never holds two jobs of one run; then the same machine, command, inputs
+    /// and resources are submitted from the start, as the same run id.
+    pub async fn resume_run(&self, id: &str) -> Result<RunView, CoreError> {
+        let record = run::load(&self.paths, id)?;
+        if record.submitted.is_some() {
+            return Err(RunError::Invalid(format!(
+                "run {id} was submitted whole: there is nothing to resume (`sloop run info {id}`)"
+            ))
+            .into());
+        }
+        if record.input_paths.len() < record.inputs.len() {
+            return Err(RunError::Invalid(format!(
+                "run {id}'s record does not say where its inputs came from; clean it and submit again"
+            ))
+            .into());
+        }
+        let request = SubmitRequest {
+            machine: record.machine.clone(),
+            site: record.site.clone(),
+            command: record.command.clone(),
+            inputs: record.input_paths.clone(),
+            walltime_secs: Some(record.resources.walltime_secs),
+            cpus: Some(record.resources.cpus),
+            memory_mib: Some(record.resources.memory_mib),
+            keep_changes: record.keep_changes,
+            as_run: Some(id.to_string()),
+        };
+        self.clean_run(id).await?;
+        tracing::info!(run = %id, "resuming: submitting again");
+        self.submit(&request).await
     }
 
     /// Where a fetch of `record` goes unless the user says: `runs/<id>` in the machine's work

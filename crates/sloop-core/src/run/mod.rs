@@ -56,6 +56,10 @@ pub struct RunRecord {
     pub command: Option<String>,
     /// The inputs' names under /analysis.
     pub inputs: Vec<String>,
+    /// Where the inputs were taken from on this computer (for a resume).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[ts(skip)]
+    pub input_paths: Vec<PathBuf>,
     pub keep_changes: bool,
     pub resources: RunResources,
     pub base_sha512: String,
@@ -159,7 +163,7 @@ pub enum RunError {
     #[error(transparent)]
     Machine(#[from] crate::machine::MachineError),
     #[error(
-        "the base image of {machine} has no address a site can fetch ({location}); only https and http images can run on the grid"
+        "the base image of {machine} has no address a site can fetch: it came from {location} and no current list names it at an https or http address"
     )]
     BaseNotFetchable { machine: String, location: String },
     #[error("input {path}: {reason}")]
@@ -186,6 +190,36 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Write {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// The lock a submit holds on its run's folder for as long as it works on the run (the kernel
+/// lets go of it when the process ends, however it ends).
+const SUBMIT_LOCK: &str = "submit.lock";
+
+/// Takes the submit lock of run `id` (whose folder exists); `None` when another process holds it.
+pub fn lock_submit(paths: &Paths, id: &str) -> Result<Option<std::fs::File>, RunError> {
+    let path = run_dir(paths, id).join(SUBMIT_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(write_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(source)) => Err(RunError::Write { path, source }),
+    }
+}
+
+/// Refuses when a submit of run `id` is still at work (in this or another Sloop).
+pub fn not_being_submitted(paths: &Paths, id: &str) -> Result<(), RunError> {
+    match lock_submit(paths, id)? {
+        Some(_) => Ok(()),
+        None => Err(RunError::Invalid(format!(
+            "run {id} is still being submitted; wait for that submit to end, or cancel it"
+        ))),
     }
 }
 

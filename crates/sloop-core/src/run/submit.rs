@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{RunError, RunRecord, RunResources, guest, xrsl};
 use crate::bundle::export::ExportRequest;
 use crate::bundle::{archive, sign};
+use crate::config::Config;
 use crate::libvirt::Connection;
 use crate::machine::keys::{MachineKeys, public_openssh};
 use crate::machine::seed::{self, Seed};
@@ -45,6 +46,8 @@ pub struct SubmitRequest {
     pub cpus: Option<u32>,
     pub memory_mib: Option<u32>,
     pub keep_changes: bool,
+    /// Submit as this earlier run, which must no longer exist (a resume keeps the run's id).
+    pub as_run: Option<String>,
 }
 
 /// The task a submit of `machine` runs as.
@@ -144,11 +147,48 @@ fn new_id(paths: &Paths, machine: &str) -> String {
     }
 }
 
+/// Is `location` an address a site can fetch: http(s), and not a name that never resolves (under
+/// `.invalid`, RFC 6761, as the demo list's own addresses are)?
+fn fetchable(location: &str) -> bool {
+    url::Url::parse(location).is_ok_and(|url| {
+        matches!(url.scheme(), "https" | "http")
+            && url.host_str().is_some_and(|host| {
+                let host = host.trim_end_matches('.').to_ascii_lowercase();
+                host != "invalid" && !host.ends_with(".invalid")
+            })
+    })
+}
+
+/// The address a site fetches the base with SHA-512 `sha512` from: where the store's copy was
+/// read, when that was http(s); else the `hv:uri` of the same bytes in a certified image of a
+/// current list (a base pulled from a mirror or a share is still those bytes, and the VM job
+/// checks them). Where the store's copy came from when no such address is known.
+fn fetchable_base(
+    paths: &Paths,
+    config: &Config,
+    sha512: &str,
+    now: OffsetDateTime,
+) -> Result<String, Option<String>> {
+    let pulled = crate::image::Store::new(paths)
+        .provenance(sha512)
+        .map(|p| p.location);
+    if let Some(location) = pulled.as_ref().filter(|l| fetchable(l)) {
+        return Ok(location.clone());
+    }
+    let catalogs = crate::catalog::list(paths, config, now).unwrap_or_default();
+    catalogs
+        .iter()
+        .flat_map(|c| c.images.iter())
+        .find(|i| i.certified && i.sha512 == sha512 && fetchable(&i.url))
+        .map(|i| i.url.clone())
+        .ok_or(pulled)
+}
+
 /// Submits `request` with the proxy at `proxy`; the run's record.
 #[allow(clippy::too_many_arguments)]
 pub async fn submit(
     paths: &Paths,
-    anchors: &Path,
+    config: &Config,
     conn: &Connection,
     request: &SubmitRequest,
     proxy: &Path,
@@ -188,29 +228,29 @@ pub async fn submit(
     }
     // The proxy and the site first: an expired proxy, a site that is down, refuses the user or
     // has no VM runtime environment fail before anything is made or uploaded.
+    let anchors = &config.ca_dir();
     let (client, _identity) = site::client(&site, proxy, anchors, now)?;
     let info = site::info(&site, proxy, anchors, now).await?;
     if !info.offers_vm_jobs {
         return Err(SiteError::NoVmRuntime(site.name.to_string()).into());
     }
-    let store = crate::image::Store::new(paths);
-    let location = store
-        .provenance(&manifest.base.sha512)
-        .map(|p| p.location)
-        .unwrap_or_default();
-    if !(location.starts_with("https://") || location.starts_with("http://")) {
-        return Err(RunError::BaseNotFetchable {
+    let location = fetchable_base(paths, config, &manifest.base.sha512, now).map_err(|pulled| {
+        RunError::BaseNotFetchable {
             machine: name.to_string(),
-            location: if location.is_empty() {
-                "none recorded".into()
-            } else {
-                location
-            },
-        });
-    }
+            location: pulled.unwrap_or_else(|| "none recorded".into()),
+        }
+    })?;
 
-    let id = new_id(paths, name.as_str());
+    let id = match &request.as_run {
+        Some(id) => id.clone(),
+        None => new_id(paths, name.as_str()),
+    };
     let dir = super::run_dir(paths, &id);
+    if request.as_run.is_some() && dir.exists() {
+        return Err(RunError::Invalid(format!(
+            "run {id} still exists; clean it before submitting as it"
+        )));
+    }
     let keys = MachineKeys::generate(&id)?;
     let mut record = RunRecord {
         id: id.clone(),
@@ -223,6 +263,11 @@ pub async fn submit(
         inputs: inputs
             .iter()
             .map(|u| u.name.trim_start_matches("analysis/").to_string())
+            .collect(),
+        input_paths: request
+            .inputs
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
             .collect(),
         keep_changes: request.keep_changes,
         resources,
@@ -242,6 +287,8 @@ pub async fn submit(
         changed_machine: None,
     };
     super::save(paths, &record)?;
+    // Held until this function returns: a resume or clean meanwhile (another Sloop) refuses.
+    let _lock = super::lock_submit(paths, &id)?;
     tracing::info!(run = %id, site = %site.name, "submitting");
 
     let task = task_name(name.as_str());
@@ -328,7 +375,7 @@ pub async fn submit(
         }
         Err(error) => {
             // Half a job at the site: take it back when the site lets us; else the record stays
-            // (listed as unfinished) for `sloop run clean`.
+            // (listed as unfinished) for `sloop run resume` or `sloop run clean`.
             let taken_back = match &record.job_id {
                 None => true,
                 Some(job) => take_back(&client, job).await,
@@ -337,7 +384,7 @@ pub async fn submit(
                 let _ = std::fs::remove_dir_all(&dir);
             } else {
                 record.reason = Some(format!(
-                    "the submit stopped half-way ({}); clean it with `sloop run clean {id}`",
+                    "the submit stopped half-way ({}); submit it again with `sloop run resume {id}` or remove it with `sloop run clean {id}`",
                     crate::error_chain(&error)
                 ));
                 let _ = super::save(paths, &record);
@@ -502,4 +549,21 @@ async fn upload_all(
         meter.update(reporter, total, true);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_site_fetches_only_http_addresses_that_can_resolve() {
+        assert!(super::fetchable("https://images.example.org/a.qcow2"));
+        assert!(super::fetchable("http://localhost:8080/a.qcow2"));
+        assert!(!super::fetchable(
+            "https://sloop.invalid/demo/sloop-demo.qcow2"
+        ));
+        assert!(!super::fetchable("https://SLOOP.INVALID./a"));
+        assert!(!super::fetchable("file:///srv/images/a.qcow2"));
+        assert!(!super::fetchable(
+            "/home/ada/.local/share/sloop/demo/a.qcow2"
+        ));
+    }
 }

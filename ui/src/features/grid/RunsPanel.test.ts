@@ -253,6 +253,21 @@ describe("Runs", () => {
     expect(backend.grid.runs.map((r) => r.id)).not.toContain(FAILED);
   });
 
+  it("submits again a run whose submit did not end; a whole one has no such button", async () => {
+    const STOPPED = "analysis-00000006";
+    const backend = backendWith();
+    backend.grid.runs.unshift(demoRun({ id: STOPPED, submitted: null, state: null }));
+    renderWith(RunsPanel, backend, { active: true });
+    await screen.findByTestId("runs-table");
+
+    expect(row(RUNNING).queryByTestId("run-resume")).toBeNull();
+    expect(row(STOPPED).getByTestId("run-phase")).toHaveTextContent("Submitting");
+    await userEvent.click(row(STOPPED).getByTestId("run-resume"));
+    await waitFor(() => expect(row(STOPPED).getByTestId("run-phase")).toHaveTextContent("Queued"));
+    expect(row(STOPPED).queryByTestId("run-resume")).toBeNull();
+    expect(backend.grid.actions).toEqual([`resume:${STOPPED}`]);
+  });
+
   it("asks the sites every 15 s while shown and notifies when a run it saw running ends", async () => {
     vi.useFakeTimers({ shouldAdvanceTime: true });
     const backend = backendWith();

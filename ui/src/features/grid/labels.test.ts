@@ -40,8 +40,14 @@ describe("grid labels", () => {
     ]);
     expect(only(runActions(demoRun({ state: "FAILED" })))).toEqual(["logs", "fetch", "clean"]);
     expect(only(runActions(demoRun({ state: "GONE" })))).toEqual(["clean"]);
-    // A submit that stopped before the site had a job: only its record is left.
+    // A submit that stopped: its record can be submitted again, or removed.
     expect(only(runActions(demoRun({ submitted: null, jobId: null, state: null })))).toEqual([
+      "resume",
+      "clean",
+    ]);
+    expect(only(runActions(demoRun({ submitted: null, state: null })))).toEqual([
+      "logs",
+      "resume",
       "clean",
     ]);
   });

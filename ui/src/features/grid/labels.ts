@@ -41,6 +41,9 @@ export function isUnfinished(run: RunView): boolean {
   return run.phase === "queued" || run.phase === "running";
 }
 
+/** What the user can ask of a run that takes a while. */
+export type RunAction = "cancel" | "clean" | "fetch" | "fetchChanges" | "resume";
+
 /** What the user can do to a run in its phase. */
 export interface RunActions {
   /** Its logs can be read at the site. */
@@ -51,6 +54,8 @@ export interface RunActions {
   fetch: boolean;
   /** …and its disk changes, as a new machine. */
   fetchChanges: boolean;
+  /** Its submit did not end: it can be submitted again. */
+  resume: boolean;
   /** It can be removed at its site and here. */
   clean: boolean;
 }
@@ -64,6 +69,7 @@ export function runActions(run: RunView): RunActions {
     cancel: atSite && isUnfinished(run),
     fetch,
     fetchChanges: fetch && run.keepChanges && run.changedMachine === null,
+    resume: run.phase === "submitting",
     clean: true,
   };
 }

@@ -11,4 +11,8 @@ certified: boolean,
 /**
  * Where its bytes come from: a file beside the list (mirror), or its URL.
  */
-location: string, };
+location: string, 
+/**
+ * The list's `hv:uri` for it: where a grid site fetches it (also when a mirror is used here).
+ */
+url: string, };
