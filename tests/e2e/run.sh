@@ -77,8 +77,10 @@ if [ "${SLOOP_E2E_SKIP_BUILD:-}" != 1 ]; then
   (cd "$root/ui" && npm run build --silent)
   say "UI built in $(( $(seconds) - start )) s"
   start=$(seconds)
-  # custom-protocol: serve the embedded ui/dist instead of loading the dev server.
-  cargo build -p sloop-app --features custom-protocol
+  # custom-protocol: serve the embedded ui/dist instead of loading the dev server. The grid
+  # test's list maker (sloop-test-list) is built in the same run: alone, with fewer features
+  # unified, it would build the core and its dependencies a second time.
+  cargo build -p sloop-app --features sloop-app/custom-protocol -p sloop-testkit --bins
   say "app built in $(( $(seconds) - start )) s"
 fi
 [ -x "$app" ] || { say "no app binary at $app"; exit 1; }
@@ -145,7 +147,7 @@ export SLOOP_E2E_GRID_PASSPHRASE="e2e grid passphrase"
 openssl pkey -in "$SLOOP_TEST_CE_USERKEY" -aes256 -passout env:SLOOP_E2E_GRID_PASSPHRASE -out "$grid/userkey.pem"
 chmod 400 "$grid/userkey.pem"
 image_port=$(free_port)
-cargo build -q -p sloop-testkit --bin sloop-test-list
+[ -x "$target_dir/debug/sloop-test-list" ] || cargo build -q -p sloop-testkit --bin sloop-test-list
 mapfile -t made < <("$target_dir/debug/sloop-test-list" "$SLOOP_DEMO_IMAGE" \
   "https://localhost:$image_port/tiny.qcow2" "$grid/list")
 cp -P "${made[1]}"/* "$grid/certificates/"
