@@ -23,17 +23,7 @@ const IMPORTED: &str = "cli-bundle-b";
 /// Subscribes `sloop` to the demo catalog built from the cloud-init image; its identifier.
 fn demo_cloud(sloop: &Sloop) -> String {
     let image = sloop_testkit::test_image(TestImage::Cloud);
-    sloop.ok(&[
-        "catalog",
-        "add",
-        "--demo",
-        "--image",
-        image.to_str().unwrap(),
-    ]);
-    sloop.json(&["image", "list"])[0]["identifier"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    sloop.subscribe(&["--demo", "--image", image.to_str().unwrap()])
 }
 
 fn proxy_init(sloop: &Sloop) {

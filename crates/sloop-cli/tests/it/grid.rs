@@ -111,17 +111,11 @@ fn refused(sloop: &Sloop, args: &[&str], needle: &str) -> String {
 /// Subscribes `sloop` to the signed test list at `list` (its CA in `anchors`); the identifier
 /// of the one image it lists.
 fn subscribe(sloop: &Sloop, list: &Path, anchors: &Path) -> String {
-    sloop.ok(&[
-        "catalog",
-        "add",
+    sloop.subscribe(&[
         list.to_str().unwrap(),
         "--ca-dir",
         anchors.to_str().unwrap(),
-    ]);
-    sloop.json(&["image", "list"])[0]["identifier"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    ])
 }
 
 #[test]

@@ -73,13 +73,12 @@ impl Sloop {
     /// identifier.
     pub fn demo_image(&self) -> String {
         let image = test_image();
-        self.ok(&[
-            "catalog",
-            "add",
-            "--demo",
-            "--image",
-            image.to_str().unwrap(),
-        ]);
+        self.subscribe(&["--demo", "--image", image.to_str().unwrap()])
+    }
+
+    /// `sloop catalog add ARGS`; returns the identifier of the first image listed.
+    pub fn subscribe(&self, args: &[&str]) -> String {
+        self.ok(&[&["catalog", "add"], args].concat());
         self.json(&["image", "list"])[0]["identifier"]
             .as_str()
             .unwrap()

@@ -309,7 +309,8 @@ impl Core {
             ))
             .into());
         }
-        if record.input_paths.len() < record.inputs.len() {
+        // (A folder input is one path and many names: only a record without paths is refused.)
+        if record.input_paths.is_empty() && !record.inputs.is_empty() {
             return Err(RunError::Invalid(format!(
                 "run {id}'s record does not say where its inputs came from; clean it and submit again"
             ))
