@@ -16,7 +16,7 @@ packages=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev libxdo-dev
   xvfb xauth webkit2gtk-driver
   busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools fdisk e2fsprogs cpio xz-utils kmod zstd
-  debootstrap shellcheck
+  debootstrap shellcheck openssh-server
   nordugrid-arc-client voms-clients gnome-keyring dbus-bin
   nordugrid-arc-arex nordugrid-arc-plugins-arcrest
 )

@@ -14,20 +14,34 @@
 #                  writes its outputs to analysis/output/.
 #   sloop-proxy-renewal.pem  (optional, may arrive while the job runs) a renewed proxy of the
 #                  user's, uploaded by Sloop; placed in the machine instead of the job's own.
+#   sloop-relay.conf, sloop-relay-known-hosts, sloop-relay.key  (--relay only) the user's SSH
+#                  relay (user=, host=, port= lines), its host key, and a key made for this run
+#                  that the relay accepts for one reverse forward and nothing else.
 #
 # Arguments (written by Sloop into the job description):
 #   --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS
-#   [--interactive] [--keep-changes]
+#   [--interactive] [--keep-changes] [--relay]
 #
 # Environment (set by the site's ENV/SLOOP-VM runtime environment, all optional):
 #   SLOOP_QEMU, SLOOP_QEMU_IMG  the QEMU programs (else found on PATH)
 #   SLOOP_ACCEL                 auto (default) | kvm | tcg
+#   SLOOP_SSH_BIND              where an interactive machine's SSH listens on the node: 127.0.0.1
+#                               (default: this node only) or an IPv4 address, 0.0.0.0 for all
 #   X509_USER_PROXY, X509_CERT_DIR, X509_VOMS_DIR, X509_VOMSES: passed into the machine
 #                               (read-only share, see step 5)
 #
-# What it leaves: sloop-status (key=value lines), console.log (the machine's serial console),
-# qemu.log, monitor.log, sloop-endpoint (interactive), changes.qcow2 (--keep-changes), and
-# whatever the machine wrote into analysis/. Lines on stdout start with "sloop-job: ".
+# What it leaves: sloop-status (key=value lines; proxy_until= the end of the proxy the machine
+# has, in seconds since 1970, where openssl is on the node), console.log (the machine's serial console),
+# qemu.log, monitor.log, changes.qcow2 (--keep-changes), and whatever the machine wrote into
+# analysis/, relay.log (--relay). Lines on stdout start with "sloop-job: ", except one: an
+# interactive run publishes where its machine's SSH answers, once it answers, as a line
+# "SLOOP-ENDPOINT {json}" on stdout and as the file sloop-endpoint.json (also in
+# $RUNTIME_FRONTEND_JOB_DIR when the job runs in a node's scratch), removed when the machine
+# stops. The JSON: {"v":1,"host":H,"port":P} and, when ssh-keyscan is on the node,
+# "hostKey":"SHA256:..." (the key the machine presents; Sloop checks it against the one it made
+# for the run). With --relay the job dials out to the relay (ssh -N -R 0:...) and publishes only
+# the port the relay allocated on its loopback, with "relayed":true; nothing listens here then
+# but on this node's loopback.
 #
 # Exit status: the command's own status (batch mode, as the machine reported it);
 #   64 bad arguments, 65 an image failed a check, 69 QEMU missing or unsuitable, 70 the machine
@@ -41,7 +55,7 @@ export LC_ALL=C
 # ---------------------------------------------------------------------------------------------
 # Output and status
 
-phase=starting mode=batch accel='' share_model='' port='' reason='' exit_code='' deadline=''
+phase=starting mode=batch accel='' share_model='' port='' reason='' exit_code='' deadline='' proxy_until=''
 
 say() { printf 'sloop-job: %s %s\n' "$(date +%T)" "$*"; }
 
@@ -54,6 +68,7 @@ write_status() {
 		[ -n "$share_model" ] && echo "share=$share_model"
 		[ -n "$deadline" ] && echo "deadline=$deadline"
 		[ -n "$port" ] && echo "port=$port"
+		[ -n "$proxy_until" ] && echo "proxy_until=$proxy_until"
 		[ -n "$reason" ] && echo "reason=$reason"
 		[ -n "$exit_code" ] && echo "exit=$exit_code"
 		echo "updated=$(date +%s)"
@@ -78,13 +93,13 @@ fail() {
 }
 
 usage() {
-	fail 64 "$* (usage: sloop-vm-job.sh --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS [--interactive] [--keep-changes])"
+	fail 64 "$* (usage: sloop-vm-job.sh --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS [--interactive] [--keep-changes] [--relay])"
 }
 
 # ---------------------------------------------------------------------------------------------
 # Arguments
 
-base_sum='' overlay_sum='' memory='' cpus='' walltime='' interactive=0 keep=0
+base_sum='' overlay_sum='' memory='' cpus='' walltime='' interactive=0 keep=0 relay=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--base-sha512 | --overlay-sha512 | --memory | --cpus | --walltime)
@@ -100,6 +115,7 @@ while [ $# -gt 0 ]; do
 		;;
 	--interactive) interactive=1 mode=interactive && shift ;;
 	--keep-changes) keep=1 && shift ;;
+	--relay) relay=1 && shift ;;
 	*) usage "unknown argument '$(printf '%.40s' "$1" | tr -c 'A-Za-z0-9_.=-' '?')'" ;;
 	esac
 done
@@ -112,6 +128,7 @@ is_sha512 "$overlay_sum" || usage "--overlay-sha512 must be 128 lower-case hex d
 { is_number "$memory" && [ "$memory" -ge 128 ]; } || usage "--memory must be a number of MiB, at least 128"
 { is_number "$cpus" && [ "$cpus" -ge 1 ] && [ "$cpus" -le 64 ]; } || usage "--cpus must be 1 to 64"
 is_number "$walltime" || usage "--walltime must be a number of seconds"
+[ "$relay" = 1 ] && [ "$interactive" = 0 ] && usage "--relay is for --interactive runs"
 
 # The machine is shut down cleanly this long before the batch system's limit: 10 % of the
 # wall time, at least 60 s (a clean power-off may take that long), at most 10 min.
@@ -125,7 +142,7 @@ deadline=$((started + walltime - margin))
 # ---------------------------------------------------------------------------------------------
 # Clean-up: whatever happens, no QEMU of this job outlives this script.
 
-qemu_pid='' reader_pid='' stopped_cleanly=0
+qemu_pid='' reader_pid='' relay_pid='' stopped_cleanly=0
 
 qemu_running() { [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; }
 
@@ -143,9 +160,12 @@ hard_stop() {
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	hard_stop
+	[ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null
+	rm -f sloop-relay.key
 	[ -n "$reader_pid" ] && kill "$reader_pid" 2>/dev/null
 	exec 3>&- 2>/dev/null
-	rm -f monitor.in monitor.out .sloop-status.new
+	rm -f monitor.in monitor.out .sloop-status.new sloop-endpoint.json .sloop-endpoint.new
+	[ -n "${frontend_endpoint:-}" ] && rm -f "$frontend_endpoint" 2>/dev/null
 	rm -rf grid
 	if [ "$keep" = 1 ] && [ "$stopped_cleanly" = 1 ] && [ -f run.qcow2 ]; then
 		mv -f run.qcow2 changes.qcow2 && say "kept this run's changes in changes.qcow2"
@@ -179,7 +199,7 @@ done
 [ -d analysis ] || fail 65 "analysis is not a directory"
 # Leftovers of an earlier attempt of this job (ARC can restart jobs), and a stale exit status
 # that may have come with the inputs: only this run's machine may write one.
-rm -rf run.qcow2 changes.qcow2 monitor.in monitor.out grid sloop-endpoint analysis/.sloop/exit-status
+rm -rf run.qcow2 changes.qcow2 monitor.in monitor.out grid sloop-endpoint.json analysis/.sloop/exit-status
 
 qemu=${SLOOP_QEMU:-$(command -v qemu-system-x86_64)}
 qemu_img=${SLOOP_QEMU_IMG:-$(command -v qemu-img)}
@@ -188,6 +208,19 @@ qemu_img=${SLOOP_QEMU_IMG:-$(command -v qemu-img)}
 for t in sha512sum timeout mkfifo cmp; do
 	command -v "$t" >/dev/null || fail 69 "the tool '$t' is missing on this node"
 done
+relay_user='' relay_host='' relay_sshport=''
+if [ "$relay" = 1 ]; then
+	command -v ssh >/dev/null || fail 69 "the ssh client is missing on this node: the run's relay cannot be reached"
+	for f in sloop-relay.conf sloop-relay-known-hosts sloop-relay.key; do
+		{ [ -f "$f" ] && [ ! -L "$f" ]; } || fail 65 "$f is missing (or not a regular file): the relay cannot be used"
+	done
+	relay_user=$(sed -n 's/^user=\([A-Za-z0-9._][A-Za-z0-9._-]*\)$/\1/p' sloop-relay.conf | head -n 1)
+	relay_host=$(sed -n 's/^host=\([A-Za-z0-9.:][A-Za-z0-9.:-]*\)$/\1/p' sloop-relay.conf | head -n 1)
+	relay_sshport=$(sed -n 's/^port=\([0-9][0-9]*\)$/\1/p' sloop-relay.conf | head -n 1)
+	{ [ -n "$relay_user" ] && [ -n "$relay_host" ] && is_number "$relay_sshport"; } ||
+		fail 65 "sloop-relay.conf does not name a relay (user=, host=, port= lines)"
+	chmod 600 sloop-relay.key || fail 71 "cannot make sloop-relay.key private"
+fi
 "$qemu" -machine help 2>/dev/null | grep -q '^pc ' || fail 69 "$qemu has no 'pc' machine type"
 "$qemu" -device help 2>/dev/null | grep -q '"virtio-9p-pci"' || fail 69 "$qemu has no 9p support (virtio-9p-pci)"
 "$qemu" -netdev help 2>/dev/null | grep -qx 'user' || fail 69 "$qemu has no user-mode networking (-netdev user)"
@@ -267,6 +300,12 @@ refresh_proxy() {
 	[ -f grid/x509up ] && what="changed (renewed?), copied again"
 	if cp "$src" grid/.x509up.new 2>/dev/null && mv -f grid/.x509up.new grid/x509up; then
 		say "the user's proxy: $what"
+		# Its end (seconds since 1970), for `sloop run info`, where openssl and GNU date are.
+		local end
+		end=$(openssl x509 -noout -enddate -in grid/x509up 2>/dev/null | sed -n 's/^notAfter=//p')
+		proxy_until=$(date -d "$end" +%s 2>/dev/null) || proxy_until=''
+		case $proxy_until in '' | *[!0-9]*) proxy_until='' ;; esac
+		write_status
 	fi
 }
 refresh_proxy
@@ -361,12 +400,95 @@ start_qemu() {
 	qemu_running
 }
 
+# Interactive: the machine's SSH is forwarded to a free port of $ssh_bind on this node.
+ssh_bind=${SLOOP_SSH_BIND:-127.0.0.1}
+case $ssh_bind in
+'' | *[!0-9.]* | *..* | .* | *.) fail 78 "SLOOP_SSH_BIND must be an IPv4 address such as 127.0.0.1 or 0.0.0.0 (ENV/SLOOP-VM parameter)" ;;
+esac
+probe_addr=$ssh_bind ssh_host=$ssh_bind
+[ "$ssh_bind" = 0.0.0.0 ] && probe_addr=127.0.0.1 ssh_host=$(hostname -f 2>/dev/null || hostname)
+# A host name goes into JSON: letters, digits, dots and dashes only.
+ssh_host=$(printf '%s' "$ssh_host" | tr -cd 'A-Za-z0-9.-')
+
+# True once the machine's SSH server sends its banner (QEMU accepts the connection at once,
+# whether or not anything listens in the machine yet).
+ssh_answers() {
+	local line
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	line=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && IFS= read -r -t 4 l <&3 && printf %s "$l"' _ "$probe_addr" "$port" 2>/dev/null) || return 1
+	case $line in SSH-2.0-*) return 0 ;; *) return 1 ;; esac
+}
+
+# The fingerprint of the machine's host key, when ssh-keyscan can read it (else empty).
+fp=''
+read_fingerprint() {
+	command -v ssh-keyscan >/dev/null && command -v ssh-keygen >/dev/null || return 0
+	fp=$(timeout 15 ssh-keyscan -T 5 -t ed25519 -p "$port" "$probe_addr" 2>/dev/null | ssh-keygen -lf - 2>/dev/null | awk 'NR == 1 { print $2 }')
+	fp=$(printf '%s' "$fp" | tr -cd 'A-Za-z0-9+/=:')
+	case $fp in SHA256:?*) ;; *) fp='' ;; esac
+}
+
+# publish_endpoint HOST PORT RELAYED: publishes where the machine's SSH answers (see the header).
+published=0 frontend_endpoint=''
+publish_endpoint() {
+	local json extra=''
+	[ "$3" = 1 ] && extra=',"relayed":true'
+	json="{\"v\":1,\"host\":\"$1\",\"port\":$2${fp:+,\"hostKey\":\"$fp\"}$extra}"
+	echo "SLOOP-ENDPOINT $json"
+	printf '%s\n' "$json" >.sloop-endpoint.new && mv -f .sloop-endpoint.new sloop-endpoint.json
+	local frontend=${RUNTIME_FRONTEND_JOB_DIR:-}
+	if [ -n "$frontend" ] && [ "$frontend" != "$session" ] && [ -d "$frontend" ]; then
+		frontend_endpoint=$frontend/sloop-endpoint.json
+		printf '%s\n' "$json" >"$frontend_endpoint" 2>/dev/null || frontend_endpoint=''
+	fi
+	published=1
+	if [ "$3" = 1 ]; then
+		say "the machine's SSH answers through the relay, at its port $2${fp:+ (host key $fp)}"
+	else
+		say "the machine's SSH answers at $1:$2${fp:+ (host key $fp)}"
+	fi
+}
+
+# The relay: ssh dials out and holds a reverse forward from a port the relay picks (on its
+# loopback) to the machine's SSH here; the relay's host key must be the one Sloop saw. The
+# allocated port is read from ssh's "Allocated port N for remote forward" line.
+relay_started=0 relay_port=''
+start_relay() {
+	relay_port='' relay_started=$(date +%s)
+	: >relay.log
+	# shellcheck disable=SC2086 # $pdeath is a command and its arguments, or nothing
+	$pdeath ssh -F /dev/null -i "$session/sloop-relay.key" -o IdentitiesOnly=yes -o IdentityAgent=none \
+		-o UserKnownHostsFile="$session/sloop-relay-known-hosts" -o GlobalKnownHostsFile=/dev/null \
+		-o StrictHostKeyChecking=yes -o BatchMode=yes -o ExitOnForwardFailure=yes \
+		-o ServerAliveInterval=30 -o ServerAliveCountMax=3 -o ConnectTimeout=20 \
+		-N -R "0:$probe_addr:$port" -p "$relay_sshport" -l "$relay_user" "$relay_host" </dev/null 2>>relay.log &
+	relay_pid=$!
+	say "dialling the relay $relay_user@$relay_host:$relay_sshport"
+}
+relay_running() { [ -n "$relay_pid" ] && kill -0 "$relay_pid" 2>/dev/null; }
+
+# Called every 2 s once the machine answers: keeps the relay's forward up and published.
+tend_relay() {
+	if ! relay_running; then
+		if [ -n "$relay_pid" ]; then
+			say "the relay connection ended: $(grep -v '^Allocated port' relay.log | tail -n 1 | tr -cd '[:print:]')"
+			relay_pid=''
+			rm -f sloop-endpoint.json
+		fi
+		# A refused or lost relay is dialled again, every 30 s at most.
+		[ $(($(date +%s) - relay_started)) -ge 30 ] && start_relay
+		return 0
+	fi
+	[ -n "$relay_port" ] && return 0
+	relay_port=$(sed -n 's/^Allocated port \([0-9][0-9]*\) for remote forward.*/\1/p' relay.log | tail -n 1)
+	[ -n "$relay_port" ] && publish_endpoint 127.0.0.1 "$relay_port" 1
+}
+
 set_phase booting
 if [ "$interactive" = 1 ]; then
-	# SSH of the machine on a free port of 127.0.0.1, found by trying.
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		port=$((20000 + RANDOM % 40000))
-		start_qemu ",hostfwd=tcp:127.0.0.1:$port-:22" && break
+		start_qemu ",hostfwd=tcp:$ssh_bind:$port-:22" && break
 		grep -q 'host forwarding' qemu.log || break
 		port=
 	done
@@ -388,11 +510,6 @@ case $(grep -ao 'kvm support: [a-z]*' monitor.log | tail -n 1) in
 esac
 set_phase running
 say "QEMU $("$qemu" --version | head -n 1 | sed 's/^QEMU emulator version //'), $cpus vCPU, $memory MiB, accel $accel, work share $share_model; deadline $(date -d "@$deadline" 2>/dev/null || echo "$deadline")"
-if [ "$interactive" = 1 ]; then
-	endpoint="SLOOP-ENDPOINT host=$(hostname -f 2>/dev/null || hostname) port=$port"
-	echo "$endpoint"
-	echo "$endpoint" >sloop-endpoint
-fi
 
 # ---------------------------------------------------------------------------------------------
 # 7. Wait for the machine, checking every 2 s for: the deadline, the CPU-time limit, a cancelled
@@ -451,6 +568,15 @@ while qemu_running; do
 	tick=$((tick + 1))
 	now=$(date +%s)
 	refresh_proxy
+	if [ "$interactive" = 1 ] && [ "$published" = 0 ] && [ -z "$powerdown_at" ] && [ "$relay_started" = 0 ] && ssh_answers; then
+		read_fingerprint
+		if [ "$relay" = 1 ]; then
+			start_relay
+		else
+			publish_endpoint "$ssh_host" "$port" 0
+		fi
+	fi
+	[ "$relay" = 1 ] && [ "$relay_started" != 0 ] && [ -z "$powerdown_at" ] && tend_relay
 	parent_gone && cancel "the job's parent process went away (job cancelled)"
 	cancelled_at_ce && cancel "the site cancelled the job"
 	[ -d "$session" ] || cancel "the session directory was removed (job cleaned)"

@@ -107,12 +107,15 @@ async function doneOrRefused(done, errorId, timeout, what) {
   if (refused !== null) assert.fail(`${what} was refused: ${refused}`);
 }
 
-/** The rows the in-app terminal shows (xterm.js's DOM renderer), as plain text. */
-function terminalRows() {
-  return browser.execute(() =>
-    Array.from(document.querySelectorAll('[data-testid="machine-terminal"] .xterm-rows > div'), (row) =>
-      (row.textContent ?? "").replace(/\u00a0/g, " ").trimEnd(),
-    ),
+/** The rows the in-app terminal shows (xterm.js's DOM renderer), as plain text; the one inside
+ * `scope` (a CSS selector) when given. */
+function terminalRows(scope = "") {
+  return browser.execute(
+    (selector) =>
+      Array.from(document.querySelectorAll(selector), (row) =>
+        (row.textContent ?? "").replace(/\u00a0/g, " ").trimEnd(),
+      ),
+    `${scope} [data-testid="machine-terminal"] .xterm-rows > div`,
   );
 }
 
@@ -660,6 +663,53 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       assert.equal(await offers.getAttribute("data-offers"), "true");
       assert.match(await (await site.$('[data-testid="site-identity"]')).getText(), /Sloop Test User/);
       await screenshot("grid-sites");
+
+      // An interactive run (no command): Open shell on its row waits for its machine at the site
+      // and logs in; what is typed runs there.
+      await show("machines");
+      await (await (await machineCard("e2e-grid")).$('[data-testid="machine-run-on-grid"]')).click();
+      await (await byTestId("submit-panel")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      await (await byTestId("submit-walltime")).setValue("20m");
+      await (await byTestId("submit-submit")).click();
+      await doneOrRefused(
+        async () => (await byTestId("runs-panel")).isDisplayed(),
+        "submit-error",
+        180_000,
+        "the interactive submit of e2e-grid",
+      );
+      const shellRow = await browser.$('[data-testid="run-row"]');
+      await shellRow.waitForDisplayed({ timeout: UI_TIMEOUT });
+      const shellId = await shellRow.getAttribute("data-id");
+      await (await shellRow.$('[data-testid="run-shell"]')).click();
+      const pane = '[data-testid="run-shell-pane"]';
+      await browser.waitUntil(
+        async () =>
+          (await (await browser.$(`${pane} [data-testid="machine-terminal-status"]`)).getAttribute("data-status")) ===
+          "open",
+        { timeout: 400_000, interval: 1000, timeoutMsg: `the shell in run ${shellId} did not open` },
+      );
+      await browser.waitUntil(async () => (await terminalRows(pane)).some((row) => row.trim() !== ""), {
+        timeout: 60_000,
+        timeoutMsg: "the run's terminal shows no prompt",
+      });
+      await (await browser.$(`${pane} [data-testid="machine-terminal"]`)).click();
+      await browser.execute(
+        (selector) => document.querySelector(selector)?.focus(),
+        `${pane} [data-testid="machine-terminal"] .xterm-helper-textarea`,
+      );
+      await typeLine("echo at-the-site-$((6*7)) on $(hostname)");
+      await browser.waitUntil(
+        async () => (await terminalRows(pane)).some((row) => row.trim() === "at-the-site-42 on e2e-grid"),
+        { timeout: 60_000, timeoutMsg: "the run's terminal did not show the command's output" },
+      );
+      await screenshot("grid-shell");
+      await (await byTestId("run-shell-close")).click();
+      await (await (await browser.$(`[data-testid="run-row"][data-id="${shellId}"]`)).$('[data-testid="run-clean"]')).click();
+      await (await byTestId("run-clean-confirm")).click();
+      await browser.waitUntil(
+        async () => !(await (await browser.$(`[data-testid="run-row"][data-id="${shellId}"]`)).isExisting()),
+        { timeout: 180_000, timeoutMsg: `run ${shellId} stayed in the view after Clean` },
+      );
 
       // Run on grid, from the machine's card. The command outlives one refresh of the Runs view
       // (every 15 s) so that RUNNING is seen, then leaves a file in /analysis/output.

@@ -1,5 +1,6 @@
 //! `sloop site …` (grid sites: ARC CEs) and `sloop run …` (machines running at them).
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,7 +14,22 @@ use crate::{Context, output, progress};
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum SiteCommand {
     /// Add a site: an ARC CE's REST endpoint, e.g. https://ce.example.org/arex.
-    Add { name: String, url: String },
+    Add {
+        name: String,
+        url: String,
+        /// The SSH relay (USER@HOST[:PORT]) interactive runs here go through unless `run submit
+        /// --relay` names another: for sites whose worker nodes take no inbound connections.
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// Set or clear (`--none`) the relay of a site's interactive runs.
+    Relay {
+        name: String,
+        /// USER@HOST[:PORT]
+        relay: Option<String>,
+        #[arg(long, conflicts_with = "relay")]
+        none: bool,
+    },
     /// The sites you added.
     List,
     /// Ask a site (with your proxy) how it is: health, queues, free slots, limits, and whether
@@ -46,6 +62,21 @@ pub(crate) enum RunCommand {
     /// Submit again a run whose submit did not end (Sloop killed, network lost): what of it
     /// reached the site is taken back first; the run keeps its id.
     Resume { run: String },
+    /// A shell in an interactive run's machine at its site (or a command: its exit status is
+    /// the command's), logging in with the run's key and accepting only the run's host key.
+    Shell {
+        run: String,
+        /// How long to wait for the run to start and its machine to answer, e.g. 90s, 10m.
+        #[arg(long, default_value = "5m")]
+        wait: String,
+        /// Through this jump host, USER@HOST[:PORT] (a bastion that can reach the site's worker
+        /// nodes; its host key must be in your known_hosts).
+        #[arg(long)]
+        via: Option<String>,
+        /// The command and its arguments; without one, an interactive shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Bring a finished run's outputs back (default: runs/RUN in the machine's work directory).
     Fetch {
         run: String,
@@ -84,6 +115,26 @@ pub(crate) struct SubmitArgs {
     /// of them.
     #[arg(long)]
     keep_changes: bool,
+    /// An interactive run's SSH relay, USER@HOST[:PORT]: a login host of yours the job dials out
+    /// to, for sites whose worker nodes take no inbound connections (`run shell` goes through
+    /// it). Sloop installs a key there that may hold one reverse forward and nothing else.
+    #[arg(long)]
+    relay: Option<String>,
+}
+
+/// `90`, `90s`, `5m`, `1h`: a time to wait, at least a second.
+fn seconds(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let (number, factor) = match text.char_indices().last()? {
+        (i, 's') => (&text[..i], 1),
+        (i, 'm') => (&text[..i], 60),
+        (i, 'h') => (&text[..i], 3600),
+        _ => (text, 1),
+    };
+    let n: u64 = number.parse().ok()?;
+    n.checked_mul(factor)
+        .filter(|s| (1..=86_400).contains(s))
+        .map(std::time::Duration::from_secs)
 }
 
 fn memory_mib(text: &str) -> anyhow::Result<u32> {
@@ -105,8 +156,31 @@ fn memory_mib(text: &str) -> anyhow::Result<u32> {
 
 pub(crate) async fn site(ctx: &Context, command: SiteCommand) -> anyhow::Result<ExitCode> {
     match command {
-        SiteCommand::Add { name, url } => {
-            let site = ctx.core.add_site(&name, &url).await?;
+        SiteCommand::Relay { name, relay, none } => {
+            if relay.is_none() && !none {
+                anyhow::bail!("give the relay as USER@HOST[:PORT], or --none to clear it");
+            }
+            let site = ctx.core.set_site_relay(&name, relay.as_deref()).await?;
+            if ctx.json {
+                output::json(&site)?;
+            } else {
+                output::text(&match &site.relay {
+                    Some(relay) => format!("Interactive runs at {name} go through {relay}.\n"),
+                    None => format!("Interactive runs at {name} go through no relay.\n"),
+                });
+            }
+        }
+        SiteCommand::Add { name, url, relay } => {
+            // The relay is checked before the site is added: a bad one adds nothing.
+            if let Some(relay) = &relay {
+                relay
+                    .parse::<sloop_core::relay::RelayAddr>()
+                    .map_err(anyhow::Error::from)?;
+            }
+            let mut site = ctx.core.add_site(&name, &url).await?;
+            if relay.is_some() {
+                site = ctx.core.set_site_relay(&name, relay.as_deref()).await?;
+            }
             if ctx.json {
                 output::json(&site)?;
             } else {
@@ -123,9 +197,14 @@ pub(crate) async fn site(ctx: &Context, command: SiteCommand) -> anyhow::Result<
             } else if sites.is_empty() {
                 output::text("No sites yet; add one with: sloop site add NAME URL\n");
             } else {
-                let mut out = format!("{:<20} {}\n", "NAME", "URL");
+                let mut out = format!("{:<20} {:<40} {}\n", "NAME", "URL", "RELAY");
                 for site in &sites {
-                    out.push_str(&format!("{:<20} {}\n", site.name, site.url));
+                    out.push_str(&format!(
+                        "{:<20} {:<40} {}\n",
+                        site.name,
+                        site.url,
+                        site.relay.as_deref().unwrap_or("-")
+                    ));
                 }
                 output::text(&out);
             }
@@ -210,6 +289,22 @@ fn phase(view: &RunView) -> &'static str {
     }
 }
 
+/// "until T (2h 5m left)" for the proxy in a run's machine.
+fn proxy_left(until: &str) -> String {
+    let left = time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+        .map(|end| (end - time::OffsetDateTime::now_utc()).whole_seconds())
+        .unwrap_or(0);
+    if left <= 0 {
+        format!("in the machine: expired at {until}; renew it (sloop proxy init, sloop run renew)")
+    } else {
+        format!(
+            "in the machine: until {until} ({}h {}m left)",
+            left / 3600,
+            left % 3600 / 60
+        )
+    }
+}
+
 fn render_run(view: &RunView) -> String {
     let r = &view.record;
     let mut out = format!(
@@ -252,6 +347,23 @@ fn render_run(view: &RunView) -> String {
         )),
     );
     line("accel", r.accel.clone());
+    if view.phase == RunPhase::Running || view.phase == RunPhase::Queued {
+        line("proxy", r.proxy_until.as_deref().map(proxy_left));
+    }
+    if let Some(relay) = &r.relay {
+        line(
+            "relay",
+            Some(format!(
+                "{} (run key {})",
+                relay.addr(),
+                if relay.removed {
+                    "removed"
+                } else {
+                    "installed"
+                }
+            )),
+        );
+    }
     line("exit", r.exit_code.map(|c| c.to_string()));
     line("reason", r.reason.clone());
     line("created", Some(r.created.clone()));
@@ -286,6 +398,7 @@ pub(crate) async fn run(ctx: &Context, command: RunCommand) -> anyhow::Result<Ex
                 memory_mib: args.memory.as_deref().map(memory_mib).transpose()?,
                 keep_changes: args.keep_changes,
                 as_run: None,
+                relay: args.relay,
             };
             let follow = progress::Follow::start(ctx, Some(ctx.core.submit_task(&args.machine)));
             let submitted = ctx.core.submit(&request).await;
@@ -299,6 +412,25 @@ pub(crate) async fn run(ctx: &Context, command: RunCommand) -> anyhow::Result<Ex
             let submitted = ctx.core.resume_run(&run).await;
             follow.end().await;
             submitted_text(ctx, &submitted?)?;
+        }
+        RunCommand::Shell {
+            run,
+            wait,
+            via,
+            command,
+        } => {
+            let within = seconds(&wait).ok_or_else(|| {
+                anyhow::anyhow!("--wait {wait:?} is not valid; use e.g. 90s, 5m or 1h")
+            })?;
+            // For a person at a terminal; scripts see only the command's own output.
+            if !ctx.json && std::io::stderr().is_terminal() {
+                output::note(&format!(
+                    "Waiting up to {} s for run {run}'s machine to answer…",
+                    within.as_secs()
+                ));
+            }
+            let session = ctx.core.run_shell_via(&run, within, via.as_deref()).await?;
+            return crate::machine::in_session(session, &command).await;
         }
         RunCommand::List => {
             let runs = ctx.core.runs(true).await?;

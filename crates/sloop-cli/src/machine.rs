@@ -208,6 +208,15 @@ pub async fn shell(ctx: &Context, name: &str, command: &[String]) -> anyhow::Res
     let session = ctx.core.shell(name).await.with_context(|| {
         format!("cannot reach machine {name}; is it running? (sloop machine start {name})")
     })?;
+    in_session(session, command).await
+}
+
+/// Runs `command` in `session`, or an interactive shell without one; the exit status is the
+/// command's (255 when it was killed, as ssh says).
+pub async fn in_session(
+    session: sloop_core::ssh::Session,
+    command: &[String],
+) -> anyhow::Result<ExitCode> {
     if command.is_empty() {
         return interactive(session).await;
     }
@@ -303,14 +312,14 @@ fn remote_line(words: &[String]) -> anyhow::Result<String> {
         .context("a word of the command holds a NUL byte, which no shell can pass")
 }
 
-pub fn ssh_config(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let (path, text) = machine::ssh_config(ctx.paths())?;
+pub async fn ssh_config(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let (path, text) = ctx.core.ssh_config().await?;
     if ctx.json {
         output::json(&serde_json::json!({ "path": path, "config": text }))?;
     } else {
         output::text(&text);
         output::text(&format!(
-            "\n# Written to {0}. Add this line to the top of ~/.ssh/config once:\n#   Include {0}\n# then: ssh sloop-NAME\n",
+            "\n# Written to {0}. Add this line to the top of ~/.ssh/config once:\n#   Include {0}\n# then: ssh sloop-NAME (a machine here) or ssh sloop-run-RUN (an interactive run at its site)\n",
             path.display()
         ));
     }

@@ -58,7 +58,8 @@ enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
-    /// Write an ssh config for your machines, for your own ssh, scp and editors.
+    /// Write an ssh config for your machines and your interactive runs at grid sites (those that
+    /// answer now), for your own ssh, scp and editors.
     SshConfig,
     /// Bundles (a machine's changes with signed provenance): inspect, verify.
     #[command(subcommand)]
@@ -251,7 +252,7 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Image(command) => image::run(ctx, command).await,
         Command::Machine(command) => machine::run(ctx, command).await,
         Command::Shell { name, command } => machine::shell(ctx, &name, &command).await,
-        Command::SshConfig => machine::ssh_config(ctx),
+        Command::SshConfig => machine::ssh_config(ctx).await,
         Command::Proxy(command) => proxy::run(ctx, command).await,
         Command::Bundle(command) => bundle::run(ctx, command).await,
         Command::Site(command) => grid::site(ctx, command).await,

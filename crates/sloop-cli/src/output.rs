@@ -35,6 +35,11 @@ pub fn warn(message: &str) {
     eprintln!("sloop: {message}");
 }
 
+/// Prints a line about what is going on (waiting, progress) on stderr, apart from results.
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
+
 /// A byte count in decimal units, as download tools show them: `22.1 MB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];

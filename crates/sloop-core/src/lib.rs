@@ -23,6 +23,7 @@ pub mod pki;
 pub mod programs;
 pub mod progress;
 pub mod proxy;
+pub mod relay;
 pub mod run;
 pub mod site;
 pub mod ssh;

@@ -3,6 +3,7 @@
 //! Sloop made every machine's host key itself, so a key other than the pinned one is never
 //! "new": it is refused, whatever the user would answer.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,18 @@ impl ConnectPolicy {
     }
 }
 
+impl ConnectPolicy {
+    /// A machine at a grid site, across the network: its SSH server already answered the VM
+    /// job, so a silent server is waited for longer before asking again.
+    pub fn remote(within: Duration) -> Self {
+        Self {
+            within,
+            first_banner_wait: Duration::from_secs(5),
+            step_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
 /// SSH failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -133,9 +146,79 @@ impl client::Handler for PinnedHost {
     }
 }
 
+/// How a server's host key is checked when no key of Sloop's own is pinned for it.
+#[derive(Debug)]
+pub(crate) enum HostCheck {
+    /// Against the user's known_hosts (the first contact for a run).
+    KnownHosts(PathBuf),
+    /// Against the key recorded for the run.
+    Pinned(PublicKey),
+}
+
+/// The client handler of connections to servers of the user's (an SSH relay): checks the
+/// server's host key as [`HostCheck`] says and keeps the verdict.
+#[derive(Debug)]
+pub struct CheckedHost {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) check: HostCheck,
+    /// What the server presented, and whether it was accepted.
+    pub(crate) verdict: Arc<Mutex<Option<HostVerdict>>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum HostVerdict {
+    Accepted(PublicKey),
+    Unknown(PublicKey),
+    Changed(PublicKey),
+}
+
+impl client::Handler for CheckedHost {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(certificate) => {
+                PublicKey::new(certificate.public_key().clone(), "")
+            }
+        };
+        let verdict = match &self.check {
+            HostCheck::Pinned(expected) => {
+                if expected.key_data() == key.key_data() {
+                    HostVerdict::Accepted(key)
+                } else {
+                    HostVerdict::Changed(key)
+                }
+            }
+            HostCheck::KnownHosts(path) => {
+                match russh::keys::check_known_hosts_path(&self.host, self.port, &key, path) {
+                    Ok(true) => HostVerdict::Accepted(key),
+                    Ok(false) => HostVerdict::Unknown(key),
+                    Err(russh::keys::Error::KeyChanged { .. }) => HostVerdict::Changed(key),
+                    Err(_) => HostVerdict::Unknown(key),
+                }
+            }
+        };
+        let ok = matches!(verdict, HostVerdict::Accepted(_));
+        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(verdict);
+        Ok(ok)
+    }
+}
+
+/// `ssh-ed25519 AAAA… comment`, as authorized_keys and known_hosts hold it.
+pub fn public_openssh(key: &PublicKey) -> String {
+    key.to_openssh().unwrap_or_default()
+}
+
 /// An authenticated SSH session to a machine.
 pub struct Session {
     handle: Handle<PinnedHost>,
+    /// The relay's connection this session runs through, kept open as long as it is.
+    via: Option<Handle<CheckedHost>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -321,18 +404,36 @@ async fn attempt(
         Ok(Err(e)) => return Attempt::Retry(format!("waiting for the SSH banner: {e}")),
         Ok(Ok(_)) => {}
     }
+    login(stream, endpoint, key, host_key, timings.step).await
+}
+
+/// The config of every client connection Sloop makes.
+pub(crate) fn client_config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        ..Default::default()
+    })
+}
+
+/// The SSH handshake and login over `stream`, each step within `step`.
+async fn login<S>(
+    stream: S,
+    endpoint: &SshEndpoint,
+    key: &Arc<PrivateKey>,
+    host_key: &PublicKey,
+    step: Duration,
+) -> Attempt
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let presented = Arc::new(Mutex::new(None));
     let handler = PinnedHost {
         expected: host_key.clone(),
         presented: presented.clone(),
     };
-    let config = Arc::new(client::Config {
-        inactivity_timeout: None,
-        keepalive_interval: Some(Duration::from_secs(15)),
-        ..Default::default()
-    });
-    let handshake = client::connect_stream(config, stream, handler);
-    let mut handle = match tokio::time::timeout(timings.step, handshake).await {
+    let handshake = client::connect_stream(client_config(), stream, handler);
+    let mut handle = match tokio::time::timeout(step, handshake).await {
         Err(_) => return Attempt::Retry("SSH handshake timed out".into()),
         Ok(Err(e)) => {
             if let Some(presented) = presented.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -357,7 +458,7 @@ async fn attempt(
         )
         .await;
     match auth {
-        Ok(result) if result.success() => Attempt::Done(Session { handle }),
+        Ok(result) if result.success() => Attempt::Done(Session { handle, via: None }),
         // While a guest boots, its SSH server may run before the user's key is in place.
         Ok(_) => Attempt::Retry(
             SshError::AuthRejected {
@@ -366,6 +467,52 @@ async fn attempt(
             .to_string(),
         ),
         Err(e) => Attempt::Retry(format!("SSH authentication: {e}")),
+    }
+}
+
+/// Logs in to the machine behind port `endpoint.port` of `relay`'s loopback (a reverse forward
+/// the machine's VM job holds there), through a direct-tcpip channel of the relay connection:
+/// SSH inside SSH, the inner one pinned to `host_key` like any other. `within` bounds the whole.
+#[tracing::instrument(skip(relay, client_key, host_key))]
+pub async fn connect_via(
+    relay: Handle<CheckedHost>,
+    endpoint: &SshEndpoint,
+    client_key: &PrivateKey,
+    host_key: &PublicKey,
+    within: Duration,
+) -> Result<Session, SshError> {
+    let channel = tokio::time::timeout(
+        within,
+        relay.channel_open_direct_tcpip(
+            endpoint.host.clone(),
+            u32::from(endpoint.port),
+            "127.0.0.1",
+            0,
+        ),
+    )
+    .await
+    .map_err(|_| SshError::Timeout {
+        addr: endpoint.address(),
+        seconds: within.as_secs(),
+        last: "the relay did not open a channel".into(),
+    })??;
+    let key = Arc::new(client_key.clone());
+    match login(channel.into_stream(), endpoint, &key, host_key, within).await {
+        Attempt::Done(mut session) => {
+            session.via = Some(relay);
+            Ok(session)
+        }
+        Attempt::Fatal(e) => Err(e),
+        Attempt::Retry(last) => Err(SshError::Timeout {
+            addr: endpoint.address(),
+            seconds: within.as_secs(),
+            last,
+        }),
+        Attempt::NoBanner => Err(SshError::Timeout {
+            addr: endpoint.address(),
+            seconds: within.as_secs(),
+            last: NO_BANNER.into(),
+        }),
     }
 }
 
@@ -434,6 +581,7 @@ impl Session {
         let (mut read, write) = channel.split();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<TerminalInput>(256);
         let handle = self.handle;
+        let via = self.via;
         tokio::spawn(async move {
             let mut status = None;
             loop {
@@ -465,6 +613,9 @@ impl Session {
                 }
             }
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            if let Some(via) = via {
+                let _ = via.disconnect(Disconnect::ByApplication, "", "en").await;
+            }
             on_output(TerminalOutput::Closed { status });
         });
         Ok(Terminal { input: tx })
@@ -475,6 +626,9 @@ impl Session {
         self.handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await?;
+        if let Some(via) = self.via {
+            via.disconnect(Disconnect::ByApplication, "", "en").await?;
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 // Fixtures panic on failure by design: that is how the test using them fails.
 #![allow(clippy::unwrap_used)]
 
+pub mod relay;
 pub mod serve;
 
 use std::path::{Path, PathBuf};

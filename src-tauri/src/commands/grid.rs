@@ -67,6 +67,8 @@ pub struct SubmitRun {
     pub memory_mib: Option<u32>,
     /// Bring the run's disk changes back too, for a fetch that makes a machine of them.
     pub keep_changes: bool,
+    /// An interactive run's SSH relay, `USER@HOST[:PORT]`; none (or blanks) for the site's own.
+    pub relay: Option<String>,
 }
 
 impl From<SubmitRun> for SubmitRequest {
@@ -82,6 +84,7 @@ impl From<SubmitRun> for SubmitRequest {
             memory_mib: form.memory_mib,
             keep_changes: form.keep_changes,
             as_run: None,
+            relay: form.relay.filter(|r| !r.trim().is_empty()),
         }
     }
 }
@@ -175,6 +178,7 @@ mod tests {
             cpus: Some(2),
             memory_mib: Some(2048),
             keep_changes: true,
+            relay: None,
         }
     }
 
@@ -205,6 +209,22 @@ mod tests {
             let request = SubmitRequest::from(SubmitRun { command, ..form() });
             assert_eq!(request.command, None);
         }
+        // A blank relay is the site's own (or none).
+        for relay in [None, Some(" ".into())] {
+            assert_eq!(
+                SubmitRequest::from(SubmitRun { relay, ..form() }).relay,
+                None
+            );
+        }
+        let relay = Some("ada@login.example.org".to_string());
+        assert_eq!(
+            SubmitRequest::from(SubmitRun {
+                relay: relay.clone(),
+                ..form()
+            })
+            .relay,
+            relay
+        );
     }
 
     #[test]
@@ -217,7 +237,8 @@ mod tests {
             "walltimeSecs": 3600,
             "cpus": null,
             "memoryMib": null,
-            "keepChanges": false
+            "keepChanges": false,
+            "relay": null
         }))
         .unwrap();
         let request = SubmitRequest::from(form);

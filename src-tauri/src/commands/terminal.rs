@@ -2,7 +2,9 @@
 //! Tauri channel. Keystrokes are never logged.
 
 use base64::Engine as _;
-use serde::Serialize;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use sloop_core::machine;
 use sloop_core::ssh::{TerminalOutput, TerminalSize};
 use tauri::State;
@@ -23,15 +25,32 @@ pub enum TerminalEvent {
     Closed { status: Option<u32> },
 }
 
-/// Opens a shell in the running machine `name`; returns the terminal's id.
+/// What a terminal is a shell in.
+#[derive(Debug, Clone, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+#[ts(export)]
+pub enum TerminalTarget {
+    /// A running machine on this computer, by name.
+    Machine(String),
+    /// An interactive run's machine at its grid site, by run id.
+    Run(String),
+}
+
+/// How long a terminal on a run waits for the run to start and its machine to answer.
+const RUN_SHELL_WAIT: Duration = Duration::from_secs(300);
+
+/// Opens a shell in a running machine, here or at a grid site; returns the terminal's id.
 #[tauri::command]
 pub async fn terminal_open(
     state: State<'_, AppState>,
-    name: String,
+    target: TerminalTarget,
     size: TerminalSize,
     output: Channel<TerminalEvent>,
 ) -> Result<u32, IpcError> {
-    let session = state.core.shell(&name).await?;
+    let session = match &target {
+        TerminalTarget::Machine(name) => state.core.shell(name).await?,
+        TerminalTarget::Run(id) => state.core.run_shell(id, RUN_SHELL_WAIT).await?,
+    };
     let terminal = session
         .open_terminal(size, move |event| {
             let event = match event {

@@ -26,6 +26,7 @@ import type { SiteInfo } from "./bindings/SiteInfo";
 import type { SubmitRun } from "./bindings/SubmitRun";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
+import type { TerminalTarget } from "./bindings/TerminalTarget";
 
 export interface Backend {
   /** Runs the host check; `fresh` boots the acceleration test guest again. */
@@ -167,11 +168,12 @@ export interface Backend {
   /** Shows a desktop notification (nothing when the desktop has no notification service). */
   notify(title: string, body: string): Promise<void>;
   /**
-   * Opens a shell in the running machine `name` with a terminal of `size`; returns the
-   * terminal's id. Its output and its end arrive through `onEvent`.
+   * Opens a shell in a running machine (here, or an interactive run's at its site) with a
+   * terminal of `size`; returns the terminal's id. Its output and its end arrive through
+   * `onEvent`. A run's shell first waits (minutes at most) for the run's machine to answer.
    */
   terminalOpen(
-    name: string,
+    target: TerminalTarget,
     size: TerminalSize,
     onEvent: (event: TerminalEvent) => void,
   ): Promise<number>;

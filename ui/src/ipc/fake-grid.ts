@@ -131,6 +131,7 @@ export function demoRun(over: Partial<RunView> = {}): RunView {
     phase: "queued",
     id: "analysis-1a2b3c4d",
     machine: "analysis",
+    user: "sloop",
     site: "test-ce",
     siteUrl: "https://test-ce.example.org/arex",
     jobId: "f1e2d3c4b5a6978812345678",
@@ -153,6 +154,7 @@ export function demoRun(over: Partial<RunView> = {}): RunView {
     accel: null,
     outputs: null,
     changedMachine: null,
+    proxyUntil: null,
     ...over,
   };
   if (over.phase === undefined) run.phase = phaseOf(run.state, run.submitted);
@@ -551,6 +553,20 @@ export class FakeGrid {
 
   private unknownSite(name: string): IpcError {
     return siteError(`there is no site named ${name}; add it with \`sloop site add ${name} URL\``);
+  }
+
+  /** Refuses a shell in run `id` as the core does: only an interactive run that is up. */
+  shellable(id: string): RunView {
+    const run = this.run(id);
+    if (run.command !== null) {
+      throw runError(
+        `run ${id} runs a command and powers off; a shell needs a run submitted without --command`,
+      );
+    }
+    if (run.ended !== null) {
+      throw runError(`run ${id} has ended (${run.phase}): its machine is no longer up`);
+    }
+    return run;
   }
 
   private run(id: string): RunView {

@@ -40,6 +40,7 @@ import type { ProxyInit } from "./bindings/ProxyInit";
 import type { ProxyStatus } from "./bindings/ProxyStatus";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
+import type { TerminalTarget } from "./bindings/TerminalTarget";
 
 export interface FakeOptions {
   report?: HostReport;
@@ -156,7 +157,7 @@ export class FakeBackend implements Backend {
   /** Every machineProxyAttach and machineProxyDetach, as "attach:name" and "detach:name". */
   readonly proxyActions: string[] = [];
   /** Every terminalOpen, terminalWrite, terminalResize and terminalClose call, in order. */
-  readonly terminalOpens: { name: string; size: TerminalSize }[] = [];
+  readonly terminalOpens: { target: TerminalTarget; size: TerminalSize }[] = [];
   readonly terminalWrites: { id: number; data: string }[] = [];
   readonly terminalResizes: { id: number; size: TerminalSize }[] = [];
   readonly terminalCloses: number[] = [];
@@ -692,15 +693,21 @@ export class FakeBackend implements Backend {
   }
 
   async terminalOpen(
-    name: string,
+    target: TerminalTarget,
     size: TerminalSize,
     onEvent: (event: TerminalEvent) => void,
   ): Promise<number> {
-    this.terminalOpens.push({ name, size: { ...size } });
+    this.terminalOpens.push({ target: structuredClone(target), size: { ...size } });
     await this.delay();
-    const machine = this.machine(name);
-    if (machine.state !== "running") {
-      throw machineError(`machine ${name} is not running; start it first`);
+    let name: string;
+    if ("run" in target) {
+      name = this.grid.shellable(target.run).id;
+    } else {
+      name = target.machine;
+      const machine = this.machine(name);
+      if (machine.state !== "running") {
+        throw machineError(`machine ${name} is not running; start it first`);
+      }
     }
     const id = ++this.lastTerminal;
     this.terminals.set(id, { name, onEvent, line: "" });

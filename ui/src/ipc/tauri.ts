@@ -26,6 +26,7 @@ import type { SiteInfo } from "./bindings/SiteInfo";
 import type { SubmitRun } from "./bindings/SubmitRun";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
+import type { TerminalTarget } from "./bindings/TerminalTarget";
 
 /** The Tauri event every core event arrives on (src-tauri/src/events.rs). */
 export const EVENT = "sloop://event";
@@ -242,13 +243,13 @@ export class TauriBackend implements Backend {
   }
 
   terminalOpen(
-    name: string,
+    target: TerminalTarget,
     size: TerminalSize,
     onEvent: (event: TerminalEvent) => void,
   ): Promise<number> {
     const channel = new Channel<TerminalEvent>();
     channel.onmessage = onEvent;
-    return invoke("terminal_open", { name, size, output: channel });
+    return invoke("terminal_open", { target, size, output: channel });
   }
 
   terminalWrite(id: number, data: string): Promise<void> {

@@ -539,6 +539,16 @@ fn tiny_machine(dir: &Path, name: &str) -> (Sloop, FileServer) {
     (a, server)
 }
 
+/// [`tiny_machine`], for a user whose `~/.ssh` (their own key, known_hosts) is the folder
+/// `user-home/.ssh` in `dir`, and who has no SSH agent: the home's path.
+fn tiny_machine_with_ssh_home(dir: &Path, name: &str) -> (Sloop, FileServer, PathBuf) {
+    let (mut a, server) = tiny_machine(dir, name);
+    let home = dir.join("user-home");
+    a.env.push(("HOME", home.clone()));
+    a.env.push(("SSH_AUTH_SOCK", PathBuf::from("/nonexistent")));
+    (a, server, home)
+}
+
 #[test]
 fn a_changed_base_fails_the_job_with_that_reason() {
     const BAD: &str = "grid-bad";
@@ -676,20 +686,386 @@ fn killed_submit(a: &Sloop, machine: &str) -> (PathBuf, String) {
     (record, id)
 }
 
+/// An interactive run (no command): `run shell` logs in to the machine at the site with the
+/// run's key and pinned host key (the site's loopback is this computer's); the command's exit
+/// status comes back; a renewed proxy reaches the machine; a record pinning another host key is
+/// refused; the run's wall time ends it with that reason, and then the shell is refused.
 #[test]
-fn a_run_that_reaches_its_wall_time_ends_with_that_reason() {
-    const NAME: &str = "grid-wall";
+fn an_interactive_run_gives_a_shell_until_its_wall_time_ends_it() {
+    const NAME: &str = "grid-shell";
     let dir = tempfile::tempdir().unwrap();
     let (a, _server) = tiny_machine(dir.path(), NAME);
     let _cleanup = Cleanup(&a, &[NAME]);
-    // Interactive (no command): the machine would stay up; two minutes of wall time end it.
-    let run = a.json(&["run", "submit", NAME, "--site", "test", "--walltime", "2m"]);
+
+    // A marker in the machine's root disk (the user's home), written here before the submit.
+    let marker = format!("marker-{}", std::process::id());
+    {
+        let _vm = one_vm_at_a_time();
+        a.ok(&["machine", "start", NAME]);
+        a.ok(&[
+            "shell",
+            NAME,
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {marker} >marker && sync"),
+        ]);
+        a.ok(&["machine", "stop", NAME]);
+    }
+
+    // Four minutes of wall time: the machine powers off one minute before (the VM job's margin).
+    let run = a.json(&["run", "submit", NAME, "--site", "test", "--walltime", "4m"]);
     let id = run["id"].as_str().unwrap().to_string();
+    // Not up yet: a short wait ends with that reason, not a hang.
+    refused(
+        &a,
+        &["run", "shell", &id, "--wait", "1s", "--", "true"],
+        "did not say where its SSH answers within 1 s",
+    );
+    refused(
+        &a,
+        &["run", "shell", &id, "--via", "nobody", "--", "true"],
+        "USER@HOST",
+    );
+    let seen = a.ok(&["run", "shell", &id, "--wait", "4m", "--", "cat", "marker"]);
+    assert_eq!(seen.trim(), marker);
+    // The user's own OpenSSH, through `sloop ssh-config` (host key pinned by alias).
+    let config = a.json(&["ssh-config"])["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let own = std::process::Command::new("ssh")
+        .args([
+            "-F",
+            &config,
+            "-o",
+            "BatchMode=yes",
+            &format!("sloop-run-{id}"),
+            "cat",
+            "marker",
+        ])
+        .output()
+        .unwrap();
+    assert!(own.status.success(), "ssh: {own:?}");
+    assert_eq!(String::from_utf8_lossy(&own.stdout).trim(), marker);
+    // Through a jump host (`--via`), here the relay test server as a bastion.
+    {
+        let bastion = sloop_testkit::relay::TestRelay::start(false);
+        let home = dir.path().join("user-home");
+        let user_key = sloop_testkit::relay::user_ssh_dir(&home, &bastion.known_hosts_line());
+        bastion.authorize(&user_key);
+        let mut jump = a.command(&[
+            "run",
+            "shell",
+            &id,
+            "--via",
+            &bastion.address(),
+            "--",
+            "cat",
+            "marker",
+        ]);
+        let seen = jump
+            .env("HOME", &home)
+            .env("SSH_AUTH_SOCK", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(seen.status.success(), "--via: {seen:?}\n{}", bastion.log());
+        assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), marker);
+        assert!(
+            bastion.log().contains("server_request_direct_tcpip"),
+            "{}",
+            bastion.log()
+        );
+    }
+    let out = a.run(&["run", "shell", &id, "--", "sh", "-c", "echo out; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "out");
+
+    // A renewed proxy is in the machine within 30 s.
+    let proxy = format!("/run/sloop/secrets/x509up_u{}", 1000);
+    let end_date = || {
+        a.ok(&[
+            "run", "shell", &id, "--", "openssl", "x509", "-noout", "-enddate", "-in", &proxy,
+        ])
+    };
+    let before = end_date();
+    assert!(before.starts_with("notAfter="), "{before}");
+    let proxy_until = || {
+        a.json(&["run", "info", &id])["proxyUntil"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let until_before = proxy_until();
+    assert!(
+        until_before.is_some(),
+        "run info says nothing of the proxy in the machine"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    proxy_init(&a, "20h");
+    a.ok(&["run", "renew", &id]);
+    let renewed = Instant::now();
+    let mut after = before.clone();
+    assert!(
+        poll(Duration::from_secs(30), Duration::from_secs(2), || {
+            after = end_date();
+            after != before
+        }),
+        "the machine still has the old proxy ({before}) 30 s after the renewal"
+    );
+    assert!(
+        poll(
+            Duration::from_secs(30),
+            Duration::from_secs(3),
+            || proxy_until() != until_before
+        ),
+        "run info still shows the proxy's old end"
+    );
+    assert!(a.ok(&["run", "info", &id]).contains("left)"));
+    eprintln!(
+        "renewed proxy in the machine after {:.1} s: {} -> {}",
+        renewed.elapsed().as_secs_f64(),
+        before.trim(),
+        after.trim()
+    );
+
+    // A record that pins another host key: the machine's own is refused, as for local machines.
+    refused_with_another_host_key(&a, &id);
+
     let view = wait_run(&a, &id, Duration::from_secs(400), ended);
     assert_eq!(view["exitCode"], 124, "{view}");
     let reason = view["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("walltime reached"), "{view}");
+    refused(&a, &["run", "shell", &id, "--", "true"], "has ended");
     a.ok(&["run", "clean", &id]);
+}
+
+/// The same through a relay, a real OpenSSH server on loopback with a test account: the job
+/// publishes only the port it holds there (no direct path), `run shell` goes through it; the
+/// run's key on the relay may hold a reverse forward and do nothing else (tried with OpenSSH's
+/// own client); the key line is gone when the run ends. Relays that would let the key do more,
+/// refuse the user, or have an unknown host key are refused at submit, leaving nothing.
+#[test]
+fn a_run_behind_a_relay_gives_a_shell_and_its_key_can_only_forward() {
+    const NAME: &str = "grid-relay";
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _server, home) = tiny_machine_with_ssh_home(dir.path(), NAME);
+    let _cleanup = Cleanup(&a, &[NAME]);
+    let submit = |relay: &str| -> Vec<String> {
+        [
+            "run",
+            "submit",
+            NAME,
+            "--site",
+            "test",
+            "--walltime",
+            "4m",
+            "--relay",
+            relay,
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let refused_by = |relay: &str, needle: &str| {
+        let args = submit(relay);
+        refused(
+            &a,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            needle,
+        );
+    };
+
+    // Refusals, each before anything reaches the site: a relay that lets a restricted key
+    // forward Unix sockets; one that does not know the user; one whose host key is unknown.
+    {
+        let loose = sloop_testkit::relay::TestRelay::start(true);
+        let user_key = sloop_testkit::relay::user_ssh_dir(&home, &loose.known_hosts_line());
+        loose.authorize(&user_key);
+        refused_by(&loose.address(), "forward Unix sockets");
+        assert!(
+            !loose.authorized_keys().contains("sloop-run:"),
+            "{}",
+            loose.authorized_keys()
+        );
+    }
+    let relay = sloop_testkit::relay::TestRelay::start(false);
+    let user_key = sloop_testkit::relay::user_ssh_dir(&home, &relay.known_hosts_line());
+    refused_by(&relay.address(), "refused the login");
+    relay.authorize(&user_key);
+    std::fs::write(home.join(".ssh/known_hosts"), "").unwrap();
+    refused_by(&relay.address(), "is not in");
+    std::fs::write(home.join(".ssh/known_hosts"), relay.known_hosts_line()).unwrap();
+    assert_eq!(a.json(&["run", "list"]).as_array().unwrap().len(), 0);
+
+    let args = submit(&relay.address());
+    let out = a.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs = a.json(&["run", "list"]);
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let job = runs[0]["jobId"].as_str().unwrap().to_string();
+    let comment = format!("sloop-run:{id}");
+    let line = relay
+        .authorized_keys()
+        .lines()
+        .find(|l| l.ends_with(&comment))
+        .unwrap_or_else(|| panic!("no key line for {id}: {}", relay.authorized_keys()))
+        .to_string();
+    assert!(line.starts_with("restrict,port-forwarding,"), "{line}");
+    // The run's key for the relay went to the site and is not kept here.
+    assert!(
+        !a.home
+            .join("data/runs")
+            .join(&id)
+            .join("ssh/relay")
+            .exists()
+    );
+
+    // Through the relay (the job publishes only the relayed port).
+    let seen = a.ok(&[
+        "run",
+        "shell",
+        &id,
+        "--wait",
+        "4m",
+        "--",
+        "sh",
+        "-c",
+        "echo through-$(hostname)",
+    ]);
+    assert_eq!(seen.trim(), format!("through-{NAME}"));
+    let session = var("SLOOP_TEST_CE_DIR").join("session").join(&job);
+    let endpoint = std::fs::read_to_string(session.join("sloop-endpoint.json")).unwrap();
+    assert!(endpoint.contains("\"relayed\":true"), "{endpoint}");
+
+    // The run's key, as the job has it, tried with OpenSSH's client.
+    let key = dir.path().join("run-relay-key");
+    std::fs::copy(session.join("sloop-relay.key"), &key).unwrap();
+    sloop_testkit::set_mode(&key, 0o600);
+    let known = dir.path().join("relay-known-hosts");
+    std::fs::write(&known, relay.known_hosts_line()).unwrap();
+    let ssh = |extra: &[&str]| {
+        let mut command = std::process::Command::new("ssh");
+        command
+            .args(["-F", "/dev/null", "-i"])
+            .arg(&key)
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-o",
+            ])
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .args([
+                "-p",
+                &relay.port.to_string(),
+                "-l",
+                sloop_testkit::relay::ACCOUNT,
+            ])
+            .args(extra);
+        command
+    };
+    let command = ssh(&["127.0.0.1", "echo", "key-ran-a-command"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&command.stdout).contains("key-ran-a-command"),
+        "{command:?}"
+    );
+    assert!(!command.status.success(), "{command:?}");
+    let shell = ssh(&["-tt", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!shell.status.success(), "a shell: {shell:?}");
+    let local = ssh(&["-W", &format!("127.0.0.1:{}", relay.port), "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !local.status.success() && String::from_utf8_lossy(&local.stderr).contains("prohibited"),
+        "a local forward: {local:?}"
+    );
+    let socket = dir.path().join("probe.sock");
+    let unix = ssh(&[
+        "-N",
+        "-R",
+        &format!("{}:127.0.0.1:22", socket.display()),
+        "127.0.0.1",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        !unix.status.success() && !socket.exists(),
+        "a Unix-socket forward: {unix:?}"
+    );
+    let mut reverse = ssh(&["-N", "-v", "-R", "0:127.0.0.1:9", "127.0.0.1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(reverse.stderr.take().unwrap());
+    let mut allocated = String::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        if line.contains("Allocated port") {
+            allocated = line;
+            break;
+        }
+    }
+    let _ = reverse.kill();
+    let _ = reverse.wait();
+    assert!(
+        !allocated.is_empty(),
+        "the reverse forward was not allocated"
+    );
+
+    // A relay port that answers with another host key is refused.
+    refused_with_another_host_key(&a, &id);
+
+    // The run ends at its wall time; its key leaves the relay then, and clean leaves nothing.
+    let view = wait_run(&a, &id, Duration::from_secs(400), ended);
+    assert_eq!(view["exitCode"], 124, "{view}");
+    assert!(
+        !relay.authorized_keys().contains(&comment),
+        "{}",
+        relay.authorized_keys()
+    );
+    refused(&a, &["run", "shell", &id, "--", "true"], "has ended");
+    a.ok(&["run", "clean", &id]);
+    assert!(
+        relay.authorized_keys().contains(user_key.trim()),
+        "the user's own key stays"
+    );
+}
+
+/// `run shell` refuses run `id` while its record pins another host key than the one its machine
+/// presents (the record is put back after).
+fn refused_with_another_host_key(a: &Sloop, id: &str) {
+    let record = a.home.join("data/runs").join(id).join("run.toml");
+    let original = std::fs::read_to_string(&record).unwrap();
+    let pinned = original
+        .lines()
+        .find(|l| l.starts_with("hostKey = "))
+        .unwrap()
+        .to_string();
+    let other =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINmEyEZLiNeTuBZaQNr0BQFmIWewkV+4HxZozf288+fN other";
+    std::fs::write(
+        &record,
+        original.replace(&pinned, &format!("hostKey = \"{other}\"")),
+    )
+    .unwrap();
+    refused(a, &["run", "shell", id, "--", "true"], "host key");
+    std::fs::write(&record, &original).unwrap();
 }
 
 /// Waits until `probe` is true, polling every `step`; false when `limit` passed first.
@@ -886,4 +1262,149 @@ fn bench_grid() {
         "  ratio sloop / (plain + boot)   {:>8.3} (goal <= 1.2)",
         sloop_secs / (plain_secs + boot.as_secs_f64())
     );
+}
+
+/// The benchmark of `scripts/bench-shell.sh` (ignored by the test run): prints figures, asserts
+/// only that each side did its work. For an interactive run of the tiny machine at the test
+/// site, first reached directly, then (a second run) through a relay (a real OpenSSH server on
+/// loopback): the time of a whole `run shell RUN -- true` (asking the site where the machine
+/// answers, then the login; what Open shell does before the prompt) and the round trip of one
+/// keystroke echoed by the machine (`cat` at the far end), each against plain OpenSSH to the same
+/// place with the same keys (`ssh`, through the relay as `ssh -J` does it: `-W` in a
+/// ProxyCommand with the user's relay key). Medians of 5 logins and 30 keystrokes.
+#[test]
+#[ignore = "a benchmark: scripts/bench-shell.sh runs it"]
+fn bench_run_shell() {
+    const NAME: &str = "grid-bench-shell";
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _server, home) = tiny_machine_with_ssh_home(dir.path(), NAME);
+    let _cleanup = Cleanup(&a, &[NAME]);
+    let relay = sloop_testkit::relay::TestRelay::start(false);
+    let user_key = sloop_testkit::relay::user_ssh_dir(&home, &relay.known_hosts_line());
+    relay.authorize(&user_key);
+    let user_known = home.join(".ssh/known_hosts");
+
+    println!("bench-shell: the tiny machine in an interactive run at the test site (TCG)");
+    for relayed in [false, true] {
+        let mut args = vec!["run", "submit", NAME, "--site", "test", "--walltime", "20m"];
+        let address = relay.address();
+        if relayed {
+            args.extend(["--relay", address.as_str()]);
+        }
+        let id = a.json(&args)["id"].as_str().unwrap().to_string();
+        a.ok(&["run", "shell", &id, "--wait", "5m", "--", "true"]);
+        a.ok(&["ssh-config"]);
+        let run_dir = a.home.join("data/runs").join(&id);
+        let endpoint = a.json(&["run", "info", &id]);
+        let job = endpoint["jobId"].as_str().unwrap().to_string();
+        let published: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                var("SLOOP_TEST_CE_DIR")
+                    .join("session")
+                    .join(&job)
+                    .join("sloop-endpoint.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let port = published["port"].as_u64().unwrap().to_string();
+        let openssh = |remote: &[&str]| {
+            let mut command = std::process::Command::new("ssh");
+            command
+                .args(["-F", "/dev/null", "-i"])
+                .arg(run_dir.join("ssh/client"))
+                .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+                .args(["-o", &format!("HostKeyAlias=sloop-run-{id}")])
+                .arg("-o")
+                .arg(format!(
+                    "UserKnownHostsFile={}",
+                    run_dir.join("ssh/known_hosts").display()
+                ))
+                .args(["-p", &port, "-l", "sloop"]);
+            if relayed {
+                command.arg("-o").arg(format!(
+                    "ProxyCommand=ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={} -p {} -l {} -W %h:%p 127.0.0.1",
+                    home.join(".ssh/id_ed25519").display(),
+                    user_known.display(),
+                    relay.port,
+                    sloop_testkit::relay::ACCOUNT
+                ));
+            }
+            command.arg("127.0.0.1").args(remote);
+            command
+        };
+        let sloop = |remote: &[&str]| {
+            let mut command = a.command(&["run", "shell", &id, "--"]);
+            command.args(remote);
+            command
+        };
+        let logins = |make: &dyn Fn(&[&str]) -> std::process::Command| {
+            median((0..5).map(|_| {
+                let started = Instant::now();
+                let out = make(&["true"]).output().unwrap();
+                assert!(out.status.success(), "{out:?}");
+                started.elapsed().as_secs_f64()
+            }))
+        };
+        let sloop_login = logins(&sloop);
+        let ssh_login = logins(&openssh);
+        let sloop_echo = echo_round_trip(sloop(&["sh", "-c", "echo ready; exec cat"]));
+        let ssh_echo = echo_round_trip(openssh(&["sh", "-c", "echo ready; exec cat"]));
+        let how = if relayed {
+            "through the relay"
+        } else {
+            "direct"
+        };
+        println!("  {how}:");
+        println!(
+            "    login to a command's end  sloop {:>7.3} s   openssh {:>7.3} s   ratio {:.2} (goal <= 1)",
+            sloop_login,
+            ssh_login,
+            sloop_login / ssh_login
+        );
+        println!(
+            "    keystroke echo            sloop {:>7.1} ms  openssh {:>7.1} ms  ratio {:.2} (goal <= 1)",
+            sloop_echo * 1e3,
+            ssh_echo * 1e3,
+            sloop_echo / ssh_echo
+        );
+        a.ok(&["run", "clean", &id]);
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut all: Vec<f64> = values.collect();
+    all.sort_by(f64::total_cmp);
+    all[all.len() / 2]
+}
+
+/// Median time for one byte and newline sent to `command` (which prints `ready`, then echoes
+/// its input) to come back, over 30 keystrokes.
+fn echo_round_trip(mut command: std::process::Command) -> f64 {
+    use std::io::{BufRead as _, Write as _};
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    output.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let times = (0..30).map(|i| {
+        let key = format!("k{i}\n");
+        let started = Instant::now();
+        input.write_all(key.as_bytes()).unwrap();
+        input.flush().unwrap();
+        line.clear();
+        output.read_line(&mut line).unwrap();
+        assert_eq!(line, key);
+        started.elapsed().as_secs_f64()
+    });
+    let result = median(times);
+    drop(input);
+    let _ = child.wait();
+    result
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -13,8 +14,9 @@ use crate::bundle::import::ImportRequest;
 use crate::machine;
 use crate::run::fetch::{self, Fetched};
 use crate::run::submit::{self, SubmitRequest};
-use crate::run::{self, RunError, RunRecord, RunView};
+use crate::run::{self, RunError, RunPhase, RunRecord, RunView};
 use crate::site::{self, Site, SiteInfo};
+use crate::ssh;
 
 /// What a run's logs say so far.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
@@ -32,6 +34,10 @@ pub struct RunLogs {
 
 /// Most bytes of each log `run logs` shows.
 const LOG_BYTES: usize = 256 * 1024;
+/// How often a shell waiting for a run asks its site whether the machine answers yet.
+const ENDPOINT_POLL: Duration = Duration::from_secs(3);
+/// A run's machine that has published its endpoint gets at least this long to let us log in.
+const RUN_LOGIN_MIN: Duration = Duration::from_secs(30);
 
 impl Core {
     fn proxy_path(&self) -> PathBuf {
@@ -47,6 +53,13 @@ impl Core {
     pub async fn add_site(&self, name: &str, url: &str) -> Result<Site, CoreError> {
         let (name, url) = (name.to_string(), url.to_string());
         self.blocking(move |paths, _| Ok(site::add(paths, &name, &url, OffsetDateTime::now_utc())?))
+            .await
+    }
+
+    /// Sets (or clears) the relay interactive runs at site `name` go through by default.
+    pub async fn set_site_relay(&self, name: &str, relay: Option<&str>) -> Result<Site, CoreError> {
+        let (name, relay) = (name.to_string(), relay.map(str::to_string));
+        self.blocking(move |paths, _| Ok(site::set_relay(paths, &name, relay.as_deref())?))
             .await
     }
 
@@ -135,6 +148,7 @@ impl Core {
         for &i in indices {
             let before = runs[i].clone();
             run::refresh(&client, &mut runs[i], &states, now).await?;
+            release_relay(&mut runs[i], false).await?;
             if runs[i] != before {
                 run::save(&self.paths, &runs[i])?;
             }
@@ -156,6 +170,7 @@ impl Core {
                     name: site_name.parse()?,
                     url: record.site_url.clone(),
                     added: record.created.clone(),
+                    relay: None,
                 },
                 None => return Err(error.into()),
             },
@@ -175,6 +190,7 @@ impl Core {
             let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
             let states = client.states().await?;
             run::refresh(&client, &mut record, &states, OffsetDateTime::now_utc()).await?;
+            release_relay(&mut record, false).await?;
             run::save(&self.paths, &record)?;
         }
         Ok(record.into())
@@ -278,11 +294,130 @@ impl Core {
         self.run_info(id).await
     }
 
+    /// A login session in interactive run `id`'s machine at its site (`sloop run shell`, the
+    /// app's terminal): waits up to `within` for the run to start and its machine to publish
+    /// where its SSH answers, then logs in with the run's key, accepting only the run's host key.
+    /// A batch run, a run that ended or ends meanwhile, and a run not fully submitted are refused.
+    pub async fn run_shell(&self, id: &str, within: Duration) -> Result<ssh::Session, CoreError> {
+        self.run_shell_via(id, within, None).await
+    }
+
+    /// [`Core::run_shell`], through the jump host `via` (`USER@HOST[:PORT]`, logged in to as the
+    /// user, its host key checked against their known_hosts) when given.
+    pub async fn run_shell_via(
+        &self,
+        id: &str,
+        within: Duration,
+        via: Option<&str>,
+    ) -> Result<ssh::Session, CoreError> {
+        let started = Instant::now();
+        let via = via
+            .map(str::parse::<crate::relay::RelayAddr>)
+            .transpose()
+            .map_err(RunError::from)?;
+        let mut record = run::load(&self.paths, id)?;
+        if record.command.is_some() {
+            return Err(RunError::Invalid(format!(
+                "run {id} runs a command and powers off; a shell needs a run submitted without --command"
+            ))
+            .into());
+        }
+        let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
+        let endpoint = loop {
+            if record.ended.is_none() && record.job_id.is_some() {
+                let states = client.states().await?;
+                run::refresh(&client, &mut record, &states, OffsetDateTime::now_utc()).await?;
+                release_relay(&mut record, false).await?;
+                run::save(&self.paths, &record)?;
+            }
+            let phase = record.phase();
+            let state = serde_json::to_value(phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            match phase {
+                RunPhase::Submitting => {
+                    return Err(RunError::Invalid(format!(
+                        "run {id} was not submitted completely; `sloop run resume {id}` submits it again"
+                    ))
+                    .into());
+                }
+                RunPhase::Finished | RunPhase::Failed | RunPhase::Killed | RunPhase::Gone => {
+                    return Err(RunError::Invalid(format!(
+                        "run {id} has ended ({state}): its machine is no longer up"
+                    ))
+                    .into());
+                }
+                RunPhase::Running => {
+                    let job = record.job_id.clone().unwrap_or_default();
+                    if let Some(endpoint) = run::shell::published(&client, &job).await? {
+                        break endpoint;
+                    }
+                }
+                RunPhase::Queued => {}
+            }
+            if started.elapsed() + ENDPOINT_POLL >= within {
+                return Err(RunError::NoEndpoint {
+                    id: id.to_string(),
+                    seconds: within.as_secs(),
+                    state,
+                }
+                .into());
+            }
+            tokio::time::sleep(ENDPOINT_POLL).await;
+        };
+        tracing::info!(run = %id, endpoint = %endpoint.address(), "run shell");
+        let left = within.saturating_sub(started.elapsed()).max(RUN_LOGIN_MIN);
+        Ok(run::shell::connect(&self.paths, &record, &endpoint, via.as_ref(), left).await?)
+    }
+
+    /// Writes the ssh config of the user's machines and of their interactive runs whose machine
+    /// answers now (asked of each run's site; a site that does not answer leaves its runs out):
+    /// `sloop ssh-config`.
+    pub async fn ssh_config(&self) -> Result<(PathBuf, String), CoreError> {
+        let mut more = String::new();
+        for record in run::list(&self.paths) {
+            if record.command.is_some() || record.ended.is_some() || record.submitted.is_none() {
+                continue;
+            }
+            let Some(job) = record.job_id.clone() else {
+                continue;
+            };
+            let asked = async {
+                let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
+                Ok::<_, CoreError>(run::shell::published(&client, &job).await?)
+            };
+            match tokio::time::timeout(Duration::from_secs(15), asked).await {
+                Ok(Ok(Some(endpoint))) => {
+                    match run::shell::ssh_config_block(&self.paths, &record, &endpoint)? {
+                        Some(block) => more.push_str(&block),
+                        None => more.push_str(&format!(
+                            "\n# run {}: its machine answers only on its worker node; submit it with --relay\n",
+                            record.id
+                        )),
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(run = %record.id, error = %crate::error_chain(&error), "run left out of the ssh config")
+                }
+                Err(_) => {
+                    tracing::warn!(run = %record.id, "its site did not answer in 15 s: run left out of the ssh config")
+                }
+            }
+        }
+        let paths = self.paths.clone();
+        Ok(tokio::task::spawn_blocking(move || machine::ssh_config(&paths, &more)).await??)
+    }
+
     /// Removes run `id` at its site (killing it first if it still runs) and here. Fetched
     /// outputs stay where they were fetched to.
     pub async fn clean_run(&self, id: &str) -> Result<(), CoreError> {
-        let record = run::load(&self.paths, id)?;
+        let mut record = run::load(&self.paths, id)?;
         run::not_being_submitted(&self.paths, id)?;
+        // The run's key leaves the relay first: a clean that cannot remove it stops here.
+        release_relay(&mut record, true).await?;
+        run::save(&self.paths, &record)?;
         if let Some(job) = record.job_id.clone() {
             let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
             if record.ended.is_none() {
@@ -326,6 +461,7 @@ impl Core {
             memory_mib: Some(record.resources.memory_mib),
             keep_changes: record.keep_changes,
             as_run: Some(id.to_string()),
+            relay: record.relay.as_ref().map(|r| r.addr().to_string()),
         };
         self.clean_run(id).await?;
         tracing::info!(run = %id, "resuming: submitting again");
@@ -439,6 +575,35 @@ impl Core {
 const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Waits until the site says `job` has ended (or no longer knows it).
+/// Removes the run's key from its relay once the run has ended (or, with `now`, at once, as
+/// `clean` does). A relay that cannot be reached leaves the key for a later try, unless `now`:
+/// then it is an error naming the line to remove by hand.
+async fn release_relay(record: &mut RunRecord, now: bool) -> Result<(), RunError> {
+    let Some(relay) = record.relay.as_mut() else {
+        return Ok(());
+    };
+    if relay.removed || !(now || record.ended.is_some()) {
+        return Ok(());
+    }
+    match crate::relay::remove(relay, &crate::relay::user_ssh_dir()).await {
+        Ok(()) => {
+            relay.removed = true;
+            Ok(())
+        }
+        Err(error) if now => Err(RunError::Invalid(format!(
+            "{}; the run's key line (ending in {}) stays in {}@{}:~/.ssh/authorized_keys until it is removed, so the run is kept",
+            crate::error_chain(&error),
+            relay.key_comment,
+            relay.user,
+            relay.host
+        ))),
+        Err(error) => {
+            tracing::warn!(run = %record.id, error = %crate::error_chain(&error), "the run's key stays on the relay for now");
+            Ok(())
+        }
+    }
+}
+
 async fn wait_until_ended(
     client: &site::arc::ArcClient,
     record: &RunRecord,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use russh::keys::ssh_key::LineEnding;
-use russh::keys::{Algorithm, PrivateKey, PublicKey};
+use russh::keys::{Algorithm, PrivateKey};
 
 use crate::fsutil::write_atomic;
 use crate::paths::ensure_private_dir;
@@ -44,10 +44,7 @@ pub enum KeyError {
 
 pub use crate::ssh::fingerprint;
 
-/// `ssh-ed25519 AAAA… comment`, as authorized_keys and known_hosts hold it.
-pub fn public_openssh(key: &PublicKey) -> String {
-    key.to_openssh().unwrap_or_default()
-}
+pub use crate::ssh::public_openssh;
 
 const CLIENT: &str = "client_ed25519";
 const HOST: &str = "host_ed25519";

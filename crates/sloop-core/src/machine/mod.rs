@@ -442,10 +442,11 @@ pub fn free_local_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// An OpenSSH client configuration with one `Host sloop-NAME` block per machine, so the user's
-/// own `ssh`, `scp`, `rsync` and editors' remote extensions reach machines with their pinned
-/// host keys. Written to `data/ssh_config` for an `Include` line in `~/.ssh/config`.
-pub fn ssh_config(paths: &Paths) -> Result<(PathBuf, String), MachineError> {
+/// An OpenSSH client configuration with one `Host sloop-NAME` block per machine, then `more`
+/// (the blocks of runs at grid sites), so the user's own `ssh`, `scp`, `rsync` and editors'
+/// remote extensions reach machines with their pinned host keys. Written to `data/ssh_config`
+/// for an `Include` line in `~/.ssh/config`.
+pub fn ssh_config(paths: &Paths, more: &str) -> Result<(PathBuf, String), MachineError> {
     let mut text = String::from(
         "# Written by Sloop (`sloop ssh-config`); rewritten whenever it runs. Use it with\n# `Include` in ~/.ssh/config.\n",
     );
@@ -460,6 +461,7 @@ pub fn ssh_config(paths: &Paths) -> Result<(PathBuf, String), MachineError> {
             known = ssh.join("known_hosts").display(),
         ));
     }
+    text.push_str(more);
     let path = paths.data_dir.join("ssh_config");
     crate::paths::ensure_private_dir(&paths.data_dir)
         .map_err(|e| MachineError::Files(paths.data_dir.clone(), e))?;

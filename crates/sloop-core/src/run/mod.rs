@@ -3,8 +3,10 @@
 //! reboot and a kill of Sloop in the middle of a submit (it is then listed as unfinished and can
 //! be cleaned, never an invisible job at the site). States come live from the CE.
 
+pub mod endpoint;
 pub mod fetch;
 pub mod guest;
+pub mod shell;
 pub mod submit;
 pub mod xrsl;
 
@@ -47,6 +49,9 @@ pub struct RunRecord {
     /// `<machine>-<8 hex>`: also the SSH alias of an interactive run.
     pub id: String,
     pub machine: String,
+    /// The machine's user: whom a shell in an interactive run logs in as.
+    #[serde(default = "default_user")]
+    pub user: String,
     pub site: String,
     pub site_url: String,
     /// The CE's id, once the job exists there.
@@ -86,6 +91,18 @@ pub struct RunRecord {
     pub outputs: Option<String>,
     /// The local machine made from the run's changes (`--keep-changes`).
     pub changed_machine: Option<String>,
+    /// When the proxy in the machine at the site ends (RFC 3339), as the VM job last reported:
+    /// renewals (`run renew`) move it.
+    #[serde(default)]
+    pub proxy_until: Option<String>,
+    /// The SSH relay an interactive run's machine is reached through, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub relay: Option<crate::relay::RelayRef>,
+}
+
+fn default_user() -> String {
+    crate::machine::create::USER.to_string()
 }
 
 /// Where a run is, in the words the front ends show.
@@ -182,6 +199,20 @@ pub enum RunError {
     Seed(#[from] crate::machine::seed::SeedError),
     #[error("cannot make the run's keys")]
     Keys(#[from] crate::machine::keys::KeyError),
+    #[error(
+        "run {id}'s machine did not say where its SSH answers within {seconds} s (the run is {state}); see `sloop run logs {id}`"
+    )]
+    NoEndpoint {
+        id: String,
+        seconds: u64,
+        state: String,
+    },
+    #[error(transparent)]
+    Endpoint(#[from] endpoint::BadEndpoint),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
     #[error("cancelled")]
     Cancelled,
 }
@@ -288,6 +319,8 @@ pub struct JobStatus {
     pub accel: Option<String>,
     pub reason: Option<String>,
     pub exit: Option<i32>,
+    /// When the proxy the job shares into the machine ends (seconds since 1970).
+    pub proxy_until: Option<i64>,
 }
 
 impl JobStatus {
@@ -312,6 +345,7 @@ impl JobStatus {
                 "accel" => status.accel = Some(value),
                 "reason" => status.reason = Some(value),
                 "exit" => status.exit = value.parse().ok(),
+                "proxy_until" => status.proxy_until = value.parse().ok(),
                 _ => {}
             }
         }
@@ -354,6 +388,12 @@ pub async fn refresh(
         if status.reason.is_some() {
             record.reason = status.reason;
         }
+        if let Some(until) = status
+            .proxy_until
+            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        {
+            record.proxy_until = Some(crate::time_util::rfc3339(until));
+        }
     }
     if RunRecord::is_final_state(&state) {
         record.ended = Some(crate::time_util::rfc3339(now));
@@ -388,8 +428,9 @@ mod tests {
     #[test]
     fn status_file_is_read_defensively() {
         let status = JobStatus::parse(
-            "phase=done\naccel=tcg\nreason=walltime reached\nexit=3\ngarbage\nexit2=x\n",
+            "phase=done\naccel=tcg\nreason=walltime reached\nexit=3\ngarbage\nexit2=x\nproxy_until=1796558400\n",
         );
+        assert_eq!(status.proxy_until, Some(1_796_558_400));
         assert_eq!(status.phase.as_deref(), Some("done"));
         assert_eq!(status.accel.as_deref(), Some("tcg"));
         assert_eq!(status.reason.as_deref(), Some("walltime reached"));

@@ -20,6 +20,7 @@ use crate::machine::seed::{self, Seed};
 use crate::machine::{self, MachineName};
 use crate::paths::Paths;
 use crate::progress::{Meter, ProgressUnit, Reporter};
+use crate::relay::RelayAddr;
 use crate::site::{self, SiteError, arc::ArcClient};
 use crate::types::ShareKind;
 
@@ -48,6 +49,8 @@ pub struct SubmitRequest {
     pub keep_changes: bool,
     /// Submit as this earlier run, which must no longer exist (a resume keeps the run's id).
     pub as_run: Option<String>,
+    /// An interactive run's SSH relay, `USER@HOST[:PORT]` (see [`crate::relay`]).
+    pub relay: Option<String>,
 }
 
 /// The task a submit of `machine` runs as.
@@ -201,12 +204,26 @@ pub async fn submit(
         .parse()
         .map_err(machine::MachineError::from)?;
     let manifest = machine::load(paths, &name)?;
-    let site = site::get(paths, &request.site)?;
     if let Some(command) = &request.command
         && command.trim().is_empty()
     {
         return Err(RunError::Invalid(
             "the command is empty; give one, or none for an interactive run".into(),
+        ));
+    }
+    let site = site::get(paths, &request.site)?;
+    // An interactive run goes through the relay asked for, else the site's own.
+    let relay = request.relay.clone().or_else(|| {
+        request
+            .command
+            .is_none()
+            .then(|| site.relay.clone())
+            .flatten()
+    });
+    let relay_addr = relay.as_deref().map(str::parse::<RelayAddr>).transpose()?;
+    if relay_addr.is_some() && request.command.is_some() {
+        return Err(RunError::Invalid(
+            "a relay is for interactive runs (a shell); a run with a command needs none".into(),
         ));
     }
     let inputs = collect_inputs(&request.inputs)?;
@@ -255,6 +272,7 @@ pub async fn submit(
     let mut record = RunRecord {
         id: id.clone(),
         machine: name.to_string(),
+        user: manifest.user.clone(),
         site: site.name.to_string(),
         site_url: site.url.clone(),
         job_id: None,
@@ -285,6 +303,8 @@ pub async fn submit(
         accel: None,
         outputs: None,
         changed_machine: None,
+        proxy_until: None,
+        relay: None,
     };
     super::save(paths, &record)?;
     // Held until this function returns: a resume or clean meanwhile (another Sloop) refuses.
@@ -307,6 +327,25 @@ pub async fn submit(
     record.overlay_sha512 = overlay_sha512;
     super::save(paths, &record)?;
 
+    // The relay takes the run's own key (checked to allow one reverse forward and nothing else)
+    // before anything is at the site.
+    let relay_key = match &relay_addr {
+        None => None,
+        Some(addr) => {
+            let installed = relay_setup(&dir, &mut record, addr).await;
+            match installed {
+                Ok(key_file) => {
+                    super::save(paths, &record)?;
+                    Some(key_file)
+                }
+                Err(error) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(error);
+                }
+            }
+        }
+    };
+
     let at_site = async {
         let (delegation, csr) = client.new_delegation().await?;
         let pem = crate::proxy::make::delegate(proxy, &csr, OffsetDateTime::now_utc())
@@ -325,6 +364,7 @@ pub async fn submit(
             walltime_secs: record.resources.walltime_secs,
             interactive: record.command.is_none(),
             keep_changes: record.keep_changes,
+            relay: relay_key.is_some(),
             delegation: &delegation,
         });
         let job = client.create_job(&description).await?;
@@ -356,13 +396,31 @@ pub async fn submit(
                 offset: 0,
             },
         ];
+        if let Some(key_file) = &relay_key {
+            for (name, source) in [
+                (xrsl::RELAY_CONF, dir.join(xrsl::RELAY_CONF)),
+                (xrsl::RELAY_KNOWN_HOSTS, dir.join(xrsl::RELAY_KNOWN_HOSTS)),
+                (xrsl::RELAY_KEY, key_file.clone()),
+            ] {
+                uploads.push(Upload {
+                    name: name.into(),
+                    len: std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0),
+                    source,
+                    offset: 0,
+                });
+            }
+        }
         uploads.extend(inputs.iter().cloned());
         upload_all(&client, &job, &uploads, &task, reporter, cancel).await?;
         Ok::<_, RunError>(())
     }
     .await;
-    // The seed holds the run's private host key: it leaves this machine only for the site.
+    // The seed holds the run's private host key, and the relay key file the run's key for the
+    // relay: they leave this machine only for the site.
     let _ = std::fs::remove_file(dir.join(xrsl::SEED));
+    if let Some(key_file) = &relay_key {
+        let _ = std::fs::remove_file(key_file);
+    }
     match at_site {
         Ok(()) => {
             let now = OffsetDateTime::now_utc();
@@ -381,6 +439,11 @@ pub async fn submit(
                 Some(job) => take_back(&client, job).await,
             };
             if taken_back {
+                if let Some(relay) = &record.relay
+                    && let Err(e) = crate::relay::remove(relay, &crate::relay::user_ssh_dir()).await
+                {
+                    tracing::warn!(run = %id, error = %crate::error_chain(&e), "the run's key stays on the relay");
+                }
                 let _ = std::fs::remove_dir_all(&dir);
             } else {
                 record.reason = Some(format!(
@@ -392,6 +455,43 @@ pub async fn submit(
             Err(error)
         }
     }
+}
+
+/// Makes the run's relay key, installs it on the relay (see [`crate::relay::install`]), notes
+/// the relay in `record` and writes the relay files the job gets; the private key's file.
+async fn relay_setup(
+    dir: &Path,
+    record: &mut RunRecord,
+    addr: &RelayAddr,
+) -> Result<PathBuf, RunError> {
+    let mut key =
+        russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+            .map_err(crate::machine::keys::KeyError::Generate)?;
+    let comment = format!("sloop-run:{}", record.id);
+    key.set_comment(comment.as_str());
+    let relay = crate::relay::install(addr, &crate::relay::user_ssh_dir(), &key, &comment).await?;
+    let ssh = dir.join("ssh");
+    crate::paths::ensure_private_dir(&ssh).map_err(super::write_error(&ssh))?;
+    let key_file = ssh.join("relay");
+    let private = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .map_err(crate::machine::keys::KeyError::Generate)?;
+    crate::fsutil::write_atomic(&key_file, private.as_bytes(), 0o600)
+        .map_err(super::write_error(&key_file))?;
+    let conf = format!(
+        "user={}\nhost={}\nport={}\n",
+        relay.user, relay.host, relay.port
+    );
+    crate::fsutil::write_atomic(&dir.join(xrsl::RELAY_CONF), conf.as_bytes(), 0o644)
+        .map_err(super::write_error(dir))?;
+    crate::fsutil::write_atomic(
+        &dir.join(xrsl::RELAY_KNOWN_HOSTS),
+        relay.known_hosts_line().as_bytes(),
+        0o644,
+    )
+    .map_err(super::write_error(dir))?;
+    record.relay = Some(relay);
+    Ok(key_file)
 }
 
 /// Kills and cleans a half-submitted job; true when the site took both.

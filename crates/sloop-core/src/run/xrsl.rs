@@ -20,9 +20,13 @@ pub const STATUS: &str = "sloop-status";
 pub const STDOUT: &str = "job.out";
 pub const STDERR: &str = "job.err";
 pub const CHANGES: &str = "changes.qcow2";
-pub const ENDPOINT: &str = "sloop-endpoint";
 /// A renewed proxy Sloop hands a running job; the VM job places it in the machine.
 pub const PROXY_RENEWAL: &str = "sloop-proxy-renewal.pem";
+/// A relayed run's files: the relay (`user=`, `host=`, `port=` lines), its host key as a
+/// known_hosts line, and the run's private key for it (which may only hold a reverse forward).
+pub const RELAY_CONF: &str = "sloop-relay.conf";
+pub const RELAY_KNOWN_HOSTS: &str = "sloop-relay-known-hosts";
+pub const RELAY_KEY: &str = "sloop-relay.key";
 
 /// Everything the description says.
 #[derive(Debug, Clone)]
@@ -38,6 +42,8 @@ pub struct JobSpec<'a> {
     pub walltime_secs: u64,
     pub interactive: bool,
     pub keep_changes: bool,
+    /// An interactive run reached through a relay: the relay files are uploaded.
+    pub relay: bool,
     pub delegation: &'a str,
 }
 
@@ -70,6 +76,9 @@ pub fn describe(spec: &JobSpec<'_>) -> String {
     if spec.keep_changes {
         arguments.push("--keep-changes".into());
     }
+    if spec.relay {
+        arguments.push("--relay".into());
+    }
     let mut x = String::from("&\n");
     let _ = writeln!(x, " (jobname={})", lit(spec.name));
     let _ = writeln!(x, " (executable={})", lit(JOB_SCRIPT_NAME));
@@ -95,6 +104,11 @@ pub fn describe(spec: &JobSpec<'_>) -> String {
     );
     let _ = writeln!(x, "   ({} \"\")", lit(OVERLAY));
     let _ = writeln!(x, "   ({} \"\")", lit(SEED));
+    if spec.relay {
+        for name in [RELAY_CONF, RELAY_KNOWN_HOSTS, RELAY_KEY] {
+            let _ = writeln!(x, "   ({} \"\")", lit(name));
+        }
+    }
     for input in spec.inputs {
         let _ = writeln!(x, "   ({} \"\")", lit(input));
     }
@@ -137,6 +151,7 @@ mod tests {
             walltime_secs: 3601,
             interactive: false,
             keep_changes: true,
+            relay: false,
             delegation: "ec0e18f5ad8a",
         });
         insta::assert_snapshot!(text);

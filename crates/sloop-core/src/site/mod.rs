@@ -68,6 +68,11 @@ pub struct Site {
     pub url: String,
     /// When it was added (RFC 3339).
     pub added: String,
+    /// The SSH relay (`USER@HOST[:PORT]`) interactive runs here go through unless another is
+    /// given: for sites whose worker nodes take no inbound connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub relay: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -100,6 +105,8 @@ pub struct SiteInfo {
 /// A site could not be added, reached or used. One line each, naming the site and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
+    #[error("{0}")]
+    Invalid(String),
     #[error(
         "{0:?} is not a valid site name: use 1 to 32 lower-case letters, digits and '-', starting with a letter or digit"
     )]
@@ -260,10 +267,31 @@ pub fn add(
         name,
         url: url.to_string(),
         added: crate::time_util::rfc3339(now),
+        relay: None,
     };
     sites.push(site.clone());
     save(paths, sites)?;
     tracing::info!(site = %site.name, url = %site.url, "site added");
+    Ok(site)
+}
+
+/// Sets (or, with `None`, clears) the relay interactive runs at site `name` go through.
+pub fn set_relay(paths: &Paths, name: &str, relay: Option<&str>) -> Result<Site, SiteError> {
+    let relay = relay
+        .map(|r| {
+            r.parse::<crate::relay::RelayAddr>()
+                .map(|a| a.to_string())
+                .map_err(|e| SiteError::Invalid(e.to_string()))
+        })
+        .transpose()?;
+    let mut sites = list(paths)?;
+    let site = sites
+        .iter_mut()
+        .find(|s| s.name.as_str() == name)
+        .ok_or_else(|| SiteError::Unknown(name.to_string()))?;
+    site.relay = relay;
+    let site = site.clone();
+    save(paths, sites)?;
     Ok(site)
 }
 

@@ -94,6 +94,7 @@ describe("Run on grid", () => {
         cpus: 2,
         memoryMib: 2048,
         keepChanges: false,
+        relay: null,
       },
     ]);
     const id = backend.grid.runs[0]!.id;
@@ -170,6 +171,7 @@ describe("Run on grid", () => {
         cpus: 4,
         memoryMib: 4096,
         keepChanges: true,
+        relay: null,
       },
     ]);
     expect(backend.grid.runs[0]).toMatchObject({

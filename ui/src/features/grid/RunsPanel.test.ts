@@ -4,7 +4,14 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { FakeBackend } from "../../ipc/fake";
 import { demoRun, demoSite } from "../../ipc/fake-grid";
 import { demoMachine, renderWith } from "../../test-utils";
+import { StubScreen } from "../machines/stub-screen";
 import RunsPanel from "./RunsPanel.svelte";
+
+// jsdom cannot run xterm.js: the terminal is a stub that keeps its text and types on request.
+vi.mock("../machines/xterm", async () => {
+  const { StubScreen } = await import("../machines/stub-screen");
+  return { openScreen: (container: HTMLElement) => StubScreen.open(container) };
+});
 
 const QUEUED = "analysis-00000001";
 const RUNNING = "analysis-00000002";
@@ -83,6 +90,8 @@ describe("Runs", () => {
     expect(running.getByTestId("run-cancel")).toBeEnabled();
     expect(running.queryByTestId("run-fetch")).toBeNull();
     expect(row(INTERACTIVE).getByTestId("run-command")).toHaveTextContent("interactive");
+    expect(row(INTERACTIVE).getByTestId("run-shell")).toHaveTextContent("Open shell");
+    expect(running.queryByTestId("run-shell")).toBeNull();
 
     const finished = row(FINISHED);
     expect(finished.getByTestId("run-phase")).toHaveTextContent("Finished");
@@ -100,6 +109,43 @@ describe("Runs", () => {
     expect(failed.getByTestId("run-fetch")).toBeEnabled();
     expect(failed.queryByTestId("run-fetch-changes")).toBeNull();
     expect(failed.queryByTestId("run-cancel")).toBeNull();
+  });
+
+  it("opens a shell in an interactive run's machine at its site, and ends it on Close", async () => {
+    StubScreen.opened = [];
+    const backend = backendWith();
+    renderWith(RunsPanel, backend, { active: true });
+    await screen.findByTestId("runs-table");
+    await userEvent.click(row(INTERACTIVE).getByTestId("run-shell"));
+    const pane = within(await screen.findByTestId("run-shell-pane"));
+    await waitFor(() =>
+      expect(pane.getByTestId("machine-terminal-status")).toHaveAttribute("data-status", "open"),
+    );
+    expect(backend.terminalOpens).toEqual([
+      { target: { run: INTERACTIVE }, size: { cols: 80, rows: 24 } },
+    ]);
+    const term = StubScreen.opened[0]!;
+    await waitFor(() => expect(term.text).toContain("$ "));
+    term.type("uname -a\r");
+    await waitFor(() => expect(term.text).toContain("Linux fake"));
+    expect(row(INTERACTIVE).getByTestId("run-shell")).toHaveTextContent("Hide shell");
+
+    await userEvent.click(pane.getByTestId("run-shell-close"));
+    await waitFor(() => expect(backend.terminalCloses).toEqual([1]));
+    expect(screen.queryByTestId("run-shell-pane")).toBeNull();
+  });
+
+  it("says why a run's shell cannot open", async () => {
+    const backend = backendWith();
+    renderWith(RunsPanel, backend, { active: true });
+    await listed(backend, 2);
+    // The run ended after the list was shown.
+    backend.grid.runs.find((r) => r.id === INTERACTIVE)!.ended = "2026-03-02T13:00:00Z";
+    await userEvent.click(row(INTERACTIVE).getByTestId("run-shell"));
+    const pane = within(await screen.findByTestId("run-shell-pane"));
+    expect(await pane.findByTestId("machine-terminal-error")).toHaveTextContent(
+      `run ${INTERACTIVE} has ended`,
+    );
   });
 
   it("says there are no runs yet, and points to the sites", async () => {

@@ -39,6 +39,15 @@ describe("grid labels", () => {
       "clean",
     ]);
     expect(only(runActions(demoRun({ state: "FAILED" })))).toEqual(["logs", "fetch", "clean"]);
+    // An interactive run has a shell while it is at the site, up or on its way up.
+    expect(only(runActions(demoRun({ state: "RUNNING", command: null })))).toEqual([
+      "logs",
+      "cancel",
+      "shell",
+      "clean",
+    ]);
+    expect(only(runActions(demoRun({ state: "QUEUING", command: null })))).toContain("shell");
+    expect(only(runActions(demoRun({ state: "FINISHED", command: null })))).not.toContain("shell");
     expect(only(runActions(demoRun({ state: "GONE" })))).toEqual(["clean"]);
     // A submit that stopped: its record can be submitted again, or removed.
     expect(only(runActions(demoRun({ submitted: null, jobId: null, state: null })))).toEqual([
@@ -91,7 +100,18 @@ describe("grid labels", () => {
         cpus: 2,
         memoryMib: 2048,
         keepChanges: false,
+        relay: null,
       },
+    });
+    // An interactive run's relay; refused with a command, or when it is not user@host.
+    expect(submitRequest("analysis", { ...fields, relay: " ada@login.example.org:2222 " })).toMatchObject({
+      request: { command: null, relay: "ada@login.example.org:2222" },
+    });
+    expect(submitRequest("analysis", { ...fields, command: "./run.sh", relay: "ada@login" })).toEqual({
+      problem: "A relay is for interactive runs; clear the command or the relay.",
+    });
+    expect(submitRequest("analysis", { ...fields, relay: "login.example.org" })).toEqual({
+      problem: "Give the relay as user@host or user@host:port.",
     });
     expect(submitRequest("analysis", { ...fields, command: "  ./run.sh  " })).toMatchObject({
       request: { command: "./run.sh" },

@@ -50,6 +50,8 @@ export interface RunActions {
   logs: boolean;
   /** It can be stopped. */
   cancel: boolean;
+  /** A shell can be opened in its machine at the site (an interactive run, not ended). */
+  shell: boolean;
   /** Its outputs can be brought back. */
   fetch: boolean;
   /** …and its disk changes, as a new machine. */
@@ -67,6 +69,7 @@ export function runActions(run: RunView): RunActions {
   return {
     logs: atSite && run.phase !== "gone",
     cancel: atSite && isUnfinished(run),
+    shell: atSite && run.submitted !== null && !ended && run.command === null,
     fetch,
     fetchChanges: fetch && run.keepChanges && run.changedMachine === null,
     resume: run.phase === "submitting",
@@ -178,6 +181,8 @@ export interface SubmitFields {
   cpus: number | null;
   memoryMib: number | null;
   keepChanges: boolean;
+  /** An interactive run's SSH relay, USER@HOST[:PORT]; empty for the site's own (or none). */
+  relay: string;
 }
 
 /** The dialog's fields at first: a wall time of an hour, the machine's own CPUs and memory. */
@@ -190,6 +195,7 @@ export function defaultSubmitFields(machine: MachineSummary, site = ""): SubmitF
     cpus: machine.vcpus,
     memoryMib: machine.memoryMib,
     keepChanges: false,
+    relay: "",
   };
 }
 
@@ -222,6 +228,13 @@ export function submitRequest(
     names.add(name);
   }
   const command = fields.command.trim();
+  const relay = fields.relay.trim();
+  if (relay !== "" && command !== "") {
+    return { problem: "A relay is for interactive runs; clear the command or the relay." };
+  }
+  if (relay !== "" && !/^[A-Za-z0-9._][A-Za-z0-9._-]*@[A-Za-z0-9.[\]:-]+$/.test(relay)) {
+    return { problem: "Give the relay as user@host or user@host:port." };
+  }
   return {
     request: {
       machine,
@@ -232,6 +245,7 @@ export function submitRequest(
       cpus: fields.cpus,
       memoryMib: fields.memoryMib,
       keepChanges: fields.keepChanges,
+      relay: relay === "" ? null : relay,
     },
   };
 }

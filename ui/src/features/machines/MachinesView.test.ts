@@ -365,7 +365,7 @@ describe("MachinesView", () => {
     expect(StubScreen.opened).toHaveLength(1);
     const term = StubScreen.opened[0]!;
     expect(term.container).toBe(detail.getByTestId("machine-terminal"));
-    expect(backend.terminalOpens).toEqual([{ name: "analysis", size: { cols: 80, rows: 24 } }]);
+    expect(backend.terminalOpens).toEqual([{ target: { machine: "analysis" }, size: { cols: 80, rows: 24 } }]);
     await waitFor(() => expect(term.text).toContain("$ "));
 
     term.type("uname -a\r");

@@ -20,7 +20,7 @@ function setup(machine: MachineSummary = running) {
   const backend = new FakeBackend({ machines: [machine] });
   const screen = new StubScreen();
   const statuses: SessionStatus[] = [];
-  const session = new TerminalSession(backend, machine.name, screen, (s) => statuses.push(s));
+  const session = new TerminalSession(backend, { machine: machine.name }, screen, (s) => statuses.push(s));
   return { backend, screen, statuses, session };
 }
 
@@ -39,7 +39,7 @@ describe("TerminalSession", () => {
     screen.current = { cols: 120, rows: 30 };
     await session.open();
 
-    expect(backend.terminalOpens).toEqual([{ name: "analysis", size: { cols: 120, rows: 30 } }]);
+    expect(backend.terminalOpens).toEqual([{ target: { machine: "analysis" }, size: { cols: 120, rows: 30 } }]);
     expect(statuses).toEqual([{ kind: "connecting" }, { kind: "open", id: 1 }]);
     await vi.waitFor(() => expect(screen.text).toContain("$ "));
 

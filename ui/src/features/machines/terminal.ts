@@ -5,6 +5,7 @@
 import { type Backend, errorMessage } from "../../ipc/backend";
 import type { TerminalEvent } from "../../ipc/bindings/TerminalEvent";
 import type { TerminalSize } from "../../ipc/bindings/TerminalSize";
+import type { TerminalTarget } from "../../ipc/bindings/TerminalTarget";
 
 /** The bytes base64 `text` stands for (terminal output is not always UTF-8). */
 export function decodeBase64(text: string): Uint8Array {
@@ -33,6 +34,11 @@ export type SessionStatus =
   | { kind: "closed"; status: number | null }
   | { kind: "failed"; message: string };
 
+/** What the window calls the target: the machine's name, or "run ID". */
+export function targetLabel(target: TerminalTarget): string {
+  return "run" in target ? `run ${target.run}` : target.machine;
+}
+
 /**
  * One shell in one machine, shown on one Screen. Keystrokes are sent in order, one call at a
  * time (what is typed meanwhile goes out together in the next call); only the latest size is
@@ -53,7 +59,7 @@ export class TerminalSession {
 
   constructor(
     private readonly backend: Backend,
-    private readonly name: string,
+    private readonly target: TerminalTarget,
     private readonly screen: Screen,
     private readonly onstatus: (status: SessionStatus) => void,
   ) {}
@@ -68,7 +74,7 @@ export class TerminalSession {
     const size = this.screen.size();
     let id: number;
     try {
-      id = await this.backend.terminalOpen(this.name, size, (event) => this.event(event));
+      id = await this.backend.terminalOpen(this.target, size, (event) => this.event(event));
     } catch (e) {
       if (!this.ended) {
         this.end();

@@ -11,4 +11,9 @@ url: string,
 /**
  * When it was added (RFC 3339).
  */
-added: string, };
+added: string, 
+/**
+ * The SSH relay (`USER@HOST[:PORT]`) interactive runs here go through unless another is
+ * given: for sites whose worker nodes take no inbound connections.
+ */
+relay?: string, };

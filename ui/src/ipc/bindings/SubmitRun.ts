@@ -32,4 +32,8 @@ memoryMib: number | null,
 /**
  * Bring the run's disk changes back too, for a fetch that makes a machine of them.
  */
-keepChanges: boolean, };
+keepChanges: boolean, 
+/**
+ * An interactive run's SSH relay, `USER@HOST[:PORT]`; none (or blanks) for the site's own.
+ */
+relay: string | null, };
