@@ -539,6 +539,24 @@ fn tiny_machine(dir: &Path, name: &str) -> (Sloop, FileServer) {
     (a, server)
 }
 
+/// Writes a marker (returned) into the user's home on machine `name`'s root disk, here: started,
+/// written, stopped.
+fn write_marker(a: &Sloop, name: &str) -> String {
+    let marker = format!("marker-{name}-{}", std::process::id());
+    let _vm = one_vm_at_a_time();
+    a.ok(&["machine", "start", name]);
+    a.ok(&[
+        "shell",
+        name,
+        "--",
+        "sh",
+        "-c",
+        &format!("echo {marker} >marker && sync"),
+    ]);
+    a.ok(&["machine", "stop", name]);
+    marker
+}
+
 /// [`tiny_machine`], for a user whose `~/.ssh` (their own key, known_hosts) is the folder
 /// `user-home/.ssh` in `dir`, and who has no SSH agent: the home's path.
 fn tiny_machine_with_ssh_home(dir: &Path, name: &str) -> (Sloop, FileServer, PathBuf) {
@@ -698,20 +716,7 @@ fn an_interactive_run_gives_a_shell_until_its_wall_time_ends_it() {
     let _cleanup = Cleanup(&a, &[NAME]);
 
     // A marker in the machine's root disk (the user's home), written here before the submit.
-    let marker = format!("marker-{}", std::process::id());
-    {
-        let _vm = one_vm_at_a_time();
-        a.ok(&["machine", "start", NAME]);
-        a.ok(&[
-            "shell",
-            NAME,
-            "--",
-            "sh",
-            "-c",
-            &format!("echo {marker} >marker && sync"),
-        ]);
-        a.ok(&["machine", "stop", NAME]);
-    }
+    let marker = write_marker(&a, NAME);
 
     // Four minutes of wall time: the machine powers off one minute before (the VM job's margin).
     let run = a.json(&["run", "submit", NAME, "--site", "test", "--walltime", "4m"]);
@@ -896,6 +901,7 @@ fn a_run_behind_a_relay_gives_a_shell_and_its_key_can_only_forward() {
     std::fs::write(home.join(".ssh/known_hosts"), relay.known_hosts_line()).unwrap();
     assert_eq!(a.json(&["run", "list"]).as_array().unwrap().len(), 0);
 
+    let marker = write_marker(&a, NAME);
     let args = submit(&relay.address());
     let out = a.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
@@ -924,18 +930,8 @@ fn a_run_behind_a_relay_gives_a_shell_and_its_key_can_only_forward() {
     );
 
     // Through the relay (the job publishes only the relayed port).
-    let seen = a.ok(&[
-        "run",
-        "shell",
-        &id,
-        "--wait",
-        "4m",
-        "--",
-        "sh",
-        "-c",
-        "echo through-$(hostname)",
-    ]);
-    assert_eq!(seen.trim(), format!("through-{NAME}"));
+    let seen = a.ok(&["run", "shell", &id, "--wait", "4m", "--", "cat", "marker"]);
+    assert_eq!(seen.trim(), marker);
     let session = var("SLOOP_TEST_CE_DIR").join("session").join(&job);
     let endpoint = std::fs::read_to_string(session.join("sloop-endpoint.json")).unwrap();
     assert!(endpoint.contains("\"relayed\":true"), "{endpoint}");
