@@ -222,7 +222,12 @@ pub async fn in_session(
     }
     let line = remote_line(command)?;
     let status = session
-        .exec_streaming(&line, &mut tokio::io::stdout(), &mut tokio::io::stderr())
+        .exec_streaming(
+            &line,
+            stdin_chunks(),
+            &mut tokio::io::stdout(),
+            &mut tokio::io::stderr(),
+        )
         .await?;
     let _ = session.close().await;
     Ok(match status {
@@ -230,6 +235,29 @@ pub async fn in_session(
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::from(255),
     })
+}
+
+/// This process's standard input, chunk by chunk as it comes, for a command in a machine. Read
+/// on a thread of its own: a read still waiting when the command ends does not keep Sloop from
+/// exiting (tokio's reader would).
+fn stdin_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    use std::io::Read as _;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buffer[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// An interactive login shell on a PTY, with this terminal in raw mode while it runs.

@@ -536,19 +536,30 @@ impl Session {
         Ok(collect(&mut channel).await)
     }
 
-    /// Runs `command` and copies its output to `stdout` and `stderr` as it arrives; returns its
-    /// exit status (`None` when killed by a signal).
+    /// Runs `command` and copies its output to `stdout` and `stderr` as it arrives, and the
+    /// chunks of `stdin` to it as they come (its end of file when the sender is dropped), as
+    /// `ssh HOST COMMAND` does; returns its exit status (`None` when killed by a signal).
     pub async fn exec_streaming(
         &self,
         command: &str,
+        mut stdin: tokio::sync::mpsc::Receiver<Vec<u8>>,
         stdout: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
         stderr: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
     ) -> Result<Option<u32>, SshError> {
         use tokio::io::AsyncWriteExt as _;
-        let mut channel = self.handle.channel_open_session().await?;
+        let channel = self.handle.channel_open_session().await?;
         channel.exec(true, command).await?;
+        let (mut read, write) = channel.split();
+        let input = tokio::spawn(async move {
+            while let Some(chunk) = stdin.recv().await {
+                if write.data_bytes(chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = write.eof().await;
+        });
         let mut status = None;
-        while let Some(message) = channel.wait().await {
+        while let Some(message) = read.wait().await {
             match message {
                 ChannelMsg::Data { data } => {
                     stdout.write_all(&data).await?;
@@ -562,6 +573,8 @@ impl Session {
                 _ => {}
             }
         }
+        // The command ended: what it did not read of the input is not waited for.
+        input.abort();
         Ok(status)
     }
 

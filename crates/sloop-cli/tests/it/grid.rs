@@ -785,6 +785,20 @@ fn an_interactive_run_gives_a_shell_until_its_wall_time_ends_it() {
     let out = a.run(&["run", "shell", &id, "--", "sh", "-c", "echo out; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "out");
+    // Standard input reaches the command, as with ssh (`... | sloop run shell RUN -- cat`).
+    let mut cat = a
+        .command(&["run", "shell", &id, "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut cat.stdin.take().unwrap(), b"piped in\n").unwrap();
+    let out = cat.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "piped in\n",
+        "{out:?}"
+    );
 
     // A renewed proxy is in the machine within 30 s.
     let proxy = format!("/run/sloop/secrets/x509up_u{}", 1000);

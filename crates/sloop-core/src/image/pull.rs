@@ -31,7 +31,8 @@ const CHUNK: usize = 1024 * 1024;
 pub struct Wanted {
     pub sha512: String,
     pub size: u64,
-    /// A URL, or a path to a file (a mirror beside a local list).
+    /// A URL (https, http, or `file://` for a share on the institute's or venue's server), or
+    /// a path to a file (a mirror beside a local list).
     pub location: String,
     /// The task name progress is reported under.
     pub task: String,
@@ -259,13 +260,16 @@ async fn download_and_check(
         .await
         .map_err(|e| io(&partial)(std::io::Error::other(e)))??
     };
-    let sink = if wanted.location.contains("://") {
-        download(sink, wanted, anchors, reporter, cancel).await?
-    } else {
-        let (wanted, reporter, cancel) = (wanted.clone(), reporter.clone(), cancel.clone());
-        tokio::task::spawn_blocking(move || copy_local(sink, &wanted, &reporter, &cancel))
+    let sink = match local_file(&wanted.location)? {
+        None => download(sink, wanted, anchors, reporter, cancel).await?,
+        Some(source) => {
+            let (wanted, reporter, cancel) = (wanted.clone(), reporter.clone(), cancel.clone());
+            tokio::task::spawn_blocking(move || {
+                copy_local(sink, &source, &wanted, &reporter, &cancel)
+            })
             .await
             .map_err(|e| io(&partial)(std::io::Error::other(e)))??
+        }
     };
     finish(store, wanted, sink).await
 }
@@ -312,14 +316,39 @@ async fn finish(store: &Store, wanted: &Wanted, sink: Sink) -> Result<PathBuf, P
     })?
 }
 
-/// Copies from a mirror file beside a local list, resuming at the partial file's length.
+/// The file a location names on this computer: a plain path, or a `file://` URL (local host
+/// only); `None` for a network URL.
+fn local_file(location: &str) -> Result<Option<PathBuf>, PullError> {
+    if !location.contains("://") {
+        return Ok(Some(PathBuf::from(location)));
+    }
+    if !location.starts_with("file://") {
+        return Ok(None);
+    }
+    let bad = |reason: &str| PullError::Source {
+        location: location.to_string(),
+        reason: reason.to_string(),
+    };
+    let url = url::Url::parse(location).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.host_str(), None | Some("" | "localhost")) {
+        return Err(bad(
+            "a file:// address must name a file on this computer (file:///path); mount the share and use its path",
+        ));
+    }
+    url.to_file_path()
+        .map(Some)
+        .map_err(|()| bad("not a file path"))
+}
+
+/// Copies from a file on this computer (a mirror beside a local list, a `file://` share),
+/// resuming at the partial file's length.
 fn copy_local(
     mut sink: Sink,
+    source_path: &Path,
     wanted: &Wanted,
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<Sink, PullError> {
-    let source_path = Path::new(&wanted.location);
     let mut source = File::open(source_path).map_err(|e| PullError::Source {
         location: wanted.location.clone(),
         reason: e.to_string(),
@@ -589,6 +618,28 @@ fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_urls_name_files_here_only() {
+        let here = |l: &str| local_file(l).unwrap();
+        assert_eq!(
+            here("/srv/images/a.img"),
+            Some(PathBuf::from("/srv/images/a.img"))
+        );
+        assert_eq!(
+            here("file:///srv/images/a%20b.img"),
+            Some(PathBuf::from("/srv/images/a b.img"))
+        );
+        assert_eq!(
+            here("file://localhost/srv/a.img"),
+            Some(PathBuf::from("/srv/a.img"))
+        );
+        assert_eq!(here("https://images.example.org/a.img"), None);
+        let error = local_file("file://fileserver.example.org/share/a.img")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("mount the share"), "{error}");
+    }
 
     #[test]
     fn content_range_is_read() {

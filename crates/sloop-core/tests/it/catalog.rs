@@ -651,6 +651,60 @@ async fn image_pull_refuses_wrong_bytes_and_leaves_nothing() {
     assert!(grid.store_files().is_empty());
 }
 
+/// A list fetched over https may name its image by `file://` (a share on the institute's or the
+/// venue's server, mounted here): pulled and verified like any other source; wrong bytes and a
+/// missing file refused, naming the file; a `file://` URL of another host refused with the fix.
+#[tokio::test]
+async fn image_pull_reads_file_urls_verified_like_any_other_source() {
+    let grid = Grid::new().await;
+    let share = grid.dir.path().join("share with space");
+    std::fs::create_dir_all(&share).unwrap();
+    let body = image_bytes(90_000);
+    let file = share.join("analysis.img");
+    std::fs::write(&file, &body).unwrap();
+    let url = url::Url::from_file_path(&file).unwrap().to_string();
+    let mut list = grid.list(&body, "/unused");
+    list["hv:imagelist"]["hv:images"][0]["hv:image"]["hv:uri"] = serde_json::json!(url);
+    grid.add(grid.sign(&list, &grid.endorser)).await.unwrap();
+
+    // Wrong bytes first (same size): refused, nothing stored.
+    let mut other = body.clone();
+    other[5] ^= 1;
+    std::fs::write(&file, &other).unwrap();
+    let result = grid.pull(&CancellationToken::new()).await;
+    assert!(
+        matches!(
+            result,
+            Err(ImageError::Pull(PullError::HashMismatch { .. }))
+        ),
+        "{result:?}"
+    );
+    assert!(grid.store_files().is_empty());
+    // Missing: the error names the file.
+    std::fs::remove_file(&file).unwrap();
+    let message = grid
+        .pull(&CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("share%20with%20space/analysis.img"),
+        "{message}"
+    );
+    // The endorsed bytes: stored.
+    std::fs::write(&file, &body).unwrap();
+    let view = grid.pull(&CancellationToken::new()).await.unwrap();
+    let image::LocalState::Stored { path } = &view.local else {
+        panic!("not stored: {view:?}");
+    };
+    assert_eq!(std::fs::read(path).unwrap(), body);
+    assert!(
+        grid.store_files().contains(&sha512(&body)),
+        "{:?}",
+        grid.store_files()
+    );
+}
+
 #[tokio::test]
 async fn image_pull_resumes_after_drops_and_survives_a_server_ignoring_range() {
     let grid = Grid::new().await;
