@@ -1359,7 +1359,8 @@ fn bench_run_shell() {
         let sloop_login = logins(&sloop);
         let ssh_login = logins(&openssh);
         let sloop_echo = echo_round_trip(sloop(&["sh", "-c", "echo ready; exec cat"]));
-        let ssh_echo = echo_round_trip(openssh(&["sh", "-c", "echo ready; exec cat"]));
+        // (ssh joins its words with spaces: the remote command goes as one line.)
+        let ssh_echo = echo_round_trip(openssh(&["sh -c 'echo ready; exec cat'"]));
         let how = if relayed {
             "through the relay"
         } else {

@@ -36,6 +36,8 @@ pub struct RunLogs {
 const LOG_BYTES: usize = 256 * 1024;
 /// How often a shell waiting for a run asks its site whether the machine answers yet.
 const ENDPOINT_POLL: Duration = Duration::from_secs(3);
+/// How long a shell tries where a run's machine last answered before asking its site.
+const KNOWN_ENDPOINT_TRY: Duration = Duration::from_secs(5);
 /// A run's machine that has published its endpoint gets at least this long to let us log in.
 const RUN_LOGIN_MIN: Duration = Duration::from_secs(30);
 
@@ -322,6 +324,31 @@ impl Core {
             ))
             .into());
         }
+        // Where the machine last answered, first: no question to the site while it answers
+        // there (its host key pinned, as always); else the site is asked where it is now.
+        if record.ended.is_none()
+            && let Some(known) = record
+                .endpoint
+                .as_deref()
+                .and_then(|text| run::endpoint::Endpoint::parse(text).ok())
+        {
+            match run::shell::connect(
+                &self.paths,
+                &record,
+                &known,
+                via.as_ref(),
+                KNOWN_ENDPOINT_TRY,
+            )
+            .await
+            {
+                Ok(session) => return Ok(session),
+                Err(error) => tracing::info!(
+                    run = %id,
+                    error = %crate::error_chain(&error),
+                    "no login where the machine last answered; asking its site"
+                ),
+            }
+        }
         let (client, _) = self.client_for(&record.site.clone(), Some(&record))?;
         let endpoint = loop {
             if record.ended.is_none() && record.job_id.is_some() {
@@ -368,7 +395,11 @@ impl Core {
         };
         tracing::info!(run = %id, endpoint = %endpoint.address(), "run shell");
         let left = within.saturating_sub(started.elapsed()).max(RUN_LOGIN_MIN);
-        Ok(run::shell::connect(&self.paths, &record, &endpoint, via.as_ref(), left).await?)
+        let session =
+            run::shell::connect(&self.paths, &record, &endpoint, via.as_ref(), left).await?;
+        record.endpoint = Some(endpoint.to_json());
+        run::save(&self.paths, &record)?;
+        Ok(session)
     }
 
     /// Writes the ssh config of the user's machines and of their interactive runs whose machine

@@ -89,6 +89,18 @@ impl Endpoint {
             .map(Self::parse)
     }
 
+    /// The endpoint as the job publishes it (what [`Endpoint::parse`] reads back).
+    pub fn to_json(&self) -> String {
+        let mut value = serde_json::json!({ "v": 1, "host": self.host, "port": self.port });
+        if let Some(fp) = &self.host_key {
+            value["hostKey"] = serde_json::json!(fp);
+        }
+        if self.relayed {
+            value["relayed"] = serde_json::json!(true);
+        }
+        value.to_string()
+    }
+
     /// `host:port`.
     pub fn address(&self) -> String {
         if self.host.contains(':') {
@@ -154,6 +166,9 @@ mod tests {
             Endpoint::parse("{\"v\":1,\"host\":\"127.0.0.1\",\"port\":41000,\"relayed\":true}")
                 .unwrap();
         assert!(relayed.relayed);
+        for endpoint in [endpoint, file, relayed] {
+            assert_eq!(Endpoint::parse(&endpoint.to_json()).unwrap(), endpoint);
+        }
     }
 
     #[test]

@@ -91,6 +91,11 @@ pub struct RunRecord {
     pub outputs: Option<String>,
     /// The local machine made from the run's changes (`--keep-changes`).
     pub changed_machine: Option<String>,
+    /// Where the machine of an interactive run last answered SSH (the job's published endpoint,
+    /// JSON), tried first by the next shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(skip)]
+    pub endpoint: Option<String>,
     /// When the proxy in the machine at the site ends (RFC 3339), as the VM job last reported:
     /// renewals (`run renew`) move it.
     #[serde(default)]

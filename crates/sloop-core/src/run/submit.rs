@@ -304,6 +304,7 @@ pub async fn submit(
         outputs: None,
         changed_machine: None,
         proxy_until: None,
+        endpoint: None,
         relay: None,
     };
     super::save(paths, &record)?;
