@@ -522,8 +522,9 @@ pub async fn remove(relay: &RelayRef, ssh_dir: &Path) -> Result<(), RelayError> 
     // The file is rewritten in place (cat >), keeping its owner and mode.
     let command = format!(
         "f=\"$HOME/.ssh/authorized_keys\"; [ -f \"$f\" ] || exit 0; umask 077; t=$(mktemp \"$HOME/.ssh/.sloop-keys.XXXXXX\") || exit 1; \
-         grep -v -F -e {} \"$f\" >\"$t\"; [ $? -le 1 ] && cat \"$t\" >\"$f\"; s=$?; rm -f \"$t\"; exit $s",
-        sh_quote(&format!(" {}", relay.key_comment))
+         grep -v -e {} \"$f\" >\"$t\"; [ $? -le 1 ] && cat \"$t\" >\"$f\"; s=$?; rm -f \"$t\"; exit $s",
+        // The comment ends the line: another run's whose id starts with this one's stays.
+        sh_quote(&format!(" {}$", relay.key_comment))
     );
     let done = run(&handle, &addr, "removing the run's key", &command).await;
     let _ = handle
