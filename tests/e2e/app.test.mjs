@@ -107,6 +107,41 @@ async function doneOrRefused(done, errorId, timeout, what) {
   if (refused !== null) assert.fail(`${what} was refused: ${refused}`);
 }
 
+/**
+ * Run on grid… from machine `name`'s card, with `command` (none: an interactive run) and 20 min of
+ * wall time, a screenshot named `shot` of the filled form when given; the new run's id once the
+ * Runs view lists it.
+ */
+async function submitFromCard(name, command, shot) {
+  await show("machines");
+  await (await (await machineCard(name)).$('[data-testid="machine-run-on-grid"]')).click();
+  await (await byTestId("submit-panel")).waitForDisplayed({ timeout: UI_TIMEOUT });
+  if (command) await (await byTestId("submit-command")).setValue(command);
+  await (await byTestId("submit-walltime")).setValue("20m");
+  if (shot) await screenshot(shot);
+  await (await byTestId("submit-submit")).click();
+  await doneOrRefused(
+    async () => (await byTestId("runs-panel")).isDisplayed(),
+    "submit-error",
+    180_000,
+    `the ${command ? "" : "interactive "}submit of ${name}`,
+  );
+  const row = await browser.$('[data-testid="run-row"]');
+  await row.waitForDisplayed({ timeout: UI_TIMEOUT });
+  return row.getAttribute("data-id");
+}
+
+/** Clean on run `id`'s row, confirmed; waits until the row is gone. */
+async function cleanRun(id) {
+  const row = () => browser.$(`[data-testid="run-row"][data-id="${id}"]`);
+  await (await (await row()).$('[data-testid="run-clean"]')).click();
+  await (await byTestId("run-clean-confirm")).click();
+  await browser.waitUntil(async () => !(await (await row()).isExisting()), {
+    timeout: 180_000,
+    timeoutMsg: `run ${id} stayed in the view after Clean`,
+  });
+}
+
 /** The rows the in-app terminal shows (xterm.js's DOM renderer), as plain text; the one inside
  * `scope` (a CSS selector) when given. */
 function terminalRows(scope = "") {
@@ -666,21 +701,8 @@ describe("the app window", { timeout: 1_500_000 }, () => {
 
       // An interactive run (no command): Open shell on its row waits for its machine at the site
       // and logs in; what is typed runs there.
-      await show("machines");
-      await (await (await machineCard("e2e-grid")).$('[data-testid="machine-run-on-grid"]')).click();
-      await (await byTestId("submit-panel")).waitForDisplayed({ timeout: UI_TIMEOUT });
-      await (await byTestId("submit-walltime")).setValue("20m");
-      await (await byTestId("submit-submit")).click();
-      await doneOrRefused(
-        async () => (await byTestId("runs-panel")).isDisplayed(),
-        "submit-error",
-        180_000,
-        "the interactive submit of e2e-grid",
-      );
-      const shellRow = await browser.$('[data-testid="run-row"]');
-      await shellRow.waitForDisplayed({ timeout: UI_TIMEOUT });
-      const shellId = await shellRow.getAttribute("data-id");
-      await (await shellRow.$('[data-testid="run-shell"]')).click();
+      const shellId = await submitFromCard("e2e-grid", null);
+      await (await browser.$(`[data-testid="run-row"][data-id="${shellId}"] [data-testid="run-shell"]`)).click();
       const pane = '[data-testid="run-shell-pane"]';
       await browser.waitUntil(
         async () =>
@@ -704,33 +726,12 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       );
       await screenshot("grid-shell");
       await (await byTestId("run-shell-close")).click();
-      await (await (await browser.$(`[data-testid="run-row"][data-id="${shellId}"]`)).$('[data-testid="run-clean"]')).click();
-      await (await byTestId("run-clean-confirm")).click();
-      await browser.waitUntil(
-        async () => !(await (await browser.$(`[data-testid="run-row"][data-id="${shellId}"]`)).isExisting()),
-        { timeout: 180_000, timeoutMsg: `run ${shellId} stayed in the view after Clean` },
-      );
+      await cleanRun(shellId);
 
       // Run on grid, from the machine's card. The command outlives one refresh of the Runs view
       // (every 15 s) so that RUNNING is seen, then leaves a file in /analysis/output.
-      await show("machines");
-      await (await (await machineCard("e2e-grid")).$('[data-testid="machine-run-on-grid"]')).click();
-      const panel = await byTestId("submit-panel");
-      await panel.waitForDisplayed({ timeout: UI_TIMEOUT });
       const command = 'sleep 40; echo "ran on the grid as $(id -un)" >/analysis/output/e2e.txt';
-      await (await byTestId("submit-command")).setValue(command);
-      await (await byTestId("submit-walltime")).setValue("20m");
-      await screenshot("grid-submit");
-      await (await byTestId("submit-submit")).click();
-      await doneOrRefused(
-        async () => (await byTestId("runs-panel")).isDisplayed(),
-        "submit-error",
-        180_000,
-        "the submit of e2e-grid",
-      );
-      const row0 = await browser.$('[data-testid="run-row"]');
-      await row0.waitForDisplayed({ timeout: UI_TIMEOUT });
-      const id = await row0.getAttribute("data-id");
+      const id = await submitFromCard("e2e-grid", command, "grid-submit");
       const runRow = () => browser.$(`[data-testid="run-row"][data-id="${id}"]`);
       const phases = new Set();
       await browser.waitUntil(
@@ -760,12 +761,7 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       assert.ok(gets.includes("GET /tiny.qcow2"), `requests: ${gets.join(", ")}`);
 
       // Clean: the run goes from the CE and from the view.
-      await (await (await runRow()).$('[data-testid="run-clean"]')).click();
-      await (await byTestId("run-clean-confirm")).click();
-      await browser.waitUntil(async () => !(await (await runRow()).isExisting()), {
-        timeout: 120_000,
-        timeoutMsg: `run ${id} stayed in the view after Clean`,
-      });
+      await cleanRun(id);
     }
   });
 

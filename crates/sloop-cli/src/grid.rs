@@ -278,15 +278,7 @@ fn render_site(info: &SiteInfo) -> String {
 }
 
 fn phase(view: &RunView) -> &'static str {
-    match view.phase {
-        RunPhase::Submitting => "submitting",
-        RunPhase::Queued => "queued",
-        RunPhase::Running => "running",
-        RunPhase::Finished => "finished",
-        RunPhase::Failed => "failed",
-        RunPhase::Killed => "killed",
-        RunPhase::Gone => "gone",
-    }
+    view.phase.as_str()
 }
 
 /// "until T (2h 5m left)" for the proxy in a run's machine.

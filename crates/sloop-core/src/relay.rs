@@ -124,12 +124,7 @@ impl RelayRef {
 
     /// The relay's line for the job's known_hosts file.
     pub fn known_hosts_line(&self) -> String {
-        let key = self
-            .host_key
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let key = ssh::bare_key(&self.host_key);
         if self.port == 22 {
             format!("{} {key}\n", self.host)
         } else {
@@ -240,8 +235,8 @@ async fn open(
     let handshake = client::connect_stream(ssh::client_config(), stream, handler);
     let result = tokio::time::timeout(STEP, handshake).await;
     let seen = verdict.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut handle = match (result, seen) {
-        (Ok(Ok(handle)), Some(HostVerdict::Accepted(_))) => handle,
+    let (mut handle, host_key) = match (result, seen) {
+        (Ok(Ok(handle)), Some(HostVerdict::Accepted(key))) => (handle, key),
         (_, Some(HostVerdict::Unknown(key))) => {
             return Err(RelayError::UnknownHostKey {
                 addr: shown,
@@ -261,10 +256,6 @@ async fn open(
         (Err(_), _) => return Err(unreachable("the SSH handshake timed out".into())),
         (Ok(Err(e)), _) => return Err(unreachable(format!("SSH handshake: {e}"))),
         (Ok(Ok(_)), _) => return Err(unreachable("no host key was checked".into())),
-    };
-    let host_key = match verdict.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-        Some(HostVerdict::Accepted(key)) => key,
-        _ => return Err(unreachable("no host key was checked".into())),
     };
     let ssh_err = |source| RelayError::Ssh {
         addr: shown.clone(),
@@ -371,28 +362,15 @@ async fn run(
         .exec(true, command)
         .await
         .map_err(|e| failed(e.to_string()))?;
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let mut status = None;
-    let collect = async {
-        while let Some(message) = channel.wait().await {
-            match message {
-                russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
-                russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
-                russh::ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(STEP, collect)
+    let output = tokio::time::timeout(STEP, ssh::collect(&mut channel))
         .await
         .map_err(|_| failed("it did not end".into()))?;
-    match status {
-        Some(0) => Ok(String::from_utf8_lossy(&out).into_owned()),
+    match output.status {
+        Some(0) => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
         other => Err(failed(format!(
             "exit status {}: {}",
             other.map_or_else(|| "none".into(), |s| s.to_string()),
-            String::from_utf8_lossy(&err)
+            String::from_utf8_lossy(&output.stderr)
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -406,9 +384,10 @@ const KEY_OPTIONS: &str = "restrict,port-forwarding,permitlisten=\"localhost:*\"
 
 /// The run's authorized_keys line.
 pub fn key_line(public: &PublicKey, comment: &str) -> String {
-    let key = ssh::public_openssh(public);
-    let bare: Vec<&str> = key.split_whitespace().take(2).collect();
-    format!("{KEY_OPTIONS} {} {comment}", bare.join(" "))
+    format!(
+        "{KEY_OPTIONS} {} {comment}",
+        ssh::bare_key(&ssh::public_openssh(public))
+    )
 }
 
 /// Installs the run's key (`public`, marked with `comment`) for `addr`'s account over the user's
@@ -429,7 +408,7 @@ pub async fn install(
     let line = key_line(run_key.public_key(), comment);
     let command = format!(
         "umask 077 && mkdir -p \"$HOME/.ssh\" && printf '%s\\n' {} >>\"$HOME/.ssh/authorized_keys\"",
-        sh_quote(&line)
+        ssh::sh_quote(&line)
     );
     run(&handle, addr, "adding the run's key", &command).await?;
     let relay = RelayRef {
@@ -524,7 +503,7 @@ pub async fn remove(relay: &RelayRef, ssh_dir: &Path) -> Result<(), RelayError> 
         "f=\"$HOME/.ssh/authorized_keys\"; [ -f \"$f\" ] || exit 0; umask 077; t=$(mktemp \"$HOME/.ssh/.sloop-keys.XXXXXX\") || exit 1; \
          grep -v -e {} \"$f\" >\"$t\"; [ $? -le 1 ] && cat \"$t\" >\"$f\"; s=$?; rm -f \"$t\"; exit $s",
         // The comment ends the line: another run's whose id starts with this one's stays.
-        sh_quote(&format!(" {}$", relay.key_comment))
+        ssh::sh_quote(&format!(" {}$", relay.key_comment))
     );
     let done = run(&handle, &addr, "removing the run's key", &command).await;
     let _ = handle
@@ -569,10 +548,6 @@ fn pinned_key(relay: &RelayRef) -> Result<PublicKey, RelayError> {
             relay.addr()
         ))
     })
-}
-
-fn sh_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]

@@ -132,17 +132,22 @@ impl client::Handler for PinnedHost {
         &mut self,
         offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        // A host certificate counts only through the key it certifies.
-        let key_data = match offered {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.key_data().clone(),
-            PublicKeyOrCertificate::Certificate(certificate) => certificate.public_key().clone(),
-        };
-        let same = &key_data == self.expected.key_data();
+        let shown = offered_key(offered);
+        let same = shown.key_data() == self.expected.key_data();
         if !same {
-            let shown = PublicKey::new(key_data, "");
             *self.presented.lock().unwrap_or_else(|e| e.into_inner()) = Some(fingerprint(&shown));
         }
         Ok(same)
+    }
+}
+
+/// The key a server offered; a host certificate counts only through the key it certifies.
+fn offered_key(offered: &PublicKeyOrCertificate) -> PublicKey {
+    match offered {
+        PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+        PublicKeyOrCertificate::Certificate(certificate) => {
+            PublicKey::new(certificate.public_key().clone(), "")
+        }
     }
 }
 
@@ -180,12 +185,7 @@ impl client::Handler for CheckedHost {
         &mut self,
         offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match offered {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(certificate) => {
-                PublicKey::new(certificate.public_key().clone(), "")
-            }
-        };
+        let key = offered_key(offered);
         let verdict = match &self.check {
             HostCheck::Pinned(expected) => {
                 if expected.key_data() == key.key_data() {
@@ -212,6 +212,20 @@ impl client::Handler for CheckedHost {
 /// `ssh-ed25519 AAAA… comment`, as authorized_keys and known_hosts hold it.
 pub fn public_openssh(key: &PublicKey) -> String {
     key.to_openssh().unwrap_or_default()
+}
+
+/// An OpenSSH public key line without its comment (`ssh-ed25519 AAAA…`), as a known_hosts or
+/// authorized_keys line takes it after its own first field.
+pub fn bare_key(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` as one single-quoted POSIX shell word.
+pub fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// An authenticated SSH session to a machine.
@@ -295,7 +309,7 @@ pub struct Output {
 }
 
 /// Everything a command prints, and its exit status.
-async fn collect(channel: &mut russh::Channel<russh::client::Msg>) -> Output {
+pub(crate) async fn collect(channel: &mut russh::Channel<russh::client::Msg>) -> Output {
     let mut output = Output {
         status: None,
         stdout: Vec::new(),

@@ -358,10 +358,7 @@ impl Core {
                 run::save(&self.paths, &record)?;
             }
             let phase = record.phase();
-            let state = serde_json::to_value(phase)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let state = phase.as_str().to_string();
             match phase {
                 RunPhase::Submitting => {
                     return Err(RunError::Invalid(format!(

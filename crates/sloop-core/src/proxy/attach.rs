@@ -326,7 +326,7 @@ fn profile_line() -> String {
 /// Adds the line to `~/.profile` (POSIX login shells), and to `~/.bash_profile` and
 /// `~/.bashrc` where they exist (bash reads `~/.profile` only without a `~/.bash_profile`).
 fn profile_script() -> String {
-    let line = shell_quote(&profile_line());
+    let line = crate::ssh::sh_quote(&profile_line());
     format!(
         r#"set -e
 for p in "$HOME/.profile" "$HOME/.bash_profile" "$HOME/.bashrc"; do
@@ -351,7 +351,7 @@ async fn remove(session: &Session, manifest: &Manifest) -> Result<(), AttachErro
 }
 
 fn remove_script() -> String {
-    let line = shell_quote(&profile_line());
+    let line = crate::ssh::sh_quote(&profile_line());
     format!(
         r#"set -e
 f="{secrets}/x509up_u$(id -u)"
@@ -421,7 +421,7 @@ async fn run(
     script: &str,
     input: &[u8],
 ) -> Result<crate::ssh::Output, RemoteFailure> {
-    let command = format!("sh -c {}", shell_quote(script));
+    let command = format!("sh -c {}", crate::ssh::sh_quote(script));
     let output = tokio::time::timeout(COMMAND_WITHIN, session.exec_with_input(&command, input))
         .await
         .map_err(|_| RemoteFailure::NoAnswer(COMMAND_WITHIN.as_secs()))??;
@@ -435,11 +435,6 @@ async fn run(
         (None, Some(code)) => RemoteFailure::Status(code),
         (None, None) => RemoteFailure::Signal,
     })
-}
-
-/// `text` as one single-quoted POSIX shell word.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 struct GridFolder {
@@ -625,7 +620,7 @@ mod tests {
         );
 
         // What `remove` runs, minus the SSH: the user's lines stay, byte for byte.
-        let script = format!("sh -c {}", shell_quote(&remove_script()));
+        let script = format!("sh -c {}", crate::ssh::sh_quote(&remove_script()));
         assert!(sh(&script, home.path()).status.success());
         assert_eq!(std::fs::read_to_string(&profile).unwrap(), mine);
         assert_eq!(

@@ -26,7 +26,7 @@ pub fn script(user: &str, uid: u32, command: Option<&str>) -> String {
          # goes to memory only, as on the laptop; then the command, its exit status, power off.\n",
     );
     let _ = writeln!(s, "uid={uid}");
-    let _ = writeln!(s, "user={}", sh_quote(user));
+    let _ = writeln!(s, "user={}", crate::ssh::sh_quote(user));
     let _ = writeln!(s, "grid=/run/sloop/grid");
     let _ = writeln!(s, "secrets={}", super::super::machine::seed::SECRETS_DIR);
     s.push_str(concat!(
@@ -98,10 +98,6 @@ pub fn runcmd(script: &str) -> String {
     format!(
         "mkdir -p /run/sloop && echo {encoded} | base64 -d >/run/sloop/run.sh && (sh /run/sloop/run.sh </dev/null >/dev/console 2>&1 &)"
     )
-}
-
-fn sh_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]

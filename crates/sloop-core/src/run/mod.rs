@@ -127,6 +127,21 @@ pub enum RunPhase {
     Gone,
 }
 
+impl RunPhase {
+    /// The phase's word, as the front ends and the JSON say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitting => "submitting",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::Killed => "killed",
+            Self::Gone => "gone",
+        }
+    }
+}
+
 impl RunRecord {
     pub fn phase(&self) -> RunPhase {
         match self.state.as_deref() {
@@ -429,6 +444,14 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phase_has_the_word_its_json_has() {
+        use RunPhase::*;
+        for phase in [Submitting, Queued, Running, Finished, Failed, Killed, Gone] {
+            assert_eq!(serde_json::json!(phase), phase.as_str());
+        }
+    }
 
     #[test]
     fn status_file_is_read_defensively() {

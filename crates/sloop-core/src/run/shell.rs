@@ -139,10 +139,9 @@ pub fn ssh_config_block(
     let alias = format!("sloop-run-{}", record.id);
     let ssh = super::run_dir(paths, &record.id).join("ssh");
     let known = ssh.join("known_hosts");
-    let host_key: Vec<&str> = record.host_key.split_whitespace().take(2).collect();
     crate::fsutil::write_atomic(
         &known,
-        format!("{alias} {}\n", host_key.join(" ")).as_bytes(),
+        format!("{alias} {}\n", ssh::bare_key(&record.host_key)).as_bytes(),
         0o644,
     )
     .map_err(super::write_error(&known))?;

@@ -175,6 +175,19 @@ impl Grid {
         .await
     }
 
+    /// A pull of the image is refused for bytes other than the list's, and stores nothing.
+    async fn pull_refused_as_other_bytes(&self) {
+        let result = self.pull(&CancellationToken::new()).await;
+        assert!(
+            matches!(
+                result,
+                Err(ImageError::Pull(PullError::HashMismatch { .. }))
+            ),
+            "{result:?}"
+        );
+        assert!(self.store_files().is_empty());
+    }
+
     fn store_files(&self) -> Vec<String> {
         let dir = self.paths.images_dir().join("store");
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -605,15 +618,7 @@ async fn image_pull_refuses_wrong_bytes_and_leaves_nothing() {
     let mut other = body.clone();
     other[100_000] ^= 1;
     grid.server.route("/img", Behaviour::Serve(Arc::new(other)));
-    let result = grid.pull(&CancellationToken::new()).await;
-    assert!(
-        matches!(
-            result,
-            Err(ImageError::Pull(PullError::HashMismatch { .. }))
-        ),
-        "{result:?}"
-    );
-    assert!(grid.store_files().is_empty());
+    grid.pull_refused_as_other_bytes().await;
     assert!(
         !grid
             .paths
@@ -671,15 +676,7 @@ async fn image_pull_reads_file_urls_verified_like_any_other_source() {
     let mut other = body.clone();
     other[5] ^= 1;
     std::fs::write(&file, &other).unwrap();
-    let result = grid.pull(&CancellationToken::new()).await;
-    assert!(
-        matches!(
-            result,
-            Err(ImageError::Pull(PullError::HashMismatch { .. }))
-        ),
-        "{result:?}"
-    );
-    assert!(grid.store_files().is_empty());
+    grid.pull_refused_as_other_bytes().await;
     // Missing: the error names the file.
     std::fs::remove_file(&file).unwrap();
     let message = grid
