@@ -19,6 +19,7 @@ mod machine;
 mod output;
 mod progress;
 mod proxy;
+mod tutorial;
 
 /// Sloop carries your analysis VM from the laptop to the grid, unchanged.
 #[derive(Debug, Parser)]
@@ -73,6 +74,10 @@ enum Command {
     /// Machines running at grid sites: submit, list, info, logs, cancel, clean, fetch.
     #[command(subcommand)]
     Run(grid::RunCommand),
+    /// Tutorials: one file gives every student the same machine and material (open, reset;
+    /// trainers: create, mirror, check).
+    #[command(subcommand)]
+    Tutorial(tutorial::TutorialCommand),
     /// Pull an image if needed, create a machine from it and start it, in one go.
     Launch {
         image: String,
@@ -257,6 +262,7 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Bundle(command) => bundle::run(ctx, command).await,
         Command::Site(command) => grid::site(ctx, command).await,
         Command::Run(command) => grid::run(ctx, command).await,
+        Command::Tutorial(command) => tutorial::run(ctx, command).await,
         Command::Launch {
             image,
             name,

@@ -7,7 +7,9 @@
 //! Front ends parse, render and ask the user; they do not sequence core calls themselves.
 
 mod grid;
+mod tutorial;
 pub use grid::RunLogs;
+pub use tutorial::{CreatedTutorial, OpenedTutorial};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -69,6 +71,8 @@ pub enum CoreError {
     Site(#[from] crate::site::SiteError),
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    #[error(transparent)]
+    Tutorial(#[from] crate::tutorial::TutorialError),
     #[error("{0} is already running")]
     Busy(TaskId),
     #[error(

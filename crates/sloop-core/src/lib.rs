@@ -28,6 +28,7 @@ pub mod run;
 pub mod site;
 pub mod ssh;
 pub mod time_util;
+pub mod tutorial;
 pub mod types;
 pub mod watches;
 pub mod x509;

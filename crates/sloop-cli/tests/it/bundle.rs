@@ -9,9 +9,8 @@
 //! The refusals (tampered manifest or overlay, untrusted signer, hostile tar members and
 //! overlays) are made and checked through the core in crates/sloop-core/tests/it/bundle.rs.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use sloop_testkit::{GridUser, TestImage};
 
@@ -24,23 +23,6 @@ const IMPORTED: &str = "cli-bundle-b";
 fn demo_cloud(sloop: &Sloop) -> String {
     let image = sloop_testkit::test_image(TestImage::Cloud);
     sloop.subscribe(&["--demo", "--image", image.to_str().unwrap()])
-}
-
-fn proxy_init(sloop: &Sloop) {
-    let mut child = sloop
-        .command(&["proxy", "init", "--passphrase-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{}", GridUser::PASSPHRASE).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Lines of the proxy file that would give it away: the base64 lines of its private key and of
@@ -117,7 +99,7 @@ fn a_machine_travels_as_a_signed_bundle() {
         "--disk",
         "4",
     ]);
-    proxy_init(&a);
+    a.proxy_init();
     a.ok(&["proxy", "attach", MACHINE]);
     let marker = format!("marker-{}", std::process::id());
     a.ok(&[

@@ -11,3 +11,4 @@ mod grid;
 mod machine;
 mod proxy;
 mod support;
+mod tutorial;

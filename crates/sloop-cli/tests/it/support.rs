@@ -95,3 +95,29 @@ impl Sloop {
         self.ok(&args)
     }
 }
+
+impl Sloop {
+    /// `sloop proxy init` with the test grid user's passphrase on standard input.
+    pub fn proxy_init(&self) {
+        use std::io::Write as _;
+        let mut child = self
+            .command(&["proxy", "init", "--passphrase-stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(
+            child.stdin.take().unwrap(),
+            "{}",
+            sloop_testkit::GridUser::PASSPHRASE
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -610,3 +610,15 @@ fn remember_signer(paths: &Paths, identity: &str) -> std::io::Result<()> {
 
 pub mod export;
 pub mod import;
+
+/// Who signed the bundle at `file` (checked against `anchors`) and the SHA-512 of the base it is
+/// built on. An unsigned bundle, or one whose signature does not hold, is the error.
+pub fn signer_and_base(
+    file: &Path,
+    anchors: &Path,
+    now: OffsetDateTime,
+) -> Result<(String, String), BundleError> {
+    let opened = open(file)?;
+    let signer = check_signature(&opened, anchors, now)?;
+    Ok((signer.identity, opened.manifest.base.sha512))
+}

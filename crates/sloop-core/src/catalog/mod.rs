@@ -469,7 +469,7 @@ fn check_name(name: &str) -> Result<(), CatalogError> {
 }
 
 /// A name made from a list's title: "CernVM 4 (prod)" becomes `cernvm-4-prod`.
-fn name_from_title(title: &str) -> String {
+pub(crate) fn name_from_title(title: &str) -> String {
     let mut name = String::new();
     for c in title.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
@@ -489,7 +489,7 @@ fn name_from_title(title: &str) -> String {
     }
 }
 
-fn catalogs_dir(paths: &Paths) -> PathBuf {
+pub(crate) fn catalogs_dir(paths: &Paths) -> PathBuf {
     paths.data_dir.join("catalogs")
 }
 
@@ -524,13 +524,30 @@ pub async fn add(
     }
     let anchors = request.anchors.clone().unwrap_or_else(|| config.ca_dir());
     let signed = fetch(&source, &anchors).await?;
+    add_signed(paths, config, request, source_text, &signed, now)
+}
+
+/// [`add`] of a list whose signed bytes were read already (from a tutorial's mirror), to be
+/// fetched from `source_text` from then on.
+pub fn add_signed(
+    paths: &Paths,
+    config: &Config,
+    request: &AddRequest,
+    source_text: String,
+    signed: &[u8],
+    now: OffsetDateTime,
+) -> Result<CatalogView, CatalogError> {
+    if let Some(name) = &request.name {
+        check_name(name)?;
+    }
+    let anchors = request.anchors.clone().unwrap_or_else(|| config.ca_dir());
     let pins = Pins {
         identifier: request.identifier.as_deref(),
         endorser_dn: request.endorser_dn.as_deref(),
         endorser_ca: request.endorser_ca.as_deref(),
     };
     let accepted =
-        accept(&signed, &anchors, &pins, now).map_err(|refusal| CatalogError::Refused {
+        accept(signed, &anchors, &pins, now).map_err(|refusal| CatalogError::Refused {
             location: source_text.clone(),
             refusal: Box::new(refusal),
         })?;
@@ -553,7 +570,7 @@ pub async fn add(
     };
     // The list first: a subscription file is what makes the folder a catalog.
     let list_path = dir.join("list.smime");
-    write_atomic(&list_path, &signed, 0o644).map_err(io(&list_path))?;
+    write_atomic(&list_path, signed, 0o644).map_err(io(&list_path))?;
     write_status(
         &dir,
         &RefreshStatus {

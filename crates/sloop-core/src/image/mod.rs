@@ -9,7 +9,7 @@
 
 pub mod pull;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -325,6 +325,21 @@ pub async fn pull(
     cancel: &CancellationToken,
     now: OffsetDateTime,
 ) -> Result<ImageView, ImageError> {
+    pull_preferring(paths, config, query, None, reporter, cancel, now).await
+}
+
+/// [`pull`], reading the bytes from `prefer` first (a copy in a tutorial's mirror folder): they
+/// are verified against the list as any others, and when they do not match, the list's own
+/// location is used.
+pub async fn pull_preferring(
+    paths: &Paths,
+    config: &Config,
+    query: &str,
+    prefer: Option<&Path>,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+    now: OffsetDateTime,
+) -> Result<ImageView, ImageError> {
     let images = list(paths, config, now)?;
     let image = find(&images, query)?.clone();
     if !image.certified {
@@ -348,7 +363,29 @@ pub async fn pull(
         location: listed.location.clone(),
         task: task_name(&image),
     };
-    let path = pull::fetch_verified(&store, &wanted, &anchors, reporter, cancel).await?;
+    let preferred = match prefer.filter(|p| p.is_file()) {
+        Some(copy) => {
+            let from_copy = pull::Wanted {
+                location: copy.display().to_string(),
+                ..wanted.clone()
+            };
+            match pull::fetch_verified(&store, &from_copy, &anchors, reporter, cancel).await {
+                Ok(path) => Some(path),
+                Err(e @ (pull::PullError::Cancelled { .. } | pull::PullError::Busy)) => {
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    tracing::warn!(copy = %copy.display(), "the mirror's copy was not used: {e}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let path = match preferred {
+        Some(path) => path,
+        None => pull::fetch_verified(&store, &wanted, &anchors, reporter, cancel).await?,
+    };
     let provenance = Provenance {
         sha512: image.sha512.clone(),
         size: image.size,

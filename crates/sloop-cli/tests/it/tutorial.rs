@@ -1,0 +1,293 @@
+//! A tutorial through the `sloop` binary, offline: a trainer's machine on the tiny image (from a
+//! list and image served over real HTTPS on loopback) gets a marker in its root disk; `tutorial
+//! create` writes the file, its signed bundle and material; `tutorial mirror` writes a classroom
+//! mirror. The server is then stopped, so every network source the tutorial names is
+//! unreachable. A fresh Sloop home opens the tutorial from the mirror: the machine boots, the
+//! marker is there, the material is in /analysis. The student changes things; opening again
+//! gives the same machine; `tutorial reset` brings back the start and keeps the old work folder
+//! aside. Refusals on the way: a tampered material archive and a bundle pinned to another
+//! signer leave nothing behind; `tutorial check` says which sources are gone.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sloop_core::pki::{self, CertificateSpec};
+use sloop_testkit::GridUser;
+use sloop_testkit::serve::FileServer;
+
+use crate::support::{Cleanup, Sloop, one_vm_at_a_time, test_image};
+
+const TRAINER: &str = "tutorial-trainer";
+const STUDENT: &str = "tutorial-student";
+
+/// An HTTPS server on 127.0.0.1 with a certificate for `localhost` from the grid user's CA,
+/// serving `files`.
+fn https_server(
+    grid: &GridUser,
+    dir: &Path,
+    files: HashMap<String, std::path::PathBuf>,
+) -> FileServer {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let server = pki::issue(
+        &CertificateSpec {
+            subject: "/DC=invalid/DC=sloop/CN=localhost",
+            not_before: now - 3600,
+            not_after: now + 86_400,
+            ca: false,
+            server_names: &["IP:127.0.0.1", "DNS:localhost"],
+        },
+        Some(&grid.ca),
+    )
+    .unwrap();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert, server.certificate.to_pem().unwrap()).unwrap();
+    std::fs::write(&key, server.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    FileServer::start(&cert, &key, None, files)
+}
+
+fn shell(sloop: &Sloop, name: &str, script: &str) -> String {
+    sloop.ok(&["shell", name, "--", "sh", "-c", script])
+}
+
+fn refused(sloop: &Sloop, args: &[&str]) -> String {
+    let out = sloop.run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "sloop {args:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_tutorial_opens_offline_from_its_mirror_and_resets_to_its_start() {
+    let _turn = one_vm_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let grid = GridUser::new();
+    let image = test_image();
+
+    // The trainer's catalog: a list and image on an HTTPS server of the course's own.
+    let server = https_server(
+        &grid,
+        dir.path(),
+        HashMap::from([("tiny.qcow2".into(), image.clone())]),
+    );
+    let base = format!("https://localhost:{}", server.port);
+    let (list, anchors) =
+        sloop_testkit::signed_list(&image, &format!("{base}/tiny.qcow2"), dir.path());
+    server.set("list.image_list", &list);
+    // The list's anchors also hold the CA of the server's TLS certificate.
+    for entry in std::fs::read_dir(&grid.anchors).unwrap().flatten() {
+        std::fs::copy(entry.path(), anchors.join(entry.file_name())).unwrap();
+    }
+    let trainer = Sloop {
+        home: dir.path().join("trainer"),
+        env: grid.env(),
+    };
+    let _cleanup_trainer = Cleanup(&trainer, &[TRAINER]);
+    let identifier = trainer.subscribe(&[
+        &format!("{base}/list.image_list"),
+        "--ca-dir",
+        anchors.to_str().unwrap(),
+    ]);
+    trainer.launch_tiny(&identifier, TRAINER, &[]);
+    let marker = format!("marker-{}", std::process::id());
+    shell(&trainer, TRAINER, &format!("echo {marker} >marker && sync"));
+    trainer.proxy_init();
+
+    let material = dir.path().join("material");
+    std::fs::create_dir_all(material.join("data")).unwrap();
+    std::fs::write(material.join("hello.C"), "void hello() {}\n").unwrap();
+    std::fs::write(material.join("data/events.txt"), "42\n").unwrap();
+    let welcome = dir.path().join("welcome.md");
+    std::fs::write(
+        &welcome,
+        "# Welcome to the course\n\nRun `root -l hello.C`.\n",
+    )
+    .unwrap();
+    let course = dir.path().join("course");
+    std::fs::create_dir(&course).unwrap();
+    let file = course.join("course.sloop-tutorial");
+    let created = trainer.json(&[
+        "tutorial",
+        "create",
+        "--machine",
+        TRAINER,
+        "-o",
+        file.to_str().unwrap(),
+        "--material",
+        material.to_str().unwrap(),
+        "--title",
+        "Tiny course",
+        "--welcome",
+        welcome.to_str().unwrap(),
+        "--start",
+        "cat /analysis/hello.C",
+        "--name",
+        STUDENT,
+        "--stop",
+    ]);
+    assert_eq!(created["signedBy"], GridUser::DN, "{created}");
+    assert!(course.join("course.sloop").is_file() && course.join("course-material.tar").is_file());
+    let again = trainer.run(&[
+        "tutorial",
+        "create",
+        "--machine",
+        TRAINER,
+        "-o",
+        file.to_str().unwrap(),
+        "--title",
+        "x",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists already"),
+        "never overwritten"
+    );
+
+    let mirror = dir.path().join("usb-stick");
+    let mirrored = trainer.json(&[
+        "tutorial",
+        "mirror",
+        file.to_str().unwrap(),
+        mirror.to_str().unwrap(),
+    ]);
+    let mirrored = mirrored["file"].as_str().unwrap().to_string();
+    let mut names: Vec<String> = std::fs::read_dir(&mirror)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected = vec![
+        "course-material.tar".to_string(),
+        "course.sloop".into(),
+        format!("{STUDENT}.image_list"),
+        format!("{STUDENT}.sloop-tutorial"),
+        "tiny.qcow2".into(),
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+    trainer.ok(&["machine", "delete", TRAINER, "--yes"]);
+
+    // Every network source is gone from here on.
+    drop(server);
+    let checked = trainer.run(&["--json", "tutorial", "check", &mirrored]);
+    assert_eq!(checked.status.code(), Some(1));
+    let items: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    for item in items.as_array().unwrap() {
+        let in_mirror = item["location"]
+            .as_str()
+            .unwrap()
+            .starts_with(mirror.to_str().unwrap());
+        assert_eq!(item["ok"].as_bool(), Some(in_mirror), "{item}");
+    }
+
+    // Bad copies are refused, and leave nothing of the tutorial.
+    let bad = dir.path().join("bad");
+    copy_dir(&mirror, &bad);
+    let bad_file = bad.join(format!("{STUDENT}.sloop-tutorial"));
+    let bad_sloop = Sloop {
+        home: dir.path().join("bad-home"),
+        env: grid.env(),
+    };
+    std::fs::write(bad.join("course-material.tar"), b"not the material").unwrap();
+    let said = refused(
+        &bad_sloop,
+        &["tutorial", "open", bad_file.to_str().unwrap()],
+    );
+    assert!(
+        said.contains("material") && said.contains("bytes"),
+        "{said}"
+    );
+    std::fs::copy(
+        mirror.join("course-material.tar"),
+        bad.join("course-material.tar"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&bad_file).unwrap();
+    std::fs::write(
+        &bad_file,
+        text.replace(GridUser::DN, "/DC=invalid/CN=Somebody Else"),
+    )
+    .unwrap();
+    let said = refused(
+        &bad_sloop,
+        &["tutorial", "open", bad_file.to_str().unwrap()],
+    );
+    assert!(
+        said.contains("signed by") && said.contains("Somebody Else"),
+        "{said}"
+    );
+    assert!(!bad_sloop.home.join("data/tutorials").join(STUDENT).exists());
+    assert_eq!(
+        bad_sloop
+            .json(&["machine", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // The student: a fresh home, the mirror only.
+    let student = Sloop {
+        home: dir.path().join("student"),
+        env: grid.env(),
+    };
+    let _cleanup_student = Cleanup(&student, &[STUDENT]);
+    let opened = student.json(&["tutorial", "open", &mirrored]);
+    assert_eq!(opened["resumed"], false, "{opened}");
+    assert_eq!(opened["machine"]["state"], "running", "{opened}");
+    assert!(
+        opened["tutorial"]["welcome"]
+            .as_str()
+            .unwrap()
+            .contains("Welcome to the course")
+    );
+    assert_eq!(
+        shell(&student, STUDENT, "cat marker"),
+        format!("{marker}\n")
+    );
+    assert_eq!(
+        shell(
+            &student,
+            STUDENT,
+            "cat /analysis/hello.C /analysis/data/events.txt"
+        ),
+        "void hello() {}\n42\n"
+    );
+
+    shell(
+        &student,
+        STUDENT,
+        "echo mine >/analysis/mine.txt && echo changed >marker && sync",
+    );
+    let again = student.json(&["tutorial", "open", &mirrored]);
+    assert_eq!(again["resumed"], true, "{again}");
+    assert_eq!(
+        student.json(&["machine", "list"]).as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(shell(&student, STUDENT, "cat marker"), "changed\n");
+
+    let reset = student.json(&["tutorial", "reset", STUDENT, "--yes"]);
+    let aside = Path::new(reset["setAside"].as_str().unwrap()).to_path_buf();
+    assert_eq!(
+        std::fs::read_to_string(aside.join("mine.txt")).unwrap(),
+        "mine\n"
+    );
+    assert_eq!(
+        shell(&student, STUDENT, "cat marker"),
+        format!("{marker}\n")
+    );
+    assert_eq!(
+        shell(&student, STUDENT, "ls /analysis"),
+        "data\nhello.C\n",
+        "the material as it was, without the student's file"
+    );
+    let listed = student.json(&["tutorial", "list"]);
+    assert_eq!(listed[0]["setAside"][0], aside.to_str().unwrap());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
