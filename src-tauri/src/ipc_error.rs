@@ -42,6 +42,11 @@ pub enum ErrorCode {
     Site,
     /// A grid run could not be submitted, followed, cancelled, cleaned or fetched.
     Run,
+    /// A tutorial file could not be read, verified, opened or reset.
+    Tutorial,
+    /// The tutorial is open here from another version of its file: ask the user, then open
+    /// again with `replace`.
+    TutorialVersion,
     /// A fault inside Sloop (a worker thread panicked).
     Internal,
 }
@@ -93,6 +98,13 @@ impl From<sloop_core::CoreError> for IpcError {
             E::Site(e) => Self::new(ErrorCode::Site, &e),
             E::Run(e @ sloop_core::run::RunError::Cancelled) => Self::new(ErrorCode::Cancelled, &e),
             E::Run(e) => Self::new(ErrorCode::Run, &e),
+            E::Tutorial(e @ sloop_core::tutorial::TutorialError::Cancelled) => {
+                Self::new(ErrorCode::Cancelled, &e)
+            }
+            E::Tutorial(e @ sloop_core::tutorial::TutorialError::OtherVersion { .. }) => {
+                Self::new(ErrorCode::TutorialVersion, &e)
+            }
+            E::Tutorial(e) => Self::new(ErrorCode::Tutorial, &e),
             e @ E::Busy(_) => Self::new(ErrorCode::Busy, &e),
             e @ E::NoVomsTool => Self::new(ErrorCode::Proxy, &e),
             e @ E::Internal(_) => Self::new(ErrorCode::Internal, &e),

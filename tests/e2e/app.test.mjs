@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import https from "node:https";
 import os from "node:os";
@@ -762,6 +763,118 @@ describe("the app window", { timeout: 1_500_000 }, () => {
 
       // Clean: the run goes from the CE and from the view.
       await cleanRun(id);
+    }
+  });
+
+  const tutorial =
+    "opens a tutorial file: the welcome text beside a terminal with the material at /analysis; Reset to start brings the start back and keeps the old work aside";
+  it(tutorial, { timeout: 600_000 }, async () => {
+    // A tutorial a trainer could write by hand on the demo catalog (subscribed above): the list
+    // and image pinned, the material a plain tar beside the file.
+    const course = fs.mkdtempSync(path.join(os.tmpdir(), "sloop-e2e-course-"));
+    try {
+      fs.mkdirSync(path.join(course, "material"));
+      fs.writeFileSync(path.join(course, "material", "hello.C"), "void hello() {}\n");
+      const tar = path.join(course, "course-material.tar");
+      execFileSync("tar", ["--format=ustar", "-C", path.join(course, "material"), "-cf", tar, "hello.C"]);
+      const sha512 = (file) => crypto.createHash("sha512").update(fs.readFileSync(file)).digest("hex");
+      // The demo list's pins (crates/sloop-core/src/catalog/demo.rs), and its image: the tiny one.
+      const image = sha512(gridImage);
+      const imageId = `${image.slice(0, 8)}-${image.slice(8, 12)}-4${image.slice(13, 16)}-8${image.slice(17, 20)}-${image.slice(20, 32)}`;
+      const file = path.join(course, "course.sloop-tutorial");
+      fs.writeFileSync(
+        file,
+        [
+          "format = 1",
+          'name = "e2e-tutorial"',
+          'title = "Tiny course"',
+          'welcome = """',
+          "# Welcome to the tiny course",
+          "",
+          "Run `cat /analysis/hello.C` in the terminal.",
+          '"""',
+          'start = "cat /analysis/hello.C"',
+          "[machine]",
+          "vcpus = 1",
+          "memory_mib = 256",
+          "disk_gib = 1",
+          "[catalog]",
+          `source = "${path.join(sloopHome, "data", "demo", "mirror", "sloop-demo.image_list")}"`,
+          'identifier = "5100b007-de70-4000-8000-000000000001"',
+          'endorser_dn = "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo Endorser"',
+          'endorser_ca = "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo CA"',
+          "[image]",
+          `identifier = "${imageId}"`,
+          `sha512 = "${image}"`,
+          `size = ${fs.statSync(gridImage).size}`,
+          "[material]",
+          'source = "course-material.tar"',
+          `sha512 = "${sha512(tar)}"`,
+          `size = ${fs.statSync(tar).size}`,
+          "",
+        ].join("\n"),
+      );
+
+      await show("tutorials");
+      await (await byTestId("tutorial-location")).setValue(file);
+      await (await byTestId("tutorial-open")).click();
+      await doneOrRefused(
+        async () => (await byTestId("tutorial-title")).isExisting(),
+        "tutorial-error",
+        BOOT_TIMEOUT,
+        "opening the tutorial",
+      );
+      assert.equal(await (await byTestId("tutorial-title")).getText(), "Tiny course");
+      assert.match(await (await byTestId("tutorial-welcome")).getText(), /Welcome to the tiny course/);
+      const openTerminal = async (what) => {
+        await browser.waitUntil(
+          async () => (await (await byTestId("machine-terminal-status")).getAttribute("data-status")) === "open",
+          { timeout: 60_000, timeoutMsg: `the tutorial's terminal did not connect ${what}` },
+        );
+        await browser.waitUntil(async () => (await terminalRows()).some((row) => row.trim() !== ""), {
+          timeout: 30_000,
+          timeoutMsg: `the tutorial's terminal showed no prompt ${what}`,
+        });
+        await browser.execute(() =>
+          document.querySelector('[data-testid="machine-terminal"] .xterm-helper-textarea')?.focus(),
+        );
+      };
+      const shows = async (line, what) =>
+        browser.waitUntil(async () => (await terminalRows()).map((row) => row.trim()).includes(line), {
+          timeout: 30_000,
+          timeoutMsg: `the tutorial's terminal did not show ${JSON.stringify(line)} ${what}`,
+        });
+      await openTerminal("after opening");
+      await typeLine("cat /analysis/hello.C; echo mine >/analysis/mine.txt; ls /analysis | wc -l");
+      await shows("void hello() {}", "(the material)");
+      await shows("2", "(the student's file beside it)");
+      await screenshot("tutorial");
+
+      await (await byTestId("tutorial-reset")).click();
+      await (await byTestId("tutorial-reset-confirm")).click();
+      await doneOrRefused(
+        async () => (await byTestId("tutorial-set-aside")).isExisting(),
+        "tutorial-error",
+        BOOT_TIMEOUT,
+        "the reset",
+      );
+      const aside = await (await (await byTestId("tutorial-set-aside")).$("code")).getText();
+      assert.equal(fs.readFileSync(path.join(aside, "mine.txt"), "utf8"), "mine\n");
+      await openTerminal("after the reset");
+      await typeLine("ls /analysis");
+      await shows("hello.C", "(the material again, alone)");
+      assert.ok(!(await terminalRows()).some((row) => row.includes("mine.txt")), "the student's file is gone from /analysis");
+      await screenshot("tutorial-reset");
+
+      await show("machines");
+      await (await (await machineCard("e2e-tutorial")).$('[data-testid="machine-delete"]')).click();
+      await (await byTestId("machine-delete-confirm")).click();
+      await browser.waitUntil(async () => !(await (await machineCard("e2e-tutorial")).isExisting()), {
+        timeout: STOP_TIMEOUT,
+        timeoutMsg: "the tutorial's machine stayed after Delete",
+      });
+    } finally {
+      fs.rmSync(course, { recursive: true, force: true });
     }
   });
 

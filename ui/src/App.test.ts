@@ -17,6 +17,7 @@ describe("App", () => {
       "nav-host",
       "nav-images",
       "nav-machines",
+      "nav-tutorials",
       "nav-grid",
       "nav-logs",
     ]);
@@ -34,5 +35,19 @@ describe("App", () => {
     expect(screen.getByTestId("view-logs")).toBeVisible();
     expect(screen.getByTestId("proxy-panel")).toBeVisible();
     expect(screen.getByTestId("nav-logs")).toHaveAttribute("aria-current", "page");
+  });
+
+  it("opens a tutorial file dropped on the window in the Tutorials view", async () => {
+    const file = "/media/usb/course.sloop-tutorial";
+    const backend = new FakeBackend({
+      tutorialFiles: {
+        [file]: { name: "course", title: "Tiny course", welcome: "Hello", start: null, trainer: null },
+      },
+    });
+    render(App, { props: { backend } });
+    backend.dropFiles([file]);
+    expect(await screen.findByTestId("tutorial-title")).toHaveTextContent("Tiny course");
+    expect(screen.getByTestId("view-tutorials")).toBeVisible();
+    expect(screen.getByTestId("nav-tutorials")).toHaveAttribute("aria-current", "page");
   });
 });

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use sloop_core::TaskId;
 use sloop_core::facade::OpenedTutorial;
 use sloop_core::tutorial::{CheckItem, CreateRequest, TutorialView};
 
@@ -16,7 +17,13 @@ pub(crate) enum TutorialCommand {
     /// Open a tutorial file (path or URL): verify it, fetch what is missing (its mirror first),
     /// make and start the machine with the material at /analysis. Opened before: the same
     /// machine again.
-    Open { file: String },
+    Open {
+        file: String,
+        /// Opened here before from another version of the file: make its machine anew from
+        /// this one (your work directory is moved aside).
+        #[arg(long)]
+        replace: bool,
+    },
     /// The tutorials opened here.
     List,
     /// Bring a tutorial's machine back to its start; your work directory is moved aside, not
@@ -65,9 +72,10 @@ pub(crate) enum TutorialCommand {
 
 pub(crate) async fn run(ctx: &Context, command: TutorialCommand) -> anyhow::Result<ExitCode> {
     match command {
-        TutorialCommand::Open { file } => {
-            let follow = progress::Follow::start(ctx, None);
-            let opened = ctx.core.open_tutorial(&file).await;
+        TutorialCommand::Open { file, replace } => {
+            let task = ctx.core.tutorial_task(&file).await?;
+            let follow = progress::Follow::start(ctx, Some(task));
+            let opened = ctx.core.open_tutorial(&file, replace).await;
             follow.end().await;
             let opened = opened?;
             if ctx.json {
@@ -91,7 +99,8 @@ pub(crate) async fn run(ctx: &Context, command: TutorialCommand) -> anyhow::Resu
                 output::text("Nothing was reset.\n");
                 return Ok(ExitCode::from(1));
             }
-            let follow = progress::Follow::start(ctx, None);
+            let task = TaskId::from(sloop_core::tutorial::task_name(&name).as_str());
+            let follow = progress::Follow::start(ctx, Some(task));
             let reset = ctx.core.reset_tutorial(&name).await;
             follow.end().await;
             let reset = reset?;

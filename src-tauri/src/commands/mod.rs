@@ -11,3 +11,4 @@ pub mod logs;
 pub mod machines;
 pub mod proxy;
 pub mod terminal;
+pub mod tutorials;

@@ -27,6 +27,8 @@ import type { SubmitRun } from "./bindings/SubmitRun";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
 import type { TerminalTarget } from "./bindings/TerminalTarget";
+import type { OpenedTutorial } from "./bindings/OpenedTutorial";
+import type { TutorialView } from "./bindings/TutorialView";
 
 export interface Backend {
   /** Runs the host check; `fresh` boots the acceleration test guest again. */
@@ -157,6 +159,27 @@ export interface Backend {
   proxyInit(request: ProxyInit): Promise<ProxyStatus>;
   /** Removes the key's passphrase from the keyring; false when none was remembered. */
   proxyForget(): Promise<boolean>;
+  /** Every tutorial opened here. */
+  tutorialList(): Promise<TutorialView[]>;
+  /**
+   * Opens a tutorial file (a path or URL): verifies it and everything it pins, fetches what is
+   * missing (the mirror beside the file first), makes the machine with the material at
+   * /analysis and starts it; opened before, the same machine again. Progress events (every step,
+   * the image's download too) arrive under `tutorial:<name>`, then a `finished` one. Rejects with
+   * code `tutorial` when the file or anything it pins is refused, `tutorialVersion` when it is
+   * open here from another version of its file (ask, then call again with `replace`: its machine
+   * is made anew, the work directory moved aside), `cancelled` after tutorialCancel.
+   */
+  tutorialOpen(location: string, replace: boolean): Promise<OpenedTutorial>;
+  /**
+   * Makes tutorial `name`'s machine again from its start (no network needed) and moves the work
+   * directory aside; resolves with where it went (`setAside`).
+   */
+  tutorialReset(name: string): Promise<OpenedTutorial>;
+  /** Stops the opening or reset of tutorial `name`; false when none was running. */
+  tutorialCancel(name: string): Promise<boolean>;
+  /** Asks the user for a tutorial file (`*.sloop-tutorial`); null when cancelled. */
+  pickTutorial(title: string): Promise<string | null>;
   /** Asks the user for a folder with the system's folder picker; null when cancelled. */
   pickFolder(title: string): Promise<string | null>;
   /** Asks the user where to save a bundle, starting at `path`; null when cancelled. */

@@ -1,4 +1,6 @@
 import { type Backend, errorMessage } from "./backend";
+import type { OpenedTutorial } from "./bindings/OpenedTutorial";
+import type { TutorialView } from "./bindings/TutorialView";
 import type { BundleReport } from "./bindings/BundleReport";
 import type { Exported } from "./bindings/Exported";
 import type { ExportMachine } from "./bindings/ExportMachine";
@@ -96,6 +98,19 @@ export interface FakeOptions {
   pickedFiles?: string[];
   /** Grid sites and runs; none when not given. */
   grid?: FakeGridOptions;
+  /** Tutorial files there are, by path (or URL): what opening each gives. */
+  tutorialFiles?: Record<string, FakeTutorial>;
+  /** What the open dialog answers for a tutorial (null: the user cancelled). */
+  pickedTutorial?: string | null;
+}
+
+/** A tutorial file the fake can open. */
+export interface FakeTutorial {
+  name: string;
+  title: string;
+  welcome: string;
+  start: string | null;
+  trainer: string | null;
 }
 
 /** A pull in progress: cancelling it wakes it from its current step. */
@@ -191,7 +206,13 @@ export class FakeBackend implements Backend {
   /** Every desktop notification shown, in order. */
   readonly notifications: { title: string; body: string }[] = [];
 
+  private tutorialFiles: Map<string, FakeTutorial>;
+  private pickedTutorial: string | null;
+  tutorials: TutorialView[] = [];
+
   constructor(options: FakeOptions = {}) {
+    this.tutorialFiles = new Map(Object.entries(options.tutorialFiles ?? {}));
+    this.pickedTutorial = options.pickedTutorial ?? null;
     this.pickedFolder = options.pickedFolder ?? null;
     this.report = options.report ?? demoReport();
     this.machines = structuredClone(options.machines ?? []);
@@ -452,6 +473,101 @@ export class FakeBackend implements Backend {
   async pickSaveFile(_title: string, _path: string): Promise<string | null> {
     await this.delay();
     return this.pickedSaveFile;
+  }
+
+  async tutorialList(): Promise<TutorialView[]> {
+    await this.delay();
+    return structuredClone(this.tutorials);
+  }
+
+  async tutorialOpen(location: string, replace: boolean): Promise<OpenedTutorial> {
+    await this.delay();
+    const file = this.tutorialFiles.get(location);
+    if (!file) {
+      throw {
+        code: "tutorial",
+        message: `cannot read tutorial file ${location}: No such file or directory (os error 2)`,
+      } satisfies IpcError;
+    }
+    const task = `tutorial:${file.name}`;
+    let view = this.tutorials.find((t) => t.name === file.name);
+    let aside: string | null = null;
+    if (view && view.title !== file.title) {
+      if (!replace) {
+        throw {
+          code: "tutorialVersion",
+          message: `tutorial ${file.name} is open here already from another version of its file; open it with --replace (Open the new version in the app) to make its machine anew from this file: your work directory is moved aside`,
+        } satisfies IpcError;
+      }
+      this.endTerminals(file.name);
+      this.machines = this.machines.filter((m) => m.name !== file.name);
+      view.title = file.title;
+      view.welcome = file.welcome;
+      aside = `${view.workDir}-20261207-101500`;
+      view.setAside = [aside, ...view.setAside];
+    }
+    const resumed = view !== undefined && this.machines.some((m) => m.name === file.name);
+    if (!view) {
+      view = {
+        ...file,
+        origin: location,
+        workDir: `/home/user/.local/share/sloop/tutorials/${file.name}/work`,
+        setAside: [],
+      };
+      this.tutorials.push(view);
+    }
+    if (!resumed) this.makeTutorialMachine(file.name, task);
+    const machine = await this.start(this.machine(file.name));
+    this.emit({ type: "finished", task, error: null });
+    return { tutorial: structuredClone(view), machine, resumed, setAside: aside };
+  }
+
+  async tutorialReset(name: string): Promise<OpenedTutorial> {
+    await this.delay();
+    const view = this.tutorials.find((t) => t.name === name);
+    if (!view) {
+      throw {
+        code: "tutorial",
+        message: `no tutorial named ${name} here; open its file first (sloop tutorial open FILE)`,
+      } satisfies IpcError;
+    }
+    const task = `tutorial:${name}`;
+    this.endTerminals(name);
+    this.machines = this.machines.filter((m) => m.name !== name);
+    const aside = `${view.workDir}-20261207-101500`;
+    view.setAside = [aside, ...view.setAside];
+    this.makeTutorialMachine(name, task);
+    const machine = await this.start(this.machine(name));
+    this.emit({ type: "finished", task, error: null });
+    return { tutorial: structuredClone(view), machine, resumed: false, setAside: aside };
+  }
+
+  async tutorialCancel(_name: string): Promise<boolean> {
+    await this.delay();
+    return false;
+  }
+
+  async pickTutorial(_title: string): Promise<string | null> {
+    await this.delay();
+    return this.pickedTutorial;
+  }
+
+  /** The tutorial's machine, made stopped, with its work directory. */
+  private makeTutorialMachine(name: string, task: string): void {
+    this.emit(steps(task, "getting the image", 1, 3));
+    const view = this.tutorials.find((t) => t.name === name);
+    this.machines.push({
+      name,
+      state: "stopped",
+      image: "Sloop demo (tiny)",
+      vcpus: 1,
+      memoryMib: 512,
+      sshPort: this.freePort(),
+      workDir: view?.workDir ?? null,
+      imageCertified: true,
+      proxyAttached: false,
+    });
+    this.emitMachines();
   }
 
   async pickBundle(_title: string): Promise<string | null> {

@@ -27,6 +27,8 @@ import type { SubmitRun } from "./bindings/SubmitRun";
 import type { TerminalEvent } from "./bindings/TerminalEvent";
 import type { TerminalSize } from "./bindings/TerminalSize";
 import type { TerminalTarget } from "./bindings/TerminalTarget";
+import type { OpenedTutorial } from "./bindings/OpenedTutorial";
+import type { TutorialView } from "./bindings/TutorialView";
 
 /** The Tauri event every core event arrives on (src-tauri/src/events.rs). */
 export const EVENT = "sloop://event";
@@ -219,6 +221,31 @@ export class TauriBackend implements Backend {
       title,
       defaultPath: path,
       filters: [{ name: "Sloop bundle", extensions: ["sloop"] }],
+    });
+    return typeof chosen === "string" ? chosen : null;
+  }
+
+  tutorialList(): Promise<TutorialView[]> {
+    return invoke("tutorial_list");
+  }
+
+  tutorialOpen(location: string, replace: boolean): Promise<OpenedTutorial> {
+    return invoke("tutorial_open", { location, replace });
+  }
+
+  tutorialReset(name: string): Promise<OpenedTutorial> {
+    return invoke("tutorial_reset", { name });
+  }
+
+  tutorialCancel(name: string): Promise<boolean> {
+    return invoke("tutorial_cancel", { name });
+  }
+
+  async pickTutorial(title: string): Promise<string | null> {
+    const chosen = await open({
+      multiple: false,
+      title,
+      filters: [{ name: "Sloop tutorial", extensions: ["sloop-tutorial"] }],
     });
     return typeof chosen === "string" ? chosen : null;
   }

@@ -248,7 +248,7 @@ fn a_tutorial_opens_offline_from_its_mirror_and_resets_to_its_start() {
         shell(
             &student,
             STUDENT,
-            "cat /analysis/hello.C /analysis/data/events.txt"
+            "ls -la /analysis /analysis/data >&2; cat /analysis/hello.C /analysis/data/events.txt"
         ),
         "void hello() {}\n42\n"
     );
@@ -283,6 +283,77 @@ fn a_tutorial_opens_offline_from_its_mirror_and_resets_to_its_start() {
     );
     let listed = student.json(&["tutorial", "list"]);
     assert_eq!(listed[0]["setAside"][0], aside.to_str().unwrap());
+
+    // The trainer's next version (other material) is another tutorial of the same name: refused
+    // until the student agrees, then made anew with the work directory set aside again.
+    shell(
+        &student,
+        STUDENT,
+        "echo day-one >/analysis/notes.txt && sync",
+    );
+    let v2 = dir.path().join("v2");
+    copy_dir(&mirror, &v2);
+    std::fs::write(material.join("day2.C"), "void day2() {}\n").unwrap();
+    let tar = v2.join("course-material.tar");
+    std::fs::remove_file(&tar).unwrap();
+    let packed = std::process::Command::new("tar")
+        .args(["--format=ustar", "-C"])
+        .arg(&material)
+        .args(["-cf"])
+        .arg(&tar)
+        .args(["hello.C", "day2.C", "data"])
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let v2_file = v2.join(format!("{STUDENT}.sloop-tutorial"));
+    let old = std::fs::read_to_string(&v2_file).unwrap();
+    let pin = |text: &str, key: &str| -> String {
+        let material_part = &text[text.find("[material]").unwrap()..];
+        let line = material_part.lines().find(|l| l.starts_with(key)).unwrap();
+        line.to_string()
+    };
+    let text = old
+        .replace(
+            &pin(&old, "sha512 ="),
+            &format!("sha512 = \"{}\"", sloop_testkit::sha512_file(&tar)),
+        )
+        .replace(
+            &pin(&old, "size ="),
+            &format!("size = {}", std::fs::metadata(&tar).unwrap().len()),
+        );
+    std::fs::write(&v2_file, text).unwrap();
+    let v2_file = v2_file.to_str().unwrap();
+    let said = refused(&student, &["tutorial", "open", v2_file]);
+    assert!(
+        said.contains("another version") && said.contains("--replace"),
+        "{said}"
+    );
+    assert_eq!(
+        shell(&student, STUDENT, "cat /analysis/notes.txt"),
+        "day-one\n",
+        "nothing changed"
+    );
+    let replaced = student.json(&["tutorial", "open", v2_file, "--replace"]);
+    let aside = Path::new(replaced["setAside"].as_str().unwrap()).to_path_buf();
+    assert_eq!(
+        std::fs::read_to_string(aside.join("notes.txt")).unwrap(),
+        "day-one\n"
+    );
+    assert_eq!(
+        shell(&student, STUDENT, "ls /analysis"),
+        "data\nday2.C\nhello.C\n"
+    );
+    assert_eq!(
+        shell(&student, STUDENT, "cat marker"),
+        format!("{marker}\n")
+    );
+    assert_eq!(
+        student.json(&["tutorial", "list"])[0]["setAside"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

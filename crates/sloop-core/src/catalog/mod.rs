@@ -223,13 +223,31 @@ pub async fn fetch(source: &Source, anchors: &Path) -> Result<Vec<u8>, CatalogEr
                     });
                 }
             };
+            if !metadata.is_file() {
+                return Err(CatalogError::Fetch {
+                    location: shown,
+                    reason: "not a regular file".into(),
+                });
+            }
             if metadata.len() > MAX_LIST_BYTES as u64 {
                 return Err(too_large(&shown));
             }
-            fs_err::read(path).map_err(|e| CatalogError::Fetch {
-                location: shown,
+            // At most one byte past the limit, whatever the file claimed a moment ago.
+            let mut bytes = Vec::new();
+            let read = fs_err::File::open(path).and_then(|f| {
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(f, MAX_LIST_BYTES as u64 + 1),
+                    &mut bytes,
+                )
+            });
+            read.map_err(|e| CatalogError::Fetch {
+                location: shown.clone(),
                 reason: e.to_string(),
-            })
+            })?;
+            if bytes.len() > MAX_LIST_BYTES {
+                return Err(too_large(&shown));
+            }
+            Ok(bytes)
         }
         Source::Url(url) => {
             let failed = |reason: String| CatalogError::Fetch {

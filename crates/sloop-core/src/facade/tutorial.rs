@@ -48,23 +48,53 @@ impl Core {
             .await
     }
 
+    /// The task opening the tutorial file at `location` runs as (the file is read for its name).
+    pub async fn tutorial_task(&self, location: &str) -> Result<TaskId, CoreError> {
+        let loaded = tutorial::load(location, &self.config()?.ca_dir()).await?;
+        Ok(TaskId(tutorial::task_name(&loaded.tutorial.name)))
+    }
+
     /// Opens the tutorial file at `location` (a path or URL): verifies it and everything it
     /// pins, fetches what is missing (its mirror first), makes the student's machine with the
     /// material at /analysis and starts it. Opened before: resumes the same machine. One task,
     /// `tutorial:<name>`, cancellable.
-    pub async fn open_tutorial(&self, location: &str) -> Result<OpenedTutorial, CoreError> {
+    ///
+    /// A tutorial opened here from another version of its file is refused unless `replace`:
+    /// then its machine is deleted, its work directory moved aside, and it is opened anew.
+    pub async fn open_tutorial(
+        &self,
+        location: &str,
+        replace: bool,
+    ) -> Result<OpenedTutorial, CoreError> {
         let loaded = tutorial::load(location, &self.config()?.ca_dir()).await?;
         let name = loaded.tutorial.name.clone();
         let task = self.tasks.begin(TaskId(tutorial::task_name(&name)))?;
-        let reporter = self.reporter();
+        let reporter = task_reporter(self.reporter(), task.id());
         let opened = async {
             let config = self.config()?;
             let conn = self.connection().await?;
-            let machine_here = machine_exists(self, &name);
-            let (opened, resumed) = match tutorial::find(&self.paths, &name)? {
-                Some(opened) if opened.tutorial.pins() != loaded.tutorial.pins() => {
-                    return Err(TutorialError::OtherVersion { name }.into());
+            let mut set_aside = Vec::new();
+            let mut replaced = None;
+            let existing = match tutorial::find(&self.paths, &name)? {
+                Some(old) if old.tutorial.pins() != loaded.tutorial.pins() => {
+                    if !replace {
+                        return Err(TutorialError::OtherVersion { name }.into());
+                    }
+                    let mut old = old;
+                    if machine_exists(self, &name) {
+                        machine::delete(&self.paths, &conn, &name).await?;
+                    }
+                    tutorial::set_work_aside(&mut old, OffsetDateTime::now_utc())?;
+                    set_aside = old.record.set_aside.clone();
+                    replaced = set_aside.last().cloned();
+                    tutorial::discard(&old.dir);
+                    tracing::info!(tutorial = %name, "replacing the tutorial with another version of its file");
+                    None
                 }
+                other => other,
+            };
+            let machine_here = machine_exists(self, &name);
+            let (opened, resumed) = match existing {
                 Some(opened) => (opened, machine_here),
                 None if machine_here => {
                     return Err(TutorialError::MachineTaken { name }.into());
@@ -81,10 +111,16 @@ impl Core {
                     )
                     .await;
                     match prepared {
-                        Ok(opened) => (opened, false),
+                        Ok(mut opened) => {
+                            if !set_aside.is_empty() {
+                                opened.record.set_aside = set_aside;
+                                opened.save_record()?;
+                            }
+                            (opened, false)
+                        }
                         Err(e) => {
-                            // Nothing half-made: the folder was not an opened tutorial before.
-                            let _ = std::fs::remove_dir_all(tutorial::dir(&self.paths, &name));
+                            // Nothing half-made; work directories set aside before stay.
+                            tutorial::discard(&tutorial::dir(&self.paths, &name));
                             return Err(e.into());
                         }
                     }
@@ -109,7 +145,7 @@ impl Core {
                 tutorial: opened.view(),
                 machine: running,
                 resumed,
-                set_aside: None,
+                set_aside: replaced.map(|p| p.display().to_string()),
             })
         }
         .await;
@@ -122,7 +158,7 @@ impl Core {
     /// the student's work directory is moved aside (never deleted). Task `tutorial:<name>`.
     pub async fn reset_tutorial(&self, name: &str) -> Result<OpenedTutorial, CoreError> {
         let task = self.tasks.begin(TaskId(tutorial::task_name(name)))?;
-        let reporter = self.reporter();
+        let reporter = task_reporter(self.reporter(), task.id());
         let reset = async {
             let config = self.config()?;
             let mut opened = tutorial::find(&self.paths, name)?
@@ -341,6 +377,16 @@ impl Core {
         )
         .await?)
     }
+}
+
+/// `reporter`, with every step of the work (the image's pull, the bundle's import, the start)
+/// reported under the tutorial's own task: one bar, one task to cancel.
+fn task_reporter(reporter: Reporter, task: &TaskId) -> Reporter {
+    let task = task.to_string();
+    Reporter::new(move |mut progress| {
+        progress.task.clone_from(&task);
+        reporter.progress(progress);
+    })
 }
 
 fn machine_exists(core: &Core, name: &str) -> bool {

@@ -202,6 +202,22 @@ impl Tutorial {
                 "is out of range",
             );
         }
+        // Text shown in terminals and windows: no escape sequences or other control characters.
+        let control = |text: &str, allow_lines: bool| {
+            text.chars()
+                .any(|c| c.is_control() && !(allow_lines && (c == '\n' || c == '\t')))
+        };
+        if control(&self.title, false) {
+            return field("title", &self.title, "holds control characters");
+        }
+        if control(&self.welcome, true) {
+            return field("welcome", "", "holds control characters");
+        }
+        if let Some(start) = &self.start
+            && control(start, false)
+        {
+            return field("start", start, "holds control characters");
+        }
         let mut digests = vec![("image.sha512", &self.image.sha512)];
         let mut mirrors = vec![
             ("catalog.mirror", &self.catalog.mirror),
@@ -348,6 +364,10 @@ mod tests {
         );
         assert!(said(&|t| t.name = "../evil".into()).starts_with("name "));
         assert!(said(&|t| t.format = 2).contains("update Sloop"));
+        assert!(
+            said(&|t| t.welcome = "hi \u{1b}]52;c;ZXZpbA==\u{7}".into())
+                .contains("control characters")
+        );
         let unknown = Tutorial::parse(&format!("{}\nsurprise = 1\n", sample().to_text()))
             .unwrap_err()
             .to_string();

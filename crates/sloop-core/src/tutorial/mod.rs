@@ -56,7 +56,7 @@ pub enum TutorialError {
     )]
     OtherBase { found: String, pinned: String },
     #[error(
-        "tutorial {name} is open here already from another version of its file; reset it (sloop tutorial reset {name}) or delete machine {name} first"
+        "tutorial {name} is open here already from another version of its file; open it with --replace (Open the new version in the app) to make its machine anew from this file: your work directory is moved aside"
     )]
     OtherVersion { name: String },
     #[error(
@@ -149,6 +149,10 @@ impl Origin {
             self.beside(source)
         };
         out.extend(source.filter(|s| !out.contains(s)));
+        // A tutorial from the network names nothing on this computer.
+        if let Self::Url(_) = self {
+            out.retain(|c| c.starts_with("https://") || c.starts_with("http://"));
+        }
         out
     }
 }
@@ -181,8 +185,14 @@ pub async fn load(location: &str, anchors: &Path) -> Result<Loaded, TutorialErro
             std::fs::read(path).map_err(|e| bad(e.to_string()))?
         }
         Origin::Url(url) => {
-            let (bytes, _, _) =
-                download(url.as_str(), anchors, Some(format::MAX_BYTES), None, None).await?;
+            let (bytes, _, _) = download(
+                url.as_str(),
+                anchors,
+                Some(format::MAX_BYTES),
+                Sink::Memory,
+                None,
+            )
+            .await?;
             bytes
         }
     };
@@ -194,13 +204,21 @@ pub async fn load(location: &str, anchors: &Path) -> Result<Loaded, TutorialErro
     Ok(Loaded { tutorial, origin })
 }
 
+/// Where downloaded bytes go.
+enum Sink<'a> {
+    Memory,
+    File(&'a mut std::fs::File),
+    /// Only hashed (a check).
+    Discard,
+}
+
 /// An HTTP(S) GET, read to its end (into memory when `sink` is `None`), stopping past `limit`
 /// bytes. Returns the bytes kept in memory, and the SHA-512 and length of all of them.
 async fn download(
     url: &str,
     anchors: &Path,
     limit: Option<u64>,
-    mut sink: Option<&mut std::fs::File>,
+    mut sink: Sink<'_>,
     mut meter: Option<(&mut Meter, &Reporter, &CancellationToken)>,
 ) -> Result<(Vec<u8>, String, u64), TutorialError> {
     let fail = |reason: String| TutorialError::Read {
@@ -228,9 +246,10 @@ async fn download(
             )));
         }
         hasher.update(&chunk);
-        match sink.as_deref_mut() {
-            Some(file) => file.write_all(&chunk).map_err(|e| fail(e.to_string()))?,
-            None => kept.extend_from_slice(&chunk),
+        match &mut sink {
+            Sink::File(file) => file.write_all(&chunk).map_err(|e| fail(e.to_string()))?,
+            Sink::Memory => kept.extend_from_slice(&chunk),
+            Sink::Discard => {}
         }
         if let Some((meter, reporter, cancel)) = meter.as_mut() {
             if cancel.is_cancelled() {
@@ -290,7 +309,11 @@ async fn fetch_one(
     what: &'static str,
     fetch: &Fetch<'_>,
 ) -> Result<(), TutorialError> {
-    let partial = dest.map(|d| d.with_extension("partial"));
+    let partial = dest.map(|d| {
+        let mut name = d.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        d.with_file_name(name)
+    });
     let mut meter = Meter::new(
         fetch.task,
         &format!("getting the {what}"),
@@ -304,23 +327,23 @@ async fn fetch_one(
         };
         let digest = if location.contains("://") && !location.starts_with("file:") {
             let triple = (&mut meter, fetch.reporter, fetch.cancel);
-            let (_, sha512, len) = download(
-                location,
-                fetch.anchors,
-                Some(size),
-                out.as_mut(),
-                Some(triple),
-            )
-            .await?;
+            let sink = match out.as_mut() {
+                Some(file) => Sink::File(file),
+                None => Sink::Discard,
+            };
+            let (_, sha512, len) =
+                download(location, fetch.anchors, Some(size), sink, Some(triple)).await?;
             (sha512, len)
         } else {
-            let path = match Origin::parse(location)? {
-                Origin::File(path) => path,
-                Origin::Url(_) => unreachable!("network addresses are downloaded"),
+            let Origin::File(path) = Origin::parse(location)? else {
+                return Err(TutorialError::Read {
+                    location: location.to_string(),
+                    reason: "not a file on this computer".into(),
+                });
             };
             let (reporter, cancel) = (fetch.reporter.clone(), fetch.cancel.clone());
             tokio::task::spawn_blocking(move || {
-                copy_hashing(&path, out, &mut meter, &reporter, &cancel)
+                copy_hashing(&path, Some(size), out, &mut meter, &reporter, &cancel)
             })
             .await
             .map_err(|e| TutorialError::Read {
@@ -356,12 +379,22 @@ async fn fetch_one(
 /// Copies (or only reads) a local file, hashing it; its SHA-512 and length.
 fn copy_hashing(
     path: &Path,
+    limit: Option<u64>,
     mut out: Option<std::fs::File>,
     meter: &mut Meter,
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<(String, u64), TutorialError> {
-    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    // A device or a pipe named as a source would never end: regular files only, and never more
+    // than one byte past the pinned size.
+    if !file.metadata().map_err(io(path))?.is_file() {
+        return Err(TutorialError::Read {
+            location: path.display().to_string(),
+            reason: "not a regular file".into(),
+        });
+    }
+    let mut file = file.take(limit.map_or(u64::MAX, |l| l + 1));
     let mut hasher = Sha512::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut len = 0u64;
@@ -620,7 +653,71 @@ pub async fn prepare(
         }
         None => None,
     };
-    let catalog = subscribe(paths, config, loaded, anchors, now).await?;
+    let (catalog, subscribed) = subscribe(paths, config, loaded, anchors, now).await?;
+    let checked = check_pieces(paths, config, loaded, &dir, &fetch, &catalog, now).await;
+    if let Err(e) = checked {
+        // A subscription made for this tutorial trusts its anchor, which goes with the tutorial.
+        if subscribed && let Err(removed) = catalog::remove(paths, &catalog) {
+            tracing::warn!(catalog = %catalog, "not removed: {removed}");
+        }
+        return Err(e);
+    }
+    let opened = Opened {
+        tutorial: t.clone(),
+        record: Record {
+            origin: loaded.origin.text(),
+            catalog,
+            opened: now,
+            set_aside: Vec::new(),
+        },
+        dir: dir.clone(),
+    };
+    // The tutorial file last: with it (and the record) the folder is an opened tutorial.
+    let file = dir.join("tutorial.toml");
+    crate::fsutil::write_atomic(&file, t.to_text().as_bytes(), 0o644).map_err(io(&file))?;
+    opened.save_record()?;
+    Ok(opened)
+}
+
+/// The image, bundle and material of a tutorial whose catalog is subscribed: each fetched (the
+/// mirror first) into the store or the tutorial's folder, and checked against its pin.
+async fn check_pieces(
+    paths: &Paths,
+    config: &Config,
+    loaded: &Loaded,
+    dir: &Path,
+    fetch: &Fetch<'_>,
+    catalog: &str,
+    now: OffsetDateTime,
+) -> Result<(), TutorialError> {
+    let t = &loaded.tutorial;
+    let (reporter, cancel) = (fetch.reporter, fetch.cancel);
+    let listed = catalog::load(paths, config, catalog, now)?;
+    let entry = listed
+        .images
+        .iter()
+        .find(|i| i.sha512 == t.image.sha512 && i.size == t.image.size);
+    match entry {
+        Some(entry) if entry.identifier == t.image.identifier => {}
+        Some(entry) => {
+            return Err(TutorialError::Refused {
+                what: "image",
+                reason: format!(
+                    "the list names it {}, the tutorial {}",
+                    entry.identifier, t.image.identifier
+                ),
+            });
+        }
+        None => {
+            return Err(TutorialError::Refused {
+                what: "image",
+                reason: format!(
+                    "list {} does not certify an image of the pinned size and SHA-512",
+                    t.catalog.identifier
+                ),
+            });
+        }
+    }
 
     // The image, from the mirror first.
     let prefer = t
@@ -640,9 +737,15 @@ pub async fn prepare(
         now,
     )
     .await
-    .map_err(|e| TutorialError::Refused {
-        what: "image",
-        reason: crate::error_chain(&e),
+    .map_err(|e| {
+        if cancel.is_cancelled() {
+            TutorialError::Cancelled
+        } else {
+            TutorialError::Refused {
+                what: "image",
+                reason: crate::error_chain(&e),
+            }
+        }
     })?;
 
     // The trainer's bundle: the pinned bytes, signed by the pinned trainer, on the pinned image.
@@ -657,7 +760,7 @@ pub async fn prepare(
             &bundle.sha512,
             bundle.size,
             Some(&copy),
-            &fetch,
+            fetch,
         )
         .await?;
         let (signer, base) =
@@ -691,38 +794,25 @@ pub async fn prepare(
             &pin.sha512,
             pin.size,
             Some(&copy),
-            &fetch,
+            fetch,
         )
         .await?;
         material::check(&copy)?;
     }
 
-    let opened = Opened {
-        tutorial: t.clone(),
-        record: Record {
-            origin: loaded.origin.text(),
-            catalog,
-            opened: now,
-            set_aside: Vec::new(),
-        },
-        dir: dir.clone(),
-    };
-    // The tutorial file last: with it (and the record) the folder is an opened tutorial.
-    let file = dir.join("tutorial.toml");
-    crate::fsutil::write_atomic(&file, t.to_text().as_bytes(), 0o644).map_err(io(&file))?;
-    opened.save_record()?;
-    Ok(opened)
+    Ok(())
 }
 
 /// The catalog that certifies the tutorial's image here: one already subscribed with the same
-/// pins, else a new subscription to the tutorial's list (read from its mirror first). Its name.
+/// pins, else a new subscription to the tutorial's list (read from its mirror first). Its name,
+/// and whether it is new.
 async fn subscribe(
     paths: &Paths,
     config: &Config,
     loaded: &Loaded,
     anchors: Option<PathBuf>,
     now: OffsetDateTime,
-) -> Result<String, TutorialError> {
+) -> Result<(String, bool), TutorialError> {
     let pin = &loaded.tutorial.catalog;
     for (name, subscription) in catalog::subscriptions(paths)? {
         let same = subscription.identifier == pin.identifier
@@ -736,7 +826,7 @@ async fn subscribe(
                 .any(|i| i.sha512 == loaded.tutorial.image.sha512)
                 && view.state == catalog::CatalogState::Verified
             {
-                return Ok(name);
+                return Ok((name, false));
             }
         }
     }
@@ -764,7 +854,7 @@ async fn subscribe(
         .find(|n| !taken.contains(n))
         .unwrap_or(stem);
     // A second tutorial on the same list at the same place: a copy keyed by the tutorial.
-    let source = if taken.contains(&source) {
+    let source = if taken.contains(&source) && source.contains("://") {
         format!("{source}#{name}")
     } else {
         source
@@ -778,7 +868,7 @@ async fn subscribe(
         anchors,
     };
     catalog::add_signed(paths, config, &request, source, &signed, now)?;
-    Ok(name)
+    Ok((name, true))
 }
 
 /// The task opening or resetting tutorial `name` runs as.
@@ -799,6 +889,31 @@ pub fn fill_work_dir(opened: &Opened) -> Result<(), TutorialError> {
         std::fs::create_dir_all(&work).map_err(io(&work))?;
     }
     Ok(())
+}
+
+/// Removes what Sloop keeps of tutorial folder `dir` except the student's work directories
+/// (`work`, `work-*`); the folder goes too when nothing else is left. For an opening that did
+/// not finish, and before a tutorial is replaced by another version of its file.
+pub fn discard(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "work" || name.starts_with("work-") || name.starts_with(".material-") {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(e) = removed {
+            tracing::warn!(path = %path.display(), "not removed: {e}");
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Moves the work directory aside as `work-<time>` (never deleting it) and records that.
@@ -935,6 +1050,7 @@ pub fn digest(path: &Path) -> Result<(String, u64), TutorialError> {
     let mut meter = Meter::new("digest", "hashing", None, ProgressUnit::Bytes);
     copy_hashing(
         path,
+        None,
         None,
         &mut meter,
         &Reporter::silent(),
@@ -1132,10 +1248,10 @@ pub async fn mirror(
             .map_err(io(target))?
             .next()
             .is_none();
+        // An empty folder is replaced at the end (rename takes its place), not before.
         if !empty {
             return Err(TutorialError::Exists(target.to_path_buf()));
         }
-        std::fs::remove_dir(target).map_err(io(target))?;
     }
     let parent = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;

@@ -3,4 +3,4 @@
 /**
  * Which part failed. Stable: the UI may branch on it.
  */
-export type ErrorCode = "config" | "libvirt" | "machine" | "catalog" | "image" | "cancelled" | "busy" | "proxy" | "passphrase" | "bundle" | "bundleConsent" | "site" | "run" | "internal";
+export type ErrorCode = "config" | "libvirt" | "machine" | "catalog" | "image" | "cancelled" | "busy" | "proxy" | "passphrase" | "bundle" | "bundleConsent" | "site" | "run" | "tutorial" | "tutorialVersion" | "internal";
