@@ -23,6 +23,9 @@ pub(crate) enum TutorialCommand {
         /// this one (your work directory is moved aside).
         #[arg(long)]
         replace: bool,
+        /// Make the machine but do not start it (a classroom prepared ahead).
+        #[arg(long)]
+        no_start: bool,
     },
     /// The tutorials opened here.
     List,
@@ -72,10 +75,14 @@ pub(crate) enum TutorialCommand {
 
 pub(crate) async fn run(ctx: &Context, command: TutorialCommand) -> anyhow::Result<ExitCode> {
     match command {
-        TutorialCommand::Open { file, replace } => {
+        TutorialCommand::Open {
+            file,
+            replace,
+            no_start,
+        } => {
             let task = ctx.core.tutorial_task(&file).await?;
             let follow = progress::Follow::start(ctx, Some(task));
-            let opened = ctx.core.open_tutorial(&file, replace).await;
+            let opened = ctx.core.open_tutorial(&file, replace, !no_start).await;
             follow.end().await;
             let opened = opened?;
             if ctx.json {

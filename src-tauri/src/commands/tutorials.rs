@@ -24,7 +24,7 @@ pub async fn tutorial_open(
     location: String,
     replace: bool,
 ) -> Result<OpenedTutorial, IpcError> {
-    Ok(state.core.open_tutorial(&location, replace).await?)
+    Ok(state.core.open_tutorial(&location, replace, true).await?)
 }
 
 /// Brings tutorial `name`'s machine back to its start; the work directory is moved aside.

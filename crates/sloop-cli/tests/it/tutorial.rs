@@ -56,32 +56,40 @@ fn refused(sloop: &Sloop, args: &[&str]) -> String {
     stderr
 }
 
-#[test]
-fn a_tutorial_opens_offline_from_its_mirror_and_resets_to_its_start() {
-    let _turn = one_vm_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let grid = GridUser::new();
-    let image = test_image();
+/// What a trainer made for a test: the course's server (alive until dropped), the trainer's
+/// home (its machine deleted), the mirror folder and its tutorial file, the marker in the
+/// machine's home, the material folder.
+struct Course {
+    server: FileServer,
+    trainer: Sloop,
+    mirror: std::path::PathBuf,
+    mirrored: String,
+    marker: String,
+    material: std::path::PathBuf,
+}
 
+/// A trainer in `dir` makes a tutorial from a tiny machine with a marker, on a list and image
+/// served over HTTPS, with material, and mirrors it to `dir/usb-stick`.
+fn course(dir: &Path, grid: &GridUser) -> Course {
+    let image = test_image();
     // The trainer's catalog: a list and image on an HTTPS server of the course's own.
     let server = https_server(
-        &grid,
-        dir.path(),
+        grid,
+        dir,
         HashMap::from([("tiny.qcow2".into(), image.clone())]),
     );
     let base = format!("https://localhost:{}", server.port);
-    let (list, anchors) =
-        sloop_testkit::signed_list(&image, &format!("{base}/tiny.qcow2"), dir.path());
+    let (list, anchors) = sloop_testkit::signed_list(&image, &format!("{base}/tiny.qcow2"), dir);
     server.set("list.image_list", &list);
     // The list's anchors also hold the CA of the server's TLS certificate.
     for entry in std::fs::read_dir(&grid.anchors).unwrap().flatten() {
         std::fs::copy(entry.path(), anchors.join(entry.file_name())).unwrap();
     }
     let trainer = Sloop {
-        home: dir.path().join("trainer"),
+        home: dir.join("trainer"),
         env: grid.env(),
     };
-    let _cleanup_trainer = Cleanup(&trainer, &[TRAINER]);
+    let cleanup = Cleanup(&trainer, &[TRAINER]);
     let identifier = trainer.subscribe(&[
         &format!("{base}/list.image_list"),
         "--ca-dir",
@@ -92,17 +100,17 @@ fn a_tutorial_opens_offline_from_its_mirror_and_resets_to_its_start() {
     shell(&trainer, TRAINER, &format!("echo {marker} >marker && sync"));
     trainer.proxy_init();
 
-    let material = dir.path().join("material");
+    let material = dir.join("material");
     std::fs::create_dir_all(material.join("data")).unwrap();
     std::fs::write(material.join("hello.C"), "void hello() {}\n").unwrap();
     std::fs::write(material.join("data/events.txt"), "42\n").unwrap();
-    let welcome = dir.path().join("welcome.md");
+    let welcome = dir.join("welcome.md");
     std::fs::write(
         &welcome,
         "# Welcome to the course\n\nRun `root -l hello.C`.\n",
     )
     .unwrap();
-    let course = dir.path().join("course");
+    let course = dir.join("course");
     std::fs::create_dir(&course).unwrap();
     let file = course.join("course.sloop-tutorial");
     let created = trainer.json(&[
@@ -141,7 +149,7 @@ fn a_tutorial_opens_offline_from_its_mirror_and_resets_to_its_start() {
         "never overwritten"
     );
 
-    let mirror = dir.path().join("usb-stick");
+    let mirror = dir.join("usb-stick");
     let mirrored = trainer.json(&[
         "tutorial",
         "mirror",
@@ -165,6 +173,30 @@ fn a_tutorial_opens_offline_from_its_mirror_and_resets_to_its_start() {
     expected.sort();
     assert_eq!(names, expected);
     trainer.ok(&["machine", "delete", TRAINER, "--yes"]);
+    drop(cleanup);
+    Course {
+        server,
+        trainer,
+        mirror,
+        mirrored,
+        marker,
+        material,
+    }
+}
+
+#[test]
+fn a_tutorial_opens_offline_from_its_mirror_and_resets_to_its_start() {
+    let _turn = one_vm_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let grid = GridUser::new();
+    let Course {
+        server,
+        trainer,
+        mirror,
+        mirrored,
+        marker,
+        material,
+    } = course(dir.path(), &grid);
 
     // Every network source is gone from here on.
     drop(server);
@@ -361,4 +393,162 @@ fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
+}
+
+/// Bytes `sloop ARGS` reads from files under `folder`, as strace sees its reads (every thread).
+fn bytes_read_under(sloop: &Sloop, args: &[&str], folder: &Path) -> u64 {
+    let trace = folder.with_extension("strace");
+    let command = sloop.command(args);
+    let program = command.get_program().to_owned();
+    let mut traced = std::process::Command::new("strace");
+    traced
+        .args([
+            "-f",
+            "-y",
+            "-e",
+            "trace=read,pread64",
+            "-e",
+            "signal=none",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(program)
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            traced.env(key, value);
+        }
+    }
+    let out = traced.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!("<{}/", folder.display());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let total = text
+        .lines()
+        .filter(|l| l.contains(&prefix))
+        .filter_map(|l| {
+            l.rsplit_once(" = ")
+                .and_then(|(_, n)| n.trim().parse::<u64>().ok())
+        })
+        .sum();
+    std::fs::remove_file(&trace).unwrap();
+    total
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// A classroom from one mirror (scripts/bench-tutorial.sh runs it): fresh Sloop homes open the
+/// same tutorial (verify, import, create; two of them boot to a shell), against plain imports
+/// of the full image from the same folder (`cp` then `sha512sum`). Prints the time per student,
+/// and the bytes each reads from the mirror (strace, one more student).
+#[test]
+#[ignore = "a benchmark: scripts/bench-tutorial.sh"]
+fn bench_tutorial_classroom() {
+    let _turn = one_vm_at_a_time();
+    let students: usize = std::env::var("SLOOP_BENCH_STUDENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let grid = GridUser::new();
+    let Course {
+        server,
+        mirror,
+        mirrored,
+        ..
+    } = course(dir.path(), &grid);
+    drop(server);
+    let image = mirror.join("tiny.qcow2");
+    let image_bytes = std::fs::metadata(&image).unwrap().len();
+    let mirror_bytes: u64 = std::fs::read_dir(&mirror)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+
+    let mut created = Vec::new();
+    let mut to_shell = Vec::new();
+    for i in 0..students {
+        let student = Sloop {
+            home: dir.path().join(format!("student-{i}")),
+            env: grid.env(),
+        };
+        let cleanup = Cleanup(&student, &[STUDENT]);
+        let boot = i < 2;
+        let t0 = std::time::Instant::now();
+        if boot {
+            student.ok(&["tutorial", "open", &mirrored]);
+            shell(&student, STUDENT, "true");
+            to_shell.push(t0.elapsed().as_secs_f64());
+        } else {
+            student.ok(&["tutorial", "open", &mirrored, "--no-start"]);
+            created.push(t0.elapsed().as_secs_f64());
+        }
+        drop(cleanup);
+        std::fs::remove_dir_all(&student.home).unwrap();
+    }
+    let traced = Sloop {
+        home: dir.path().join("student-traced"),
+        env: grid.env(),
+    };
+    let cleanup = Cleanup(&traced, &[STUDENT]);
+    let read = bytes_read_under(
+        &traced,
+        &["tutorial", "open", &mirrored, "--no-start"],
+        &mirror,
+    );
+    drop(cleanup);
+
+    let mut plain = Vec::new();
+    let copies = dir.path().join("plain");
+    std::fs::create_dir(&copies).unwrap();
+    for i in 0..students {
+        let copy = copies.join(format!("{i}.qcow2"));
+        let t0 = std::time::Instant::now();
+        let cp = std::process::Command::new("cp")
+            .arg(&image)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        let sum = std::process::Command::new("sha512sum")
+            .arg(&copy)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(cp.success() && sum.success());
+        plain.push(t0.elapsed().as_secs_f64());
+        std::fs::remove_file(&copy).unwrap();
+    }
+    let created = median(created);
+    let plain = median(plain);
+    println!(
+        "bench-tutorial: {students} students from one mirror ({mirror_bytes} bytes: image {image_bytes})"
+    );
+    println!(
+        "bench-tutorial: to a created machine (verify, import, create), median {created:.2} s per student"
+    );
+    println!(
+        "bench-tutorial: to a shell (also boot, 2 students under TCG), median {:.2} s",
+        median(to_shell)
+    );
+    println!(
+        "bench-tutorial: plain import of the image (cp + sha512sum), median {plain:.3} s; ratio {:.1}",
+        created / plain
+    );
+    println!(
+        "bench-tutorial: bytes read from the mirror by one student: {read} ({:.2} x the mirror, {:.2} x the image)",
+        read as f64 / mirror_bytes as f64,
+        read as f64 / image_bytes as f64
+    );
+    println!(
+        "bench-tutorial: plain import reads the image twice: {} bytes (copy, then checksum of the copy)",
+        2 * image_bytes
+    );
 }

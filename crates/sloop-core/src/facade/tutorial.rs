@@ -12,7 +12,7 @@ use super::{Core, CoreError, START_WAIT, TaskId};
 use crate::bundle::export::ExportRequest;
 use crate::bundle::import::ImportRequest;
 use crate::libvirt::Connection;
-use crate::machine::{self, CreateRequest, MachineSummary};
+use crate::machine::{self, CreateRequest, MachineError, MachineSummary};
 use crate::progress::Reporter;
 use crate::tutorial::format::{self, BundlePin, FilePin, Tutorial};
 use crate::tutorial::{self, CheckItem, Opened, TutorialError, TutorialView};
@@ -61,10 +61,13 @@ impl Core {
     ///
     /// A tutorial opened here from another version of its file is refused unless `replace`:
     /// then its machine is deleted, its work directory moved aside, and it is opened anew.
+    /// Without `start` the machine is made (or found) and left as it is: a classroom prepared
+    /// ahead of the lesson.
     pub async fn open_tutorial(
         &self,
         location: &str,
         replace: bool,
+        start: bool,
     ) -> Result<OpenedTutorial, CoreError> {
         let loaded = tutorial::load(location, &self.config()?.ca_dir()).await?;
         let name = loaded.tutorial.name.clone();
@@ -130,17 +133,23 @@ impl Core {
                 self.make_tutorial_machine(&opened, &conn, &reporter, task.token())
                     .await?;
             }
-            let running = machine::start(
-                &self.paths,
-                config,
-                &conn,
-                &name,
-                Some(START_WAIT),
-                &reporter,
-            )
-            .await?;
-            self.settle_proxy(&name, START_WAIT).await;
-            tracing::info!(tutorial = %name, resumed, "tutorial opened");
+            let running = if start {
+                let running = machine::start(
+                    &self.paths,
+                    config,
+                    &conn,
+                    &name,
+                    Some(START_WAIT),
+                    &reporter,
+                )
+                .await?;
+                self.settle_proxy(&name, START_WAIT).await;
+                running
+            } else {
+                let manifest = machine::load(&self.paths, &name.parse().map_err(MachineError::from)?)?;
+                machine::summary(&self.paths, config, &conn, &manifest).await?
+            };
+            tracing::info!(tutorial = %name, resumed, start, "tutorial opened");
             Ok(OpenedTutorial {
                 tutorial: opened.view(),
                 machine: running,
