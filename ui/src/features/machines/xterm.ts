@@ -20,6 +20,7 @@ export function openScreen(container: HTMLElement): XtermScreen {
     fontSize: 13,
     cursorBlink: true,
     scrollback: 5000,
+    // Dark in both schemes, like the console (--console-bg and --console-text in app.css).
     theme: {
       background: "#0b1a2e",
       foreground: "#e3e9f2",
