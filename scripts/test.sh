@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test Sloop has, on a fresh Debian 12 machine too: installs what is
 # missing, starts libvirt where no init system does, then gates (format, lints, types), unit
-# tests, real-VM integration tests, UI tests and the end-to-end test of the real app window.
+# tests, real-VM integration tests, UI tests, the end-to-end test of the real app window, and the
+# .deb installed in a fresh Debian root.
 # Prints how long each step took. Usage: scripts/test.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,3 +63,12 @@ step "build test image (cloud-init)" image SLOOP_TEST_CLOUD_IMAGE build-cloud.sh
 step "cargo test (unit + real VMs)" cargo test --workspace --locked -- --nocapture
 step "TS bindings match Rust types" scripts/check-bindings.sh
 step "E2E: real app window"         tests/e2e/run.sh
+# The .deb, built as the user, installed in a fresh Debian root (debootstrap and chroot need root:
+# a developer with sudo runs that part through it).
+package_test() {
+  local deb runner=()
+  deb=$(scripts/package.sh | grep '\.deb$' | tail -n 1) || return 1
+  [ "$(id -u)" -eq 0 ] || runner=(sudo)
+  "${runner[@]}" tests/package/run.sh "$deb"
+}
+step "package: .deb in a fresh Debian" package_test

@@ -5,6 +5,7 @@ use sloop_core::event::Event;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::opens::OpenQueue;
 use crate::state::AppState;
 
 /// The Tauri event name every core event is emitted on.
@@ -98,4 +99,57 @@ pub fn notify(app: &AppHandle, title: &str, body: &str) {
     if let Err(e) = app.notification().builder().title(title).body(body).show() {
         tracing::info!("no desktop notification: {e}");
     }
+}
+
+/// Tells the window that the desktop asked the app to open files or links: the window takes them
+/// with `open_requests_take`.
+pub const OPEN_REQUESTED: &str = "sloop://open-requested";
+
+/// Asks the window what to do with the running machines (their names are the payload) before
+/// the app quits: stop them, keep them running, or stay open.
+pub const CLOSE_REQUESTED: &str = "sloop://close-requested";
+
+/// A second launch of the app (a double-click on a bundle or tutorial file, a `sloop://` link
+/// while Sloop is open): its arguments are queued for the window, which is brought to the front;
+/// the second process ends.
+pub fn second_launch(app: &AppHandle, args: Vec<String>, cwd: String) {
+    let queued = app.state::<OpenQueue>().push_args(
+        args.get(1..).unwrap_or_default(),
+        std::path::Path::new(&cwd),
+    );
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+    }
+    tracing::info!(
+        queued,
+        "a second launch handed its files and links to this window"
+    );
+    if queued > 0 {
+        let _ = app.emit(OPEN_REQUESTED, ());
+    }
+}
+
+/// Closing the window while machines run asks the window what to do with them (as Multipass
+/// does); with none running, or when Sloop cannot tell, the app quits. Machines left running
+/// keep running under libvirt.
+pub fn window_event(window: &tauri::Window, event: &tauri::WindowEvent) {
+    let tauri::WindowEvent::CloseRequested { api, .. } = event else {
+        return;
+    };
+    api.prevent_close();
+    let app = window.app_handle().clone();
+    tauri::async_runtime::spawn(async move {
+        match crate::commands::app::running_machines(&app.state::<AppState>()).await {
+            Ok(names) if !names.is_empty() => {
+                let _ = app.emit(CLOSE_REQUESTED, names);
+            }
+            Ok(_) => app.exit(0),
+            Err(e) => {
+                tracing::warn!("cannot tell which machines run ({}); quitting", e.message);
+                app.exit(0);
+            }
+        }
+    });
 }

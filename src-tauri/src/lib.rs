@@ -7,6 +7,7 @@
 mod commands;
 mod events;
 mod ipc_error;
+mod opens;
 mod state;
 
 pub use ipc_error::{ErrorCode, IpcError};
@@ -15,6 +16,7 @@ use anyhow::Context as _;
 use sloop_core::logging::{self, LogOptions, LogSink};
 use sloop_core::paths::Paths;
 
+use crate::opens::OpenQueue;
 use crate::state::AppState;
 
 /// How many log lines the app keeps for its log view.
@@ -38,9 +40,28 @@ pub fn run() -> anyhow::Result<()> {
         "Sloop started"
     );
     let state = AppState::new(paths, sink);
+    // What this launch was asked to open (a double-clicked file, a sloop:// link).
+    let opens = OpenQueue::default();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .filter_map(|arg| arg.into_string().ok())
+        .collect();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    opens.push_args(&args, &cwd);
 
-    let app = tauri::Builder::default()
+    let mut builder = tauri::Builder::default();
+    // One app per user: a second launch hands its files and links to this window and ends (this
+    // plugin comes first), and the window opens where and as large as it was last closed. An app
+    // with a SLOOP_HOME of its own (tests, benchmarks, classroom scripts) is apart from the
+    // user's: a separate instance, in the window's default place.
+    if std::env::var_os(sloop_core::paths::HOME_ENV).is_none() {
+        builder = builder
+            .plugin(tauri_plugin_single_instance::init(events::second_launch))
+            .plugin(tauri_plugin_window_state::Builder::default().build());
+    }
+    let app = builder
         .manage(state)
+        .manage(opens)
         // The native folder picker for a machine's work directory.
         .plugin(tauri_plugin_dialog::init())
         // The proxy's expiry warning and grid runs that ended.
@@ -52,7 +73,12 @@ pub fn run() -> anyhow::Result<()> {
             events::watch_proxy(app.handle());
             Ok(())
         })
+        .on_window_event(events::window_event)
         .invoke_handler(tauri::generate_handler![
+            commands::app::app_about,
+            commands::app::app_painted,
+            commands::app::app_quit,
+            commands::app::open_requests_take,
             commands::host::host_check,
             commands::catalog::catalog_list,
             commands::catalog::catalog_add,

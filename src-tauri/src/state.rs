@@ -19,6 +19,8 @@ pub struct AppState {
     /// Everything Sloop does goes through here, as it does for the CLI.
     pub core: Core,
     pub log: LogSink,
+    /// When the app started (for the log's startup time).
+    pub started: std::time::Instant,
     /// Open in-app terminals by id.
     terminals: Mutex<(u32, HashMap<u32, sloop_core::ssh::Terminal>)>,
 }
@@ -38,6 +40,7 @@ impl AppState {
         Self {
             core,
             log,
+            started: std::time::Instant::now(),
             terminals: Mutex::new((0, HashMap::new())),
         }
     }

@@ -419,6 +419,19 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       assert.ok(await (await card.$('[data-testid="machine-stop"]')).isEnabled());
       await screenshot("machine-running");
 
+      // Closing the window while the machine runs asks first (the window's own close, as the
+      // title bar's button does it); Cancel keeps the window and the machine.
+      await browser.execute(() =>
+        window.__TAURI_INTERNALS__.invoke("plugin:window|close", { label: "main" }),
+      );
+      const quit = await byTestId("quit-dialog");
+      await quit.waitForDisplayed({ timeout: UI_TIMEOUT });
+      assert.match(await quit.getText(), /A machine is running\s+e2e/);
+      await screenshot("quit-dialog");
+      await (await byTestId("quit-stay")).click();
+      await quit.waitForDisplayed({ reverse: true, timeout: UI_TIMEOUT });
+      await waitForMachine("e2e", "Running", UI_TIMEOUT, "stay running after Cancel");
+
       // A terminal in the machine: the file shared from the host, and the kernel's name.
       await (await card.$('[data-testid="machine-open"]')).click();
       await (await byTestId("machine-detail")).waitForDisplayed({ timeout: UI_TIMEOUT });

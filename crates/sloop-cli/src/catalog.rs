@@ -23,7 +23,7 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
             let view = if demo {
                 let image = match image {
                     Some(image) => image,
-                    None => catalog::demo::image_from_env()?,
+                    None => catalog::demo::default_image()?,
                 };
                 catalog::demo::ensure(ctx.paths(), ctx.config(), &image, now).await?
             } else {

@@ -21,9 +21,17 @@ mod progress;
 mod proxy;
 mod tutorial;
 
+/// The version `sloop --version` prints: the workspace's, and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SLOOP_COMMIT"),
+    ")"
+);
+
 /// Sloop carries your analysis VM from the laptop to the grid, unchanged.
 #[derive(Debug, Parser)]
-#[command(name = "sloop", version, about)]
+#[command(name = "sloop", version = VERSION)]
 struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -88,6 +96,11 @@ enum Command {
         #[command(flatten)]
         resources: machine::ResourceArgs,
     },
+    /// Print a shell completion script: sloop completions bash > ~/.local/share/bash-completion/completions/sloop
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), for packagers: sloop manpage > sloop.1
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,7 +130,8 @@ pub(crate) enum CatalogCommand {
         /// Subscribe to the offline demo catalog, building it first when needed.
         #[arg(long)]
         demo: bool,
-        /// The image the demo catalog is built from (default: $SLOOP_DEMO_IMAGE).
+        /// The image the demo catalog is built from (default: $SLOOP_DEMO_IMAGE, else the one the
+        /// package installs).
         #[arg(long, requires = "demo")]
         image: Option<std::path::PathBuf>,
     },
@@ -217,6 +231,12 @@ impl Context {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // These describe the command line itself: no Sloop home, settings or log needed.
+    match cli.command {
+        Command::Completions { shell } => return print_completions(shell),
+        Command::Manpage => return print_manpage(),
+        _ => {}
+    }
     let stderr_filter = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -269,6 +289,29 @@ async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
             workdir,
             resources,
         } => machine::launch(ctx, &image, &name, workdir, &resources).await,
+        // main() answers these before setup; here for completeness.
+        Command::Completions { shell } => Ok(print_completions(shell)),
+        Command::Manpage => Ok(print_manpage()),
+    }
+}
+
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command, "sloop", &mut out);
+    output::text(&String::from_utf8_lossy(&out));
+    ExitCode::SUCCESS
+}
+
+fn print_manpage() -> ExitCode {
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    match clap_mangen::Man::new(command).render(&mut out) {
+        Ok(()) => {
+            output::text(&String::from_utf8_lossy(&out));
+            ExitCode::SUCCESS
+        }
+        Err(e) => output::fail(&anyhow::Error::new(e).context("cannot write the man page")),
     }
 }
 

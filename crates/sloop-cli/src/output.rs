@@ -6,9 +6,15 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-/// Prints text as is.
+/// Prints text as is. A reader that went away (`sloop … | head`) ends the output quietly.
 pub fn text(s: &str) {
-    print!("{s}");
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(s.as_bytes()).and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("sloop: cannot write to standard output: {e}");
+    }
 }
 
 /// Prints `value` as pretty JSON.

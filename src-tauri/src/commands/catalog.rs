@@ -32,7 +32,7 @@ pub async fn catalog_add(
 #[tauri::command]
 pub async fn catalog_add_demo(state: State<'_, AppState>) -> Result<CatalogView, IpcError> {
     let config = state.config()?;
-    let image = catalog::demo::image_from_env()?;
+    let image = catalog::demo::default_image()?;
     Ok(catalog::demo::ensure(state.paths(), config, &image, state.now()).await?)
 }
 

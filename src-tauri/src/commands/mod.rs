@@ -1,6 +1,7 @@
 //! The commands the window invokes, one file per area. Each is a few lines: get state, call the
 //! core, map the result.
 
+pub mod app;
 pub mod bundles;
 pub mod catalog;
 pub mod desktop;

@@ -2,6 +2,8 @@
 // shell; the fake one serves Vitest and running the UI in a plain browser (`npm run dev`).
 
 import { getContext, setContext } from "svelte";
+import type { About } from "./bindings/About";
+import type { OpenRequest } from "./bindings/OpenRequest";
 import type { BundleReport } from "./bindings/BundleReport";
 import type { CatalogView } from "./bindings/CatalogView";
 import type { CreateMachine } from "./bindings/CreateMachine";
@@ -210,6 +212,23 @@ export interface Backend {
   logRecent(limit: number): Promise<LogLine[]>;
   /** Calls `callback` with the paths of files dropped on the window; returns the unsubscribe. */
   onFileDrop(callback: (paths: string[]) => void): () => void;
+  /**
+   * Calls `callback` with what the desktop asks the app to open: the files and links of this
+   * launch at once, then those of every later launch (which hands them over and ends). Returns
+   * the unsubscribe function.
+   */
+  onOpenRequests(callback: (requests: OpenRequest[]) => void): () => void;
+  /**
+   * Calls `callback` with the names of the running machines when the user closes the window
+   * while machines run; the window then asks and calls `quit`. Returns the unsubscribe.
+   */
+  onCloseRequested(callback: (running: string[]) => void): () => void;
+  /** Quits the app, shutting the running machines down first when `stopMachines`. */
+  quit(stopMachines: boolean): Promise<void>;
+  /** The app's version and the commit it was built from. */
+  about(): Promise<About>;
+  /** The window has painted its first frame with the app in it (logged, for startup time). */
+  painted(): Promise<void>;
   /** Calls `callback` with every event the core sends; returns the unsubscribe function. */
   onEvent(callback: (event: Event) => void): () => void;
 }

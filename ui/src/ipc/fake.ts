@@ -1,4 +1,6 @@
 import { type Backend, errorMessage } from "./backend";
+import type { About } from "./bindings/About";
+import type { OpenRequest } from "./bindings/OpenRequest";
 import type { OpenedTutorial } from "./bindings/OpenedTutorial";
 import type { TutorialView } from "./bindings/TutorialView";
 import type { BundleReport } from "./bindings/BundleReport";
@@ -464,6 +466,49 @@ export class FakeBackend implements Backend {
     this.dropListeners.add(callback);
     return () => this.dropListeners.delete(callback);
   }
+
+  private openListeners = new Set<(requests: OpenRequest[]) => void>();
+  private closeListeners = new Set<(running: string[]) => void>();
+  /** Every quit call's `stopMachines`, in order. */
+  readonly quits: boolean[] = [];
+
+  onOpenRequests(callback: (requests: OpenRequest[]) => void): () => void {
+    this.openListeners.add(callback);
+    return () => this.openListeners.delete(callback);
+  }
+
+  /** As if the desktop asked the app to open these (a double-click, a second launch, a link). */
+  requestOpen(requests: OpenRequest[]): void {
+    for (const listener of this.openListeners) listener(requests);
+  }
+
+  onCloseRequested(callback: (running: string[]) => void): () => void {
+    this.closeListeners.add(callback);
+    return () => this.closeListeners.delete(callback);
+  }
+
+  /** As if the user closed the window: asks about the running machines, if any. */
+  requestClose(): boolean {
+    const running = this.machines.filter((m) => m.state === "running").map((m) => m.name);
+    if (running.length === 0) return false;
+    for (const listener of this.closeListeners) listener(running);
+    return true;
+  }
+
+  async quit(stopMachines: boolean): Promise<void> {
+    await this.delay();
+    this.quits.push(stopMachines);
+    if (stopMachines) {
+      for (const m of this.machines) if (m.state === "running") m.state = "stopped";
+    }
+  }
+
+  async about(): Promise<About> {
+    await this.delay();
+    return { version: "0.1.0", commit: "0123456789ab" };
+  }
+
+  async painted(): Promise<void> {}
 
   /** As if the user dropped files with these paths on the window. */
   dropFiles(paths: string[]): void {

@@ -2,6 +2,8 @@ import { Channel, invoke } from "@tauri-apps/api/core";
 import { open, save } from "@tauri-apps/plugin-dialog";
 import { listen } from "@tauri-apps/api/event";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
+import type { About } from "./bindings/About";
+import type { OpenRequest } from "./bindings/OpenRequest";
 import type { Backend } from "./backend";
 import type { BundleReport } from "./bindings/BundleReport";
 import type { CatalogView } from "./bindings/CatalogView";
@@ -32,6 +34,10 @@ import type { TutorialView } from "./bindings/TutorialView";
 
 /** The Tauri event every core event arrives on (src-tauri/src/events.rs). */
 export const EVENT = "sloop://event";
+/** The desktop asked the app to open files or links: take them with open_requests_take. */
+const OPEN_REQUESTED = "sloop://open-requested";
+/** The window is being closed while machines run; the payload names them. */
+const CLOSE_REQUESTED = "sloop://close-requested";
 
 /** Talks to the Rust shell (src-tauri/src/commands/). */
 export class TauriBackend implements Backend {
@@ -302,6 +308,38 @@ export class TauriBackend implements Backend {
     return () => {
       void unlisten.then((stop) => stop());
     };
+  }
+
+  onOpenRequests(callback: (requests: OpenRequest[]) => void): () => void {
+    const take = () =>
+      void invoke<OpenRequest[]>("open_requests_take").then((requests) => {
+        if (requests.length > 0) callback(requests);
+      });
+    const unlisten = listen(OPEN_REQUESTED, take);
+    // What this launch was asked to open, queued before the window listened.
+    take();
+    return () => {
+      void unlisten.then((stop) => stop());
+    };
+  }
+
+  onCloseRequested(callback: (running: string[]) => void): () => void {
+    const unlisten = listen<string[]>(CLOSE_REQUESTED, (message) => callback(message.payload));
+    return () => {
+      void unlisten.then((stop) => stop());
+    };
+  }
+
+  quit(stopMachines: boolean): Promise<void> {
+    return invoke("app_quit", { stopMachines });
+  }
+
+  about(): Promise<About> {
+    return invoke("app_about");
+  }
+
+  painted(): Promise<void> {
+    return invoke("app_painted");
   }
 
   onEvent(callback: (event: Event) => void): () => void {

@@ -113,3 +113,51 @@ fn bad_input_gets_one_line_naming_the_thing_and_status_2() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn version_completions_and_man_page_come_from_the_command_line_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = ok(&sloop(dir.path(), &["--version"]));
+    let expected = format!("sloop {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+    let commit = version
+        .trim_end()
+        .strip_prefix(&expected)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap();
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{version}"
+    );
+
+    // Each shell's script names every subcommand.
+    for (shell, marker) in [
+        ("bash", "_sloop()"),
+        ("zsh", "#compdef sloop"),
+        ("fish", "complete -c sloop"),
+    ] {
+        let script = ok(&sloop(dir.path(), &["completions", shell]));
+        assert!(
+            script.contains(marker),
+            "{shell}: {}",
+            &script[..200.min(script.len())]
+        );
+        for subcommand in ["tutorial", "machine", "catalog", "run"] {
+            assert!(
+                script.contains(subcommand),
+                "{shell} completes no {subcommand}"
+            );
+        }
+    }
+    let man = ok(&sloop(dir.path(), &["manpage"]));
+    assert!(
+        man.contains(".TH sloop 1"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains("Sloop carries your analysis VM"));
+    let bad = sloop(dir.path(), &["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    // None of it touched the Sloop home.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -207,14 +207,23 @@ fn copy_hashing(from: &Path, to: &Path) -> Result<(String, u64), CatalogError> {
 /// Names the image the demo is built from; `scripts/run.sh` sets it to the tiny test image.
 pub const IMAGE_ENV: &str = "SLOOP_DEMO_IMAGE";
 
-/// The demo image named by `SLOOP_DEMO_IMAGE`.
-pub fn image_from_env() -> Result<PathBuf, CatalogError> {
-    std::env::var_os(IMAGE_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+/// Where an installed Sloop finds its demo image, relative to the folder of its binaries
+/// (`/usr/bin` → `/usr/share/sloop/demo/…`): the package carries the tiny test image there.
+pub const INSTALLED_IMAGE: &str = "../share/sloop/demo/sloop-demo.qcow2";
+
+/// The demo image: the one `SLOOP_DEMO_IMAGE` names, else the one installed beside the running
+/// binary (see [`INSTALLED_IMAGE`]).
+pub fn default_image() -> Result<PathBuf, CatalogError> {
+    if let Some(path) = std::env::var_os(IMAGE_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(INSTALLED_IMAGE)))
+        .filter(|path| path.is_file())
         .ok_or_else(|| {
             CatalogError::Demo(format!(
-                "no demo image: set {IMAGE_ENV} to a qcow2 image (scripts/run.sh sets it to the tiny test image)"
+                "no demo image: install Sloop's package (it carries one), or set {IMAGE_ENV} to a qcow2 image (scripts/run.sh sets it to the tiny test image)"
             ))
         })
 }
