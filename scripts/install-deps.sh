@@ -6,17 +6,18 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 # Build: Rust -sys crates, Tauri/WebKitGTK. Run: libvirt, QEMU, ISO tool.
-# Tests: Xvfb + WebKitWebDriver, the test-image recipe's tools, debootstrap for the cloud-init image,
-# OpenSSH's client for the boot smoke tests; the grid tools that proxies are checked against (arcproxy,
-# voms-proxy-fake, voms-proxy-info); GNOME Keyring for the Secret Service passphrase test; the test
-# grid site of scripts/arc-ce.sh: ARC's CE (A-REX) and the REST plugin of ARC's client tools.
+# Tests: Xvfb + WebKitWebDriver, the test-image recipe's tools, debootstrap for the cloud-init
+# image and the package test (rpm to list the .rpm's files), OpenSSH's client for the boot smoke
+# tests; the grid tools that proxies are checked against (arcproxy, voms-proxy-fake,
+# voms-proxy-info); GNOME Keyring for the Secret Service passphrase test; the test grid site of
+# scripts/arc-ce.sh: ARC's CE (A-REX) and the REST plugin of ARC's client tools.
 packages=(
   build-essential pkg-config curl file ca-certificates openssl libssl-dev libdbus-1-dev openssh-client
   libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils genisoimage
   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev libxdo-dev
   xvfb xauth webkit2gtk-driver
   busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools fdisk e2fsprogs cpio xz-utils kmod zstd
-  debootstrap shellcheck openssh-server
+  debootstrap shellcheck openssh-server rpm
   nordugrid-arc-client voms-clients gnome-keyring dbus-bin
   nordugrid-arc-arex nordugrid-arc-plugins-arcrest
 )

@@ -64,6 +64,8 @@ files=$(
 }
 EOF
 )
+# Fedora and EL read zsh completions from site-functions.
+files_rpm=${files//zsh\/vendor-completions/zsh\/site-functions}
 cat >"$work/tauri.package.json" <<EOF
 {
   "bundle": {
@@ -93,7 +95,7 @@ cat >"$work/tauri.package.json" <<EOF
           "xdg-utils", "desktop-file-utils", "shared-mime-info"
         ],
         "desktopTemplate": "$here/assets/package/sloop.desktop",
-        "files": $files
+        "files": $files_rpm
       }
     }
   }

@@ -34,8 +34,20 @@ if [ -z "$deb" ]; then
   deb=$("$here/scripts/package.sh" | grep '\.deb$' | tail -n 1)
 fi
 [ -f "$deb" ] || fail "no .deb at $deb"
+rpm=${deb%/*}/$(basename "$deb" | sed -E 's/^sloop_([^_]+)_.*\.deb$/sloop-\1-1/').$(uname -m).rpm
 mkdir -p "$artefacts" "$cache/archives/partial"
 rm -f "$artefacts"/*.png "$artefacts"/*.log
+
+# The .rpm beside it holds the same files (no RPM-based root here to install it in).
+if [ -f "$rpm" ] && command -v rpm >/dev/null; then
+  listed=$(rpm -qpl "$rpm" 2>/dev/null)
+  for file in /usr/bin/sloop /usr/bin/sloop-app /usr/share/applications/Sloop.desktop \
+    /usr/share/mime/packages/sloop.xml /usr/share/sloop/demo/sloop-demo.qcow2 /usr/share/man/man1/sloop.1.gz; do
+    grep -qx "$file" <<<"$listed" || fail "the .rpm has no $file"
+  done
+  rpm -qp --requires "$rpm" 2>/dev/null | grep -qx libvirt-daemon-kvm || fail "the .rpm does not require libvirt"
+  say "the .rpm holds the same files and requires libvirt and QEMU"
+fi
 
 work=$(mktemp -d -t sloop-package.XXXXXX)
 root=$work/root
@@ -164,7 +176,7 @@ sleep 2
 shot handed
 kill -0 "$app" && echo "first instance still runs"
 grep -c "the desktop asks to open" "$log" | sed 's/^/open requests logged: /'
-pgrep -c -x sloop-app | sed 's/^/sloop-app processes: /'
+pgrep -c -u "$(id -u)" -x sloop-app | sed 's/^/sloop-app processes: /'
 kill "$app"
 EOF
 chmod +x "$root/tmp/app-test.sh"
