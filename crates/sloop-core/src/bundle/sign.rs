@@ -20,7 +20,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use ts_rs::TS;
 
-use crate::catalog::trust::{anchor_store, first_reason, has_anchor};
+use crate::catalog::trust::{anchor_store, check_namespaces, first_reason, has_anchor};
 use crate::proxy::{ProxyError, UserCredentials};
 use crate::time_util::{asn1_to_offset, rfc3339};
 use crate::x509::oneline;
@@ -186,6 +186,9 @@ pub enum SignatureProblem {
         "no trust anchors at {0}; install the IGTF CA certificates there or set ca_dir in config.toml"
     )]
     NoAnchors(PathBuf),
+    /// A certificate of the chain lies outside its CA's IGTF namespace (or that cannot be read).
+    #[error("{0}")]
+    Namespace(String),
 }
 
 /// Checks `signature` over `manifest` against the trust anchors in `anchors`: the signature
@@ -255,6 +258,7 @@ pub fn verify(
     }
     let chain = check_chain(&signer, &carried, anchors, signed_at, &view)?;
     check_revocation(&chain, anchors)?;
+    check_namespaces(&chain, anchors).map_err(|e| SignatureProblem::Namespace(e.to_string()))?;
     Ok(view)
 }
 

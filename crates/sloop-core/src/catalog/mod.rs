@@ -11,6 +11,7 @@
 
 pub mod demo;
 pub mod imagelist;
+pub mod namespaces;
 pub mod trust;
 
 use std::collections::HashMap;

@@ -5,7 +5,8 @@
 //! The checks run one at a time, so that a refusal names the check that failed: the signature
 //! over the content first (a tampered body), then the signer's dates, then its chain and CRL.
 //! Revocation is checked whenever the CA folder carries a CRL (`<hash>.r0`) for the signer's CA,
-//! as `fetch-crl` leaves them; a CRL that is out of date then fails the check.
+//! as `fetch-crl` leaves them; a CRL that is out of date then fails the check. Last, each
+//! certificate of the chain must lie in its CA's IGTF namespace (`namespaces.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
 use openssl::x509::{X509, X509PurposeId, X509StoreContext};
 use time::OffsetDateTime;
 
+use super::namespaces::Namespace;
 use crate::time_util::asn1_to_offset;
 use crate::x509::oneline;
 
@@ -57,6 +59,16 @@ pub enum TrustError {
     NoAnchors(PathBuf),
     #[error("the list is {size} bytes, more than any real image list ({max} at most)")]
     TooLarge { size: usize, max: usize },
+    #[error(
+        "{subject} is outside the namespace of its CA {issuer}: {file} does not permit it, so that CA cannot vouch for it"
+    )]
+    OutsideNamespace {
+        subject: String,
+        issuer: String,
+        file: PathBuf,
+    },
+    #[error("the CA's namespace cannot be read, so nothing it issued is trusted: {0}")]
+    Policy(String),
 }
 
 /// The certificate that signed a list.
@@ -177,14 +189,18 @@ fn check_chain(
         chain.push(certificate.clone()).map_err(openssl_failed)?;
     }
     let mut context = X509StoreContext::new().map_err(openssl_failed)?;
-    let result = context
+    let (result, verified_chain) = context
         .init(&store, signer, &chain, |ctx| {
             ctx.verify_cert()?;
-            Ok(ctx.error())
+            let verified: Vec<X509> = ctx
+                .chain()
+                .map(|c| c.iter().map(ToOwned::to_owned).collect())
+                .unwrap_or_default();
+            Ok((ctx.error(), verified))
         })
         .map_err(openssl_failed)?;
     if result == openssl::x509::X509VerifyResult::OK {
-        return Ok(());
+        return check_namespaces(&verified_chain, anchors);
     }
     // X509_V_ERR_CERT_REVOKED
     if result.as_raw() == 23 {
@@ -193,6 +209,32 @@ fn check_chain(
         });
     }
     Err(untrusted(result.error_string().to_string()))
+}
+
+/// Each certificate of the verified chain (the signer first, the anchor last) must lie in its
+/// issuer's IGTF namespace, where the anchors folder has one for that issuer. Proxies pass: no
+/// CA's namespace is filed under their issuer (the user).
+pub(crate) fn check_namespaces(chain: &[X509], anchors: &Path) -> Result<(), TrustError> {
+    for pair in chain.windows(2) {
+        let [certificate, issuer] = pair else {
+            continue;
+        };
+        let namespace = Namespace::find(anchors, certificate.issuer_name_hash())
+            .map_err(|e| TrustError::Policy(e.to_string()))?;
+        let Some(namespace) = namespace else {
+            continue;
+        };
+        let subject = oneline(certificate.subject_name());
+        let issuer = oneline(issuer.subject_name());
+        if !namespace.permits(&issuer, &subject) {
+            return Err(TrustError::OutsideNamespace {
+                subject,
+                issuer,
+                file: namespace.file,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `dir` holds a trust anchor in the hashed layout (`<hash>.0`).

@@ -221,6 +221,33 @@ async fn export_verify_refuse_and_import_a_bundle() {
 
     assert_eq!(verify(&paths, &config, &file).await.unwrap(), GridUser::DN);
 
+    // A CA's IGTF namespace bounds whom it vouches for, for bundles as for lists: a user outside
+    // it is refused (the signature is a proxy of the user's; the proxy itself passes).
+    let namespaces = user.anchors.join(format!(
+        "{:08x}.namespaces",
+        user.ca.certificate.subject_name_hash()
+    ));
+    std::fs::write(
+        &namespaces,
+        "TO Issuer SELF PERMIT Subject \"/DC=invalid/DC=sloop/O=Someone Else/.*\"\n",
+    )
+    .unwrap();
+    let refused = verify(&paths, &config, &file).await.unwrap_err();
+    assert!(
+        refused.contains(&format!(
+            "{} is outside the namespace of its CA",
+            GridUser::DN
+        )),
+        "{refused}"
+    );
+    std::fs::write(
+        &namespaces,
+        "TO Issuer SELF PERMIT Subject \"/DC=invalid/DC=sloop/O=Grid Test/.*\"\n",
+    )
+    .unwrap();
+    assert_eq!(verify(&paths, &config, &file).await.unwrap(), GridUser::DN);
+    std::fs::remove_file(&namespaces).unwrap();
+
     // The pieces, to forge from.
     let members = archive::scan(&file).unwrap();
     let manifest = BundleManifest::parse(&members.manifest).unwrap();

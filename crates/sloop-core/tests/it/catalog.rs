@@ -328,6 +328,58 @@ async fn catalog_https_list_verifies_and_image_pulls_into_the_store() {
     assert!(grid.store_files().is_empty());
 }
 
+/// A CA's IGTF namespace (`<hash>.namespaces`, else `<hash>.signing_policy`) bounds whom it may
+/// certify: an endorser outside it is refused, as grid middleware refuses it.
+#[tokio::test]
+async fn an_endorser_outside_its_cas_namespace_is_refused() {
+    let grid = Grid::new().await;
+    let good = grid.list(&image_bytes(1000), "/img");
+    let signed = grid.sign(&good, &grid.endorser);
+    let hash = format!("{:08x}", grid.ca.certificate.subject_name_hash());
+    let namespaces = grid.anchors.join(format!("{hash}.namespaces"));
+    let signing_policy = grid.anchors.join(format!("{hash}.signing_policy"));
+
+    // The CA may certify only another organisation's subjects: refused, naming the file.
+    std::fs::write(
+        &namespaces,
+        format!("#NAMESPACES-VERSION: 1.0\nTO Issuer \"{CA_DN}\" \\\n  PERMIT Subject \"/DC=org/DC=partner/.*\"\n"),
+    )
+    .unwrap();
+    let message = refused(grid.add(signed.clone()).await);
+    assert!(
+        message.contains(&format!(
+            "{ENDORSER_DN} is outside the namespace of its CA {CA_DN}"
+        )) && message.contains(&format!("{hash}.namespaces does not permit it")),
+        "{message}"
+    );
+
+    // A file that cannot be read widens nothing: refused too.
+    std::fs::write(&namespaces, "TO Issuer SELF ALLOW Subject \"/.*\"\n").unwrap();
+    let message = refused(grid.add(signed.clone()).await);
+    assert!(
+        message.contains("namespace cannot be read") && message.contains("line 1"),
+        "{message}"
+    );
+
+    // The older signing_policy, when there is no namespaces file: its globs bound the CA too.
+    std::fs::remove_file(&namespaces).unwrap();
+    std::fs::write(
+        &signing_policy,
+        format!("access_id_CA X509 '{CA_DN}'\npos_rights globus CA:sign\ncond_subjects globus '\"/DC=org/DC=partner/*\"'\n"),
+    )
+    .unwrap();
+    assert!(refused(grid.add(signed.clone()).await).contains("signing_policy does not permit it"));
+
+    // Inside the namespace: the list is accepted.
+    std::fs::write(
+        &namespaces,
+        "TO Issuer SELF PERMIT Subject \"/DC=org/DC=example/O=Test Grid/.*\"\n",
+    )
+    .unwrap();
+    let view = grid.add(signed).await.unwrap();
+    assert_eq!(view.images.len(), 1);
+}
+
 #[tokio::test]
 async fn catalog_refuses_every_bad_list_with_the_check_that_failed() {
     let grid = Grid::new().await;
