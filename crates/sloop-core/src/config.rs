@@ -20,6 +20,10 @@ pub struct Config {
     pub acceleration: Option<crate::types::Acceleration>,
     /// Warn this many minutes before the grid proxy expires. Default: 60.
     pub proxy_warning_minutes: Option<u32>,
+    /// Refuse an image list whose signer's CAs have no current CRL in the grid CA folder, as sites
+    /// do (`fetch-crl` keeps them). Default: false (a laptop may have anchors without CRLs).
+    /// Catalogs and tutorials with a CA of their own (the demo's) are not affected.
+    pub require_crl: Option<bool>,
 }
 
 /// The config file could not be read.
@@ -64,6 +68,11 @@ impl Config {
     /// How long before the proxy expires the user is warned, in minutes.
     pub fn proxy_warning_minutes(&self) -> u32 {
         self.proxy_warning_minutes.unwrap_or(60)
+    }
+
+    /// Whether every CA of a signer's chain must have a current CRL in the grid CA folder.
+    pub fn require_crl(&self) -> bool {
+        self.require_crl.unwrap_or(false)
     }
 
     /// The grid trust anchors' folder in force.

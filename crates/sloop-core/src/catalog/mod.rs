@@ -92,12 +92,14 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Everything this subscription pins, for [`accept`].
-    pub fn pins(&self) -> Pins<'_> {
+    /// Everything this subscription pins, for [`accept`]; CRLs are required when the settings
+    /// say so and the subscription trusts the grid CA folder (not a CA of its own).
+    pub fn pins(&self, config: &Config) -> Pins<'_> {
         Pins {
             identifier: Some(&self.identifier),
             endorser_dn: Some(&self.endorser_dn),
             endorser_ca: Some(&self.endorser_ca),
+            require_crl: self.anchors.is_none() && config.require_crl(),
         }
     }
 }
@@ -301,6 +303,9 @@ pub struct Pins<'a> {
     pub identifier: Option<&'a str>,
     pub endorser_dn: Option<&'a str>,
     pub endorser_ca: Option<&'a str>,
+    /// Every CA of the signer's chain must have a current CRL in the anchors folder
+    /// (`require_crl` in config.toml, for the grid CA folder only).
+    pub require_crl: bool,
 }
 
 /// Why a signed image list is refused: the first of vmcatcher's checks that failed.
@@ -390,6 +395,7 @@ fn verdict(
             pins.identifier.unwrap_or("-"),
             pins.endorser_dn.unwrap_or("-"),
             pins.endorser_ca.unwrap_or("-"),
+            if pins.require_crl { "crl" } else { "-" },
         ])
         .chain([now.unix_timestamp().div_euclid(60).to_string().as_str()])
     {
@@ -421,7 +427,7 @@ pub fn accept(
     pins: &Pins<'_>,
     now: OffsetDateTime,
 ) -> Result<Accepted, Refusal> {
-    let verified = trust::verify(signed, anchors, now)?;
+    let verified = trust::verify(signed, anchors, pins.require_crl, now)?;
     let list = ImageList::parse(&verified.content)?;
     let signer = verified.signer;
     if list.endorser.dn != signer.subject {
@@ -564,6 +570,7 @@ pub fn add_signed(
         identifier: request.identifier.as_deref(),
         endorser_dn: request.endorser_dn.as_deref(),
         endorser_ca: request.endorser_ca.as_deref(),
+        require_crl: request.anchors.is_none() && config.require_crl(),
     };
     let accepted =
         accept(signed, &anchors, &pins, now).map_err(|refusal| CatalogError::Refused {
@@ -754,7 +761,7 @@ pub fn load(
     let signed = fs_err::read(&list_path).map_err(io(&list_path))?;
     let status = read_status(&dir);
     let anchors = anchors_for(&subscription, config);
-    let pins = subscription.pins();
+    let pins = subscription.pins(config);
     let (list, state, mut problem) = match accept_cached(&signed, &anchors, &pins, now) {
         Ok(accepted) if status.gone => (accepted.list, CatalogState::Gone, None),
         Ok(accepted) => (accepted.list, CatalogState::Verified, None),
@@ -907,7 +914,7 @@ pub async fn refresh(
     };
     let outcome = match fetch(&source, &anchors).await {
         Ok(signed) => {
-            let pins = subscription.pins();
+            let pins = subscription.pins(config);
             match accept(&signed, &anchors, &pins, now) {
                 Ok(_) => {
                     let list_path = dir.join("list.smime");

@@ -69,6 +69,10 @@ pub enum TrustError {
     },
     #[error("the CA's namespace cannot be read, so nothing it issued is trusted: {0}")]
     Policy(String),
+    #[error(
+        "a CA in the chain of {subject} has no CRL in {anchors}, and require_crl is on; run fetch-crl, or set require_crl = false in config.toml"
+    )]
+    NoCrl { subject: String, anchors: PathBuf },
 }
 
 /// The certificate that signed a list.
@@ -89,8 +93,14 @@ pub struct Verified {
     pub signer: Signer,
 }
 
-/// Verifies the S/MIME document `signed` against the trust anchors in `anchors`, at time `now`.
-pub fn verify(signed: &[u8], anchors: &Path, now: OffsetDateTime) -> Result<Verified, TrustError> {
+/// Verifies the S/MIME document `signed` against the trust anchors in `anchors`, at time `now`;
+/// with `require_crl`, every CA of the signer's chain must have a current CRL there.
+pub fn verify(
+    signed: &[u8],
+    anchors: &Path,
+    require_crl: bool,
+    now: OffsetDateTime,
+) -> Result<Verified, TrustError> {
     if signed.len() > MAX_LIST_BYTES {
         return Err(TrustError::TooLarge {
             size: signed.len(),
@@ -152,7 +162,14 @@ pub fn verify(signed: &[u8], anchors: &Path, now: OffsetDateTime) -> Result<Veri
         .and_then(|s| s.certificates())
         .map(|certs| certs.iter().map(ToOwned::to_owned).collect::<Vec<_>>())
         .unwrap_or_default();
-    check_chain(&signer, &intermediates, anchors, now, &described)?;
+    check_chain(
+        &signer,
+        &intermediates,
+        anchors,
+        require_crl,
+        now,
+        &described,
+    )?;
     Ok(Verified {
         content: out,
         signer: described,
@@ -163,6 +180,7 @@ fn check_chain(
     signer: &X509,
     intermediates: &[X509],
     anchors: &Path,
+    require_crl: bool,
     now: OffsetDateTime,
     described: &Signer,
 ) -> Result<(), TrustError> {
@@ -177,7 +195,11 @@ fn check_chain(
     };
     let openssl_failed = |e: openssl::error::ErrorStack| untrusted(first_reason(&e));
     let crl = anchors.join(format!("{:08x}.r0", signer.issuer_name_hash()));
-    let flags = if crl.exists() {
+    // Required CRLs are checked for the whole chain (OpenSSL then fails on any CA without one,
+    // and names it below); otherwise the signer's CA's, when the folder has it.
+    let flags = if require_crl {
+        X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL
+    } else if crl.exists() {
         X509VerifyFlags::CRL_CHECK
     } else {
         X509VerifyFlags::empty()
@@ -206,6 +228,13 @@ fn check_chain(
     if result.as_raw() == 23 {
         return Err(TrustError::Revoked {
             subject: described.subject.clone(),
+        });
+    }
+    // X509_V_ERR_UNABLE_TO_GET_CRL
+    if result.as_raw() == 3 {
+        return Err(TrustError::NoCrl {
+            subject: described.subject.clone(),
+            anchors: anchors.to_path_buf(),
         });
     }
     Err(untrusted(result.error_string().to_string()))

@@ -180,7 +180,11 @@ pub async fn check_host(paths: &Paths, config: &Config, fresh: bool) -> HostRepo
         ),
     });
     checks.push(share_check);
-    checks.push(check_trust_anchors(&config.ca_dir()));
+    checks.push(check_trust_anchors(
+        &config.ca_dir(),
+        config.require_crl(),
+        time::OffsetDateTime::now_utc(),
+    ));
 
     let ready = checks.iter().all(|c| c.status != CheckStatus::Missing);
     HostReport {
@@ -397,33 +401,90 @@ async fn qemu_has_device(qemu: &Path, device: &str) -> bool {
     }
 }
 
-fn check_trust_anchors(dir: &Path) -> Check {
+/// The grid's trust anchors: CA certificates (`<hash>.0`) and their CRLs (`<hash>.r0`), as the
+/// IGTF distribution and `fetch-crl` leave them. Missing anchors and CRLs past their next update
+/// are warnings that name the fix; with `require_crl`, CAs without a CRL are named too (their
+/// lists are refused).
+pub fn check_trust_anchors(dir: &Path, require_crl: bool, now: time::OffsetDateTime) -> Check {
     const TITLE: &str = "Grid trust anchors";
-    let anchors = fs_err::read_dir(dir)
+    let names: Vec<String> = fs_err::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".0"))
-                .count()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
         })
-        .unwrap_or(0);
-    if anchors > 0 {
-        check(
-            CheckId::TrustAnchors,
-            TITLE,
-            CheckStatus::Ok,
-            format!("{anchors} CA certificates in {}", dir.display()),
-            None,
-        )
-    } else {
-        check(
+        .unwrap_or_default();
+    let anchors: Vec<&str> = names.iter().filter_map(|n| n.strip_suffix(".0")).collect();
+    if anchors.is_empty() {
+        return check(
             CheckId::TrustAnchors,
             TITLE,
             CheckStatus::Warning,
             format!("no CA certificates (<hash>.0) in {}", dir.display()),
-            Some("install your grid's IGTF CA bundle there, or set X509_CERT_DIR"),
-        )
+            Some(
+                "sudo apt-get install igtf-policy-classic fetch-crl (the IGTF CAs, kept fresh), or set ca_dir in config.toml",
+            ),
+        );
     }
+    let mut stale = Vec::new();
+    let mut crls = 0;
+    for name in names.iter().filter(|n| n.ends_with(".r0")) {
+        crls += 1;
+        let next = std::fs::read(dir.join(name)).ok().and_then(|bytes| {
+            let crl = openssl::x509::X509Crl::from_pem(&bytes)
+                .or_else(|_| openssl::x509::X509Crl::from_der(&bytes))
+                .ok()?;
+            crl.next_update().map(crate::time_util::asn1_to_offset)
+        });
+        match next {
+            Some(next) if next >= now => {}
+            Some(next) => stale.push(format!("{name} (due {})", crate::time_util::rfc3339(next))),
+            None => stale.push(format!("{name} (unreadable)")),
+        }
+    }
+    let without_crl = anchors
+        .iter()
+        .filter(|hash| !names.iter().any(|n| n == &format!("{hash}.r0")))
+        .count();
+    let mut detail = format!(
+        "{} CA certificates in {}, {crls} CRLs",
+        anchors.len(),
+        dir.display()
+    );
+    if !stale.is_empty() {
+        stale.sort();
+        detail.push_str(&format!(
+            "; {} past their next update: {}",
+            stale.len(),
+            stale.join(", ")
+        ));
+        return check(
+            CheckId::TrustAnchors,
+            TITLE,
+            CheckStatus::Warning,
+            detail,
+            Some(
+                "sudo fetch-crl (refreshes the CRLs; lists signed under a CA with a stale CRL are refused)",
+            ),
+        );
+    }
+    if require_crl && without_crl > 0 {
+        detail.push_str(&format!(
+            "; {without_crl} CAs have no CRL, and require_crl is on: lists under them are refused"
+        ));
+        return check(
+            CheckId::TrustAnchors,
+            TITLE,
+            CheckStatus::Warning,
+            detail,
+            Some("sudo fetch-crl"),
+        );
+    }
+    if crls == 0 {
+        detail.push_str(" (revocation is not checked until fetch-crl installs them)");
+    }
+    check(CheckId::TrustAnchors, TITLE, CheckStatus::Ok, detail, None)
 }
 
 /// "3 h 12 min", "45 min", "20 s".
@@ -452,9 +513,9 @@ mod tests {
     #[test]
     fn empty_ca_dir_is_a_warning_with_a_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let c = check_trust_anchors(dir.path());
+        let c = check_trust_anchors(dir.path(), false, time::OffsetDateTime::now_utc());
         assert_eq!(c.status, CheckStatus::Warning);
-        assert!(c.fix.is_some());
+        assert!(c.fix.unwrap().contains("igtf-policy-classic fetch-crl"));
     }
 
     /// The whole check (through the Core, as front ends run it) against the test driver: every

@@ -425,6 +425,7 @@ fn copy_hashing(
 async fn fetch_list(
     loaded: &Loaded,
     anchors: &Path,
+    require_crl: bool,
     now: OffsetDateTime,
 ) -> Result<(Vec<u8>, String), TutorialError> {
     let pin = &loaded.tutorial.catalog;
@@ -432,6 +433,7 @@ async fn fetch_list(
         identifier: Some(&pin.identifier),
         endorser_dn: Some(&pin.endorser_dn),
         endorser_ca: Some(&pin.endorser_ca),
+        require_crl,
     };
     let mut tried = Vec::new();
     for candidate in loaded.origin.candidates(pin.mirror.as_deref(), &pin.source) {
@@ -831,7 +833,8 @@ async fn subscribe(
         }
     }
     let trust = anchors.clone().unwrap_or_else(|| config.ca_dir());
-    let (signed, _) = fetch_list(loaded, &trust, now).await?;
+    let require_crl = anchors.is_none() && config.require_crl();
+    let (signed, _) = fetch_list(loaded, &trust, require_crl, now).await?;
     // The subscription follows the list where the trainer published it; a mirror is only a copy.
     let source = match loaded.origin.candidates(None, &pin.source).pop() {
         Some(s) if s.contains("://") && !s.starts_with("file:") => s,
@@ -1117,6 +1120,7 @@ pub async fn check(
         identifier: Some(&t.catalog.identifier),
         endorser_dn: Some(&t.catalog.endorser_dn),
         endorser_ca: Some(&t.catalog.endorser_ca),
+        require_crl: t.catalog.anchor.is_none() && config.require_crl(),
     };
     let mut listed_uri = None;
     for candidate in loaded
@@ -1279,13 +1283,15 @@ pub async fn mirror(
         }
         None => config.ca_dir(),
     };
-    let signed = match fetch_list(loaded, &anchors, now).await {
+    let require_crl = t.catalog.anchor.is_none() && config.require_crl();
+    let signed = match fetch_list(loaded, &anchors, require_crl, now).await {
         Ok((signed, _)) => signed,
         Err(unreachable) => {
             let pins = Pins {
                 identifier: Some(&t.catalog.identifier),
                 endorser_dn: Some(&t.catalog.endorser_dn),
                 endorser_ca: Some(&t.catalog.endorser_ca),
+                require_crl,
             };
             let here = catalog::subscriptions(paths)?
                 .into_iter()
@@ -1296,12 +1302,15 @@ pub async fn mirror(
             here.ok_or(unreachable)?
         }
     };
-    let accepted = catalog::accept(&signed, &anchors, &Pins::default(), now).map_err(|r| {
-        TutorialError::Refused {
+    let trusted = Pins {
+        require_crl,
+        ..Pins::default()
+    };
+    let accepted =
+        catalog::accept(&signed, &anchors, &trusted, now).map_err(|r| TutorialError::Refused {
             what: "image list",
             reason: r.to_string(),
-        }
-    })?;
+        })?;
     let list_name = format!("{}.image_list", t.name);
     std::fs::write(out.join(&list_name), &signed).map_err(io(out))?;
     t.catalog.mirror = Some(list_name);

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha512};
 use sloop_core::catalog::trust::TrustError;
 use sloop_core::catalog::{self, AddRequest, CatalogError, CatalogState};
 use sloop_core::config::Config;
+use sloop_core::host::CheckStatus;
 use sloop_core::image::{self, ImageError, LocalState, pull::PullError};
 use sloop_core::paths::Paths;
 use sloop_core::pki::{self, CertificateSpec, Identity};
@@ -378,6 +379,71 @@ async fn an_endorser_outside_its_cas_namespace_is_refused() {
     .unwrap();
     let view = grid.add(signed).await.unwrap();
     assert_eq!(view.images.len(), 1);
+}
+
+/// With `require_crl` (as site admins set it), a CA without a CRL is refused and a CRL past its
+/// next update too; `sloop doctor`'s anchors check says which, and names fetch-crl.
+#[tokio::test]
+async fn require_crl_refuses_a_ca_without_a_current_crl_and_doctor_names_the_fix() {
+    let mut grid = Grid::new().await;
+    grid.config.require_crl = Some(true);
+    let good = grid.list(&image_bytes(1000), "/img");
+    let signed = grid.sign(&good, &grid.endorser);
+    // The doctor's anchors check: its status, that its detail says `says`, and its fix.
+    let doctor = |status: CheckStatus, says: &str| {
+        let check = sloop_core::host::check_trust_anchors(&grid.anchors, true, grid.now);
+        assert_eq!(check.status, status, "{check:?}");
+        assert!(check.detail.contains(says), "{check:?}");
+        check.fix
+    };
+
+    let message = refused(grid.add(signed.clone()).await);
+    assert!(
+        message.contains(&format!("a CA in the chain of {ENDORSER_DN} has no CRL"))
+            && message.contains("run fetch-crl, or set require_crl = false"),
+        "{message}"
+    );
+    let fix = doctor(
+        CheckStatus::Warning,
+        "1 CAs have no CRL, and require_crl is on",
+    );
+    assert_eq!(fix.as_deref(), Some("sudo fetch-crl"));
+
+    // A current CRL (revoking someone else): accepted, and the check is fine.
+    let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]Z");
+    let t = grid.now.unix_timestamp();
+    let other = certificate(
+        "/DC=org/DC=example/O=Test Grid/CN=Gone",
+        Some(&grid.ca),
+        t - 60,
+        t + 86_400,
+        false,
+    );
+    let crl = |last: OffsetDateTime, next: OffsetDateTime| {
+        sloop_testkit::revoke(
+            &grid.ca,
+            &other.certificate,
+            &grid.anchors,
+            &grid
+                .dir
+                .path()
+                .join(format!("ca-work-{}", next.unix_timestamp())),
+            &last.format(fmt).unwrap(),
+            &next.format(fmt).unwrap(),
+        );
+    };
+    crl(grid.now - Duration::hours(1), grid.now + Duration::days(7));
+    grid.add(signed.clone()).await.unwrap();
+    assert_eq!(doctor(CheckStatus::Ok, "1 CA certificates"), None);
+    doctor(CheckStatus::Ok, "1 CRLs");
+
+    // The CRL goes past its next update: the list is refused when checked again, and the
+    // check names the CRL and fetch-crl.
+    crl(grid.now - Duration::days(10), grid.now - Duration::days(1));
+    let view = catalog::load(&grid.paths, &grid.config, "test-grid-images", grid.now).unwrap();
+    assert_ne!(view.state, CatalogState::Verified, "{view:?}");
+    let fix = doctor(CheckStatus::Warning, "1 past their next update");
+    assert!(fix.unwrap_or_default().contains("fetch-crl"));
 }
 
 #[tokio::test]
