@@ -24,6 +24,9 @@ pub struct Config {
     /// do (`fetch-crl` keeps them). Default: false (a laptop may have anchors without CRLs).
     /// Catalogs and tutorials with a CA of their own (the demo's) are not affected.
     pub require_crl: Option<bool>,
+    /// The largest virtual size a certified image's header may claim, in GiB, before a machine
+    /// is made on it. Default: 256.
+    pub max_image_gib: Option<u64>,
 }
 
 /// The config file could not be read.
@@ -68,6 +71,11 @@ impl Config {
     /// How long before the proxy expires the user is warned, in minutes.
     pub fn proxy_warning_minutes(&self) -> u32 {
         self.proxy_warning_minutes.unwrap_or(60)
+    }
+
+    /// The largest virtual size a certified image may claim, in bytes.
+    pub fn max_image_bytes(&self) -> u64 {
+        self.max_image_gib.unwrap_or(256).saturating_mul(1 << 30)
     }
 
     /// Whether every CA of a signer's chain must have a current CRL in the grid CA folder.

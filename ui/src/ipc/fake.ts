@@ -1391,6 +1391,7 @@ function imageView(image: CatalogImage, problem: string | null, local: LocalStat
     os: image.os,
     osVersion: image.osVersion,
     arch: image.arch,
+    format: image.format,
     size: image.size,
     sha512: image.sha512,
     certified: image.certified,

@@ -161,3 +161,62 @@ fn version_completions_and_man_page_come_from_the_command_line_itself() {
     // None of it touched the Sloop home.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A certified image is still an untrusted file: one whose qcow2 header names a file of this
+/// host as its backing file passes the list's checks (its bytes are the endorser's) but is
+/// refused before any machine is made on it.
+#[test]
+fn an_image_whose_header_names_a_host_file_is_refused_before_a_machine_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let image = dir.path().join("backed.qcow2");
+    let out = Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-b",
+            "/etc/hostname",
+        ])
+        .arg(&image)
+        .arg("64M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    ok(&sloop(
+        &home,
+        &[
+            "catalog",
+            "add",
+            "--demo",
+            "--image",
+            image.to_str().unwrap(),
+        ],
+    ));
+    let list = json(&sloop(&home, &["--json", "image", "list"]));
+    let identifier = list[0]["identifier"].as_str().unwrap().to_string();
+    ok(&sloop(&home, &["image", "pull", &identifier]));
+
+    let create = sloop(
+        &home,
+        &["machine", "create", "backed", "--image", &identifier],
+    );
+    assert_eq!(create.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&create.stderr);
+    assert!(
+        stderr.contains(
+            "is refused before any machine is made on it: it names a backing file (/etc/hostname)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!home.join("data/machines/backed").exists());
+}

@@ -7,6 +7,7 @@
 //! beside it, on the same file system, and are moved into the store only once verified; nothing
 //! else ever reads a partial file. See docs/on-disk-layout.md.
 
+pub mod inspect;
 pub mod pull;
 
 use std::path::{Path, PathBuf};
@@ -174,6 +175,8 @@ pub struct ImageView {
     pub os: String,
     pub os_version: String,
     pub arch: String,
+    /// The list's `hv:format` (`QCOW2`, `OVA`…), when it says.
+    pub format: Option<String>,
     #[ts(type = "number")]
     pub size: u64,
     pub sha512: String,
@@ -193,6 +196,7 @@ fn view(store: &Store, image: &CatalogImage, problem: Option<String>) -> ImageVi
         os: image.os.clone(),
         os_version: image.os_version.clone(),
         arch: image.arch.clone(),
+        format: image.format.clone(),
         size: image.size,
         sha512: image.sha512.clone(),
         certified: image.certified,
@@ -252,6 +256,7 @@ pub fn list(
             os: String::new(),
             os_version: String::new(),
             arch: String::new(),
+            format: None,
             size,
             sha512: sha512.clone(),
             certified: false,

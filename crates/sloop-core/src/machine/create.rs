@@ -82,6 +82,17 @@ pub async fn create(
             identifier: chosen.identifier.clone(),
         });
     };
+    // The bytes are the endorser's; what their header makes QEMU open is checked now.
+    image::inspect::check(
+        Path::new(base_path),
+        chosen.format.as_deref(),
+        config.max_image_bytes(),
+    )
+    .await
+    .map_err(|reason| MachineError::UnsafeImage {
+        title: chosen.title.clone(),
+        reason,
+    })?;
     let work_dir = match &request.work_dir {
         Some(dir) => Some(check_work_dir(dir)?),
         None => None,

@@ -129,6 +129,7 @@ describe("the create form", () => {
     os: "Linux",
     osVersion: "",
     arch: "x86_64",
+    format: "QCOW2",
     size: 1,
     sha512: "abc",
     certified: true,

@@ -8,7 +8,11 @@ export type ImageView = {
 /**
  * The catalog that lists it; `None` for a stored image no catalog lists any more.
  */
-catalog: string | null, identifier: string, title: string, version: string, os: string, osVersion: string, arch: string, size: number, sha512: string, 
+catalog: string | null, identifier: string, title: string, version: string, os: string, osVersion: string, arch: string, 
+/**
+ * The list's `hv:format` (`QCOW2`, `OVA`…), when it says.
+ */
+format: string | null, size: number, sha512: string, 
 /**
  * In a verified, current list.
  */
