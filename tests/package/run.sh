@@ -135,7 +135,13 @@ say "sloop doctor --json answers ($(grep -o '"ready": [a-z]*' <<<"$doctor"))"
 as_user sloop catalog add --demo >"$artefacts/demo.log" 2>&1 || fail "sloop catalog add --demo failed: $(tail -n 1 "$artefacts/demo.log")"
 images=$(as_user sloop image list) || fail "sloop image list failed"
 grep -qi "demo" <<<"$images" || fail "sloop image list does not show the demo image: $images"
-say "the demo catalog works offline from the packaged image"
+# Something of the user's to keep: the image in the store and a machine made on it (not started:
+# libvirt's session daemon for the user defines it; the test root runs no guest).
+identifier=$(as_user sloop --json image list | sed -n 's/.*"identifier": "\([^"]*\)".*/\1/p' | head -n 1)
+as_user sloop image pull "$identifier" >>"$artefacts/demo.log" 2>&1 || fail "sloop image pull failed: $(tail -n 1 "$artefacts/demo.log")"
+as_user sloop machine create kept --image "$identifier" >>"$artefacts/demo.log" 2>&1 ||
+  fail "sloop machine create failed: $(tail -n 1 "$artefacts/demo.log")"
+say "the demo catalog works offline from the packaged image; its image pulled, a machine made on it"
 
 for type in application/x-sloop-bundle application/x-sloop-tutorial x-scheme-handler/sloop; do
   handler=$(as_user xdg-mime query default "$type")
@@ -178,6 +184,18 @@ kill -0 "$app" && echo "first instance still runs"
 grep -c "the desktop asks to open" "$log" | sed 's/^/open requests logged: /'
 pgrep -c -u "$(id -u)" -x sloop-app | sed 's/^/sloop-app processes: /'
 kill "$app"
+wait "$app" 2>/dev/null
+# The desktop's dark choice (GTK's dark variant, as a dark desktop sets it): the window follows.
+GTK_THEME=Adwaita:dark sloop-app >/tmp/dark-app.log 2>&1 &
+app=$!
+for _ in $(seq 1 300); do [ "$(grep -c "painted its first frame" "$log")" -ge 2 ] && break; sleep 0.1; done
+sleep 2
+shot dark
+kill "$app"
+# One pixel of the header's background (the window is centred on the 1280x800 screen).
+pixel() { pngtopnm "/tmp/$1.png" | pnmcut -left 800 -top 60 -width 1 -height 1 | pnmnoraw | tail -n 1; }
+echo "header pixel, light: $(pixel app)"
+echo "header pixel, dark: $(pixel dark)"
 EOF
 chmod +x "$root/tmp/app-test.sh"
 as_user dbus-run-session -- /tmp/app-test.sh >"$artefacts/app-test.log" 2>&1 || true
@@ -193,7 +211,14 @@ grep -q "a second launch handed its files and links to this window.*queued=1" "$
   fail "the running app was not handed the second launch's file"
 grep -q "the window opens.*kind=Bundle.*location=/home/ana/shared.sloop" "$artefacts/sloop.log" ||
   fail "the window did not take the bundle file"
-for shot in app handed; do
+# Light is near white, dark near black (each channel's mean, out of 255).
+brightness() { grep "header pixel, $1:" "$artefacts/app-test.log" | awk '{ print int(($4 + $5 + $6) / 3) }'; }
+light=$(brightness light)
+dark=$(brightness dark)
+[ "${light:-0}" -gt 200 ] || fail "the light window's header is not light (mean $light of 255)"
+[ "${dark:-255}" -lt 60 ] || fail "with the desktop's dark choice the header is not dark (mean $dark of 255)"
+say "the window follows the desktop's light (mean $light) or dark (mean $dark) choice (dark.png)"
+for shot in app handed dark; do
   [ -s "$artefacts/$shot.png" ] || fail "no screenshot $shot.png"
 done
 say "the installed app starts (screenshot app.png); a second launch hands its file to it (handed.png)"
@@ -205,5 +230,7 @@ in_root apt-get remove -y sloop >>"$artefacts/apt.log" 2>&1 || fail "apt-get rem
 [ ! -e "$root/usr/bin/sloop" ] || fail "sloop is still installed after apt-get remove"
 after=$(cd "$root/home/ana" && find .local/share/sloop -type f -print0 | sort -z | xargs -0 sha256sum)
 [ "$before" = "$after" ] || fail "removing the package changed the user's files"
-say "removing the package keeps the user's $(wc -l <<<"$after") Sloop files"
+grep -q "machines/kept/" <<<"$after" || fail "the user's machine was not among the files kept"
+grep -q "images/" <<<"$after" || fail "the user's image was not among the files kept"
+say "removing the package keeps the user's $(wc -l <<<"$after") Sloop files (the image, the machine's overlay)"
 say "all checks passed"
