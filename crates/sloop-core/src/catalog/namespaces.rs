@@ -212,7 +212,14 @@ fn tokens(statement: &str) -> Result<Vec<String>, String> {
             chars.next();
         } else if c == '"' || c == '\'' {
             chars.next();
-            let word: String = chars.by_ref().take_while(|&d| d != c).collect();
+            let mut word = String::new();
+            loop {
+                match chars.next() {
+                    Some(d) if d == c => break,
+                    Some(d) => word.push(d),
+                    None => return Err("a quote is not closed".into()),
+                }
+            }
             out.push(word);
         } else {
             let mut word = String::new();
@@ -225,9 +232,6 @@ fn tokens(statement: &str) -> Result<Vec<String>, String> {
             }
             out.push(word);
         }
-    }
-    if statement.matches('"').count() % 2 == 1 {
-        return Err("a quote is not closed".into());
     }
     Ok(out)
 }
