@@ -223,7 +223,7 @@ describe("the app window", { timeout: 1_500_000 }, () => {
 
     // Every check the core makes is listed, each with a status in words.
     const rows = await browser.$$('[data-testid="host-checks"] > li');
-    assert.equal(rows.length, 8);
+    assert.equal(rows.length, 9);
     for (const row of rows) {
       const status = await (await row.$('[data-testid="check-status"]')).getText();
       assert.ok(["OK", "Warning", "Missing"].includes(status), `status ${status}`);

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use sloop_core::image::base::BaseState;
 use sloop_core::image::{ImageView, LocalState};
 
 use crate::{Context, ImageCommand, output, progress};
@@ -33,6 +34,16 @@ pub async fn run(ctx: &Context, command: ImageCommand) -> anyhow::Result<ExitCod
                     "{} {} is verified (size and SHA-512 match the signed list) and stored at {path}\n",
                     view.title, view.version
                 ));
+                if let BaseState::Ready { derived, .. } = &view.base {
+                    output::text(&format!("Its runnable base is ready: {derived}.\n"));
+                }
+            }
+            // Stored, but no machine can be made from it: a failure for scripts too.
+            if let BaseState::Refused { reason } = &view.base {
+                anyhow::bail!(
+                    "image {} is refused before any machine is made on it: {reason}",
+                    view.title
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -60,7 +71,13 @@ fn render(images: &[ImageView]) -> String {
         let here = match &image.local {
             LocalState::Absent => "-".to_string(),
             LocalState::Partial { bytes } => format!("{}%", bytes * 100 / image.size.max(1)),
-            LocalState::Stored { .. } => "stored".to_string(),
+            LocalState::Stored { .. } => match &image.base {
+                BaseState::Ready { .. } => "ready",
+                BaseState::Preparing => "preparing",
+                BaseState::Refused { .. } => "REFUSED",
+                BaseState::Unprepared | BaseState::Absent => "stored",
+            }
+            .to_string(),
         };
         out.push_str(&format!(
             "{:<38} {:<28} {:>9} {:<14} {:<10} {}\n",
@@ -73,6 +90,9 @@ fn render(images: &[ImageView]) -> String {
         ));
         if let Some(problem) = &image.problem {
             out.push_str(&format!("{:<38} not certified: {problem}\n", ""));
+        }
+        if let BaseState::Refused { reason } = &image.base {
+            out.push_str(&format!("{:<38} not run: {reason}\n", ""));
         }
     }
     out

@@ -364,10 +364,16 @@ impl Core {
         let made = async {
             let conn = self.connection().await?;
             let now = OffsetDateTime::now_utc();
-            Ok(
-                machine::create(&self.paths, self.config()?, &conn, request, &reporter, now)
-                    .await?,
+            Ok(machine::create(
+                &self.paths,
+                self.config()?,
+                &conn,
+                request,
+                &reporter,
+                task.token(),
+                now,
             )
+            .await?)
         }
         .await;
         self.finished(task.id(), &made);
@@ -473,6 +479,23 @@ impl Core {
             .blocking(|_, config| Ok(proxy::check(&config.ca_dir())))
             .await?;
         report.checks.push(proxy);
+        let images = self
+            .blocking(|paths, config| {
+                Ok(
+                    match image::list(paths, config, OffsetDateTime::now_utc()) {
+                        Ok(images) => image::check(&images),
+                        Err(e) => host::check(
+                            host::CheckId::Images,
+                            "Images",
+                            host::CheckStatus::Warning,
+                            format!("the images cannot be listed: {}", crate::error_chain(&e)),
+                            None,
+                        ),
+                    },
+                )
+            })
+            .await?;
+        report.checks.push(images);
         Ok(report)
     }
 
@@ -578,7 +601,16 @@ impl Core {
                 request.resources.clone(),
                 request.work_dir.clone(),
             );
-            machine::create(&self.paths, config, &conn, &create, &reporter, now).await?;
+            machine::create(
+                &self.paths,
+                config,
+                &conn,
+                &create,
+                &reporter,
+                task.token(),
+                now,
+            )
+            .await?;
             let running = machine::start(
                 &self.paths,
                 config,

@@ -23,6 +23,7 @@ pub mod pki;
 pub mod programs;
 pub mod progress;
 pub mod proxy;
+pub(crate) mod qemu_img;
 pub mod relay;
 pub mod run;
 pub mod site;

@@ -232,10 +232,36 @@ pub fn revoke(
     openssl(&[&["ca"], &base[..], &["-gencrl", "-out", crl], &dates[..]].concat());
 }
 
+/// One image of a test list made by [`signed_list_of`].
+#[derive(Debug, Clone)]
+pub struct Listed<'a> {
+    pub file: &'a Path,
+    pub url: String,
+    pub title: &'a str,
+    /// `dc:identifier`.
+    pub identifier: &'a str,
+    /// `hv:format`, left out when `None`.
+    pub format: Option<&'a str>,
+}
+
 /// A signed HEPiX image list naming one image, `image`, at `url`, endorsed by a fresh endorser
 /// whose fresh CA is installed in `dir/anchors`; the list is written to `dir/list.image_list`.
 /// Returns the list's path and the anchors folder (for `catalog add --ca-dir`).
 pub fn signed_list(image: &Path, url: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    signed_list_of(
+        &[Listed {
+            file: image,
+            url: url.to_string(),
+            title: "Grid test image",
+            identifier: "0b5e7c1a-2d3f-4a6b-9c8d-7e6f5a4b3c2d",
+            format: Some("QCOW2"),
+        }],
+        dir,
+    )
+}
+
+/// [`signed_list`] naming several images, each with its own size and SHA-512.
+pub fn signed_list_of(images: &[Listed<'_>], dir: &Path) -> (PathBuf, PathBuf) {
     const CA: &str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Endorser CA";
     const ENDORSER: &str = "/DC=invalid/DC=sloop/O=Grid Test/CN=Image Endorser";
     let now = time::OffsetDateTime::now_utc();
@@ -253,31 +279,189 @@ pub fn signed_list(image: &Path, url: &str, dir: &Path) -> (PathBuf, PathBuf) {
     let anchors = dir.join("anchors");
     std::fs::create_dir_all(&anchors).unwrap();
     pki::install_anchor(&anchors, &ca.certificate).unwrap();
-    let sha512 = sha512_file(image);
-    let size = std::fs::metadata(image).unwrap().len();
     let rfc3339 = |t: time::OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap()
     };
-    let list = format!(
-        r#"{{"hv:imagelist": {{
-  "dc:date:created": "{created}", "dc:date:expires": "{expires}",
-  "dc:description": "A test list", "dc:identifier": "6f0e2a3c-0b1d-4c5e-8f9a-0123456789ab",
-  "dc:source": "sloop.invalid", "dc:title": "Grid test",
-  "hv:endorser": {{"hv:x509": {{"dc:creator": "Test", "hv:ca": "{CA}", "hv:dn": "{ENDORSER}",
-    "hv:email": "test@sloop.invalid"}}}},
-  "hv:images": [{{"hv:image": {{
-    "dc:description": "The test image", "dc:identifier": "{id}", "dc:title": "Grid test image",
-    "hv:format": "QCOW2", "hv:hypervisor": "QEMU,KVM", "hv:size": {size}, "hv:uri": "{url}",
-    "hv:version": "1", "sl:arch": "x86_64", "sl:checksum:sha512": "{sha512}",
-    "sl:comments": "", "sl:os": "Linux", "sl:osversion": "Debian 12"}}}}],
-  "hv:uri": "https://sloop.invalid/grid-test.image_list", "hv:version": "1"}}}}"#,
-        created = rfc3339(now - time::Duration::hours(1)),
-        expires = rfc3339(now + time::Duration::days(10)),
-        id = "0b5e7c1a-2d3f-4a6b-9c8d-7e6f5a4b3c2d",
-    );
+    let entries: Vec<serde_json::Value> = images
+        .iter()
+        .map(|image| {
+            let mut entry = serde_json::json!({
+                "dc:description": "A test image",
+                "dc:identifier": image.identifier,
+                "dc:title": image.title,
+                "hv:hypervisor": "QEMU,KVM",
+                "hv:size": std::fs::metadata(image.file).unwrap().len(),
+                "hv:uri": image.url,
+                "hv:version": "1",
+                "sl:arch": "x86_64",
+                "sl:checksum:sha512": sha512_file(image.file),
+                "sl:comments": "",
+                "sl:os": "Linux",
+                "sl:osversion": "Debian 12",
+            });
+            if let Some(format) = image.format {
+                entry["hv:format"] = format.into();
+            }
+            serde_json::json!({ "hv:image": entry })
+        })
+        .collect();
+    let list = serde_json::json!({"hv:imagelist": {
+        "dc:date:created": rfc3339(now - time::Duration::hours(1)),
+        "dc:date:expires": rfc3339(now + time::Duration::days(10)),
+        "dc:description": "A test list",
+        "dc:identifier": "6f0e2a3c-0b1d-4c5e-8f9a-0123456789ab",
+        "dc:source": "sloop.invalid",
+        "dc:title": "Grid test",
+        "hv:endorser": {"hv:x509": {"dc:creator": "Test", "hv:ca": CA, "hv:dn": ENDORSER,
+            "hv:email": "test@sloop.invalid"}},
+        "hv:images": entries,
+        "hv:uri": "https://sloop.invalid/grid-test.image_list",
+        "hv:version": "1",
+    }})
+    .to_string();
     let signed = pki::sign_smime(list.as_bytes(), &endorser).unwrap();
     let path = dir.join("list.image_list");
     std::fs::write(&path, signed).unwrap();
     (path, anchors)
+}
+
+/// Runs `program` with `args` in `dir`; panics with its stderr when it fails.
+pub fn run_in(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A descriptor as VirtualBox 7 writes it for a one-disk machine (the parts a reader needs, in
+/// VirtualBox's layout and namespaces).
+pub fn virtualbox_ovf(disk: &str, capacity: u64, disk_size: u64) -> String {
+    format!(
+        r#"<?xml version="1.0"?>
+<Envelope ovf:version="1.0" xml:lang="en-US" xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:vbox="http://www.virtualbox.org/ovf/machine">
+  <References>
+    <File ovf:id="file1" ovf:href="{disk}" ovf:size="{disk_size}"/>
+  </References>
+  <DiskSection>
+    <Info>List of the virtual disks used in the package</Info>
+    <Disk ovf:capacity="{capacity}" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized" vbox:uuid="4a1f7d1e-6a0b-4c54-9b55-0d1f3c7e2a10"/>
+  </DiskSection>
+  <NetworkSection>
+    <Info>Logical networks used in the package</Info>
+    <Network ovf:name="NAT">
+      <Description>Logical network used by this appliance.</Description>
+    </Network>
+  </NetworkSection>
+  <VirtualSystem ovf:id="sloop-tiny">
+    <Info>A virtual machine</Info>
+    <OperatingSystemSection ovf:id="96">
+      <Info>The kind of installed guest operating system</Info>
+      <Description>Debian_64</Description>
+    </OperatingSystemSection>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware requirements for a virtual machine</Info>
+      <System>
+        <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
+        <vssd:InstanceID>0</vssd:InstanceID>
+        <vssd:VirtualSystemIdentifier>sloop-tiny</vssd:VirtualSystemIdentifier>
+        <vssd:VirtualSystemType>virtualbox-2.2</vssd:VirtualSystemType>
+      </System>
+      <Item>
+        <rasd:Caption>Disk Image</rasd:Caption>
+        <rasd:Description>Disk Image</rasd:Description>
+        <rasd:ElementName>disk1</rasd:ElementName>
+        <rasd:HostResource>/disk/vmdisk1</rasd:HostResource>
+        <rasd:InstanceID>7</rasd:InstanceID>
+        <rasd:Parent>5</rasd:Parent>
+        <rasd:ResourceType>17</rasd:ResourceType>
+      </Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"#
+    )
+}
+
+/// A disk image's virtual size, by qemu-img.
+pub fn virtual_size(image: &Path) -> u64 {
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(image)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    info["virtual-size"].as_u64().unwrap()
+}
+
+/// Writes `ova`: the qcow2 `image` exported as VirtualBox does, a tar of the OVF descriptor, the
+/// disk as a streamOptimized VMDK and a SHA-256 manifest, in that order.
+pub fn make_ova(image: &Path, ova: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = "sloop-tiny-disk001.vmdk";
+    let out = Command::new("qemu-img")
+        .args([
+            "convert",
+            "-f",
+            "qcow2",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+        ])
+        .arg(image)
+        .arg(d.join(disk))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let disk_size = std::fs::metadata(d.join(disk)).unwrap().len();
+    std::fs::write(
+        d.join("sloop-tiny.ovf"),
+        virtualbox_ovf(disk, virtual_size(image), disk_size),
+    )
+    .unwrap();
+    let sha256 = |name: &str| {
+        let out = Command::new("sha256sum")
+            .arg(name)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    std::fs::write(
+        d.join("sloop-tiny.mf"),
+        format!(
+            "SHA256 (sloop-tiny.ovf) = {}\nSHA256 ({disk}) = {}\n",
+            sha256("sloop-tiny.ovf"),
+            sha256(disk)
+        ),
+    )
+    .unwrap();
+    let out = Command::new("tar")
+        .args(["--format=ustar", "-cf"])
+        .arg(ova)
+        .args(["sloop-tiny.ovf", disk, "sloop-tiny.mf"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1025,7 +1025,7 @@ export class FakeBackend implements Backend {
       );
     }
     this.local.delete(image.sha512);
-    return { ...image, local: { kind: "absent" } };
+    return { ...image, local: { kind: "absent" }, base: { kind: "absent" } };
   }
 
   async logRecent(limit: number): Promise<LogLine[]> {
@@ -1397,6 +1397,10 @@ function imageView(image: CatalogImage, problem: string | null, local: LocalStat
     certified: image.certified,
     problem,
     local,
+    base:
+      local.kind === "stored"
+        ? { kind: "ready", path: `${local.path}`, derived: "as listed (qcow2)" }
+        : { kind: "absent" },
   };
 }
 
@@ -1515,6 +1519,13 @@ export function demoReport(): HostReport {
         status: "warning",
         detail: "no CA certificates (<hash>.0) in /etc/grid-security/certificates",
         fix: "install your grid's IGTF CA bundle there, or set X509_CERT_DIR",
+      },
+      {
+        id: "images",
+        title: "Images",
+        status: "ok",
+        detail: "no images stored yet",
+        fix: null,
       },
     ],
   };

@@ -32,10 +32,13 @@ fn demo_catalog_image_pull_and_removal_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let image = dir.path().join("tiny.qcow2");
-    let bytes: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    std::fs::write(&image, &bytes).unwrap();
+    // A real (empty) qcow2 disk: the pull also checks its header and makes it the runnable base.
+    sloop_testkit::run_in(
+        dir.path(),
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", "tiny.qcow2", "16M"],
+    );
+    let bytes = std::fs::read(&image).unwrap();
 
     let out = ok(&sloop(
         &home,
@@ -65,6 +68,12 @@ fn demo_catalog_image_pull_and_removal_from_the_command_line() {
     assert_eq!(images[0]["local"]["kind"], "stored");
     let stored = images[0]["local"]["path"].as_str().unwrap();
     assert_eq!(std::fs::read(stored).unwrap(), bytes);
+    assert_eq!(images[0]["base"]["kind"], "ready", "{}", images[0]);
+    assert_eq!(images[0]["base"]["derived"], "as listed (qcow2)");
+    assert_eq!(
+        images[0]["base"]["path"], stored,
+        "a qcow2 as listed is its own base"
+    );
 
     let catalogs = json(&sloop(&home, &["--json", "catalog", "list"]));
     assert_eq!(catalogs[0]["state"], "verified");
@@ -203,7 +212,14 @@ fn an_image_whose_header_names_a_host_file_is_refused_before_a_machine_is_made()
     ));
     let list = json(&sloop(&home, &["--json", "image", "list"]));
     let identifier = list[0]["identifier"].as_str().unwrap().to_string();
-    ok(&sloop(&home, &["image", "pull", &identifier]));
+    // The pull verifies the bytes, keeps them, and refuses to make a runnable base of them.
+    let pull = sloop(&home, &["image", "pull", &identifier]);
+    assert_eq!(pull.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&pull.stderr).contains("it names a backing file (/etc/hostname)"),
+        "{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
 
     let create = sloop(
         &home,

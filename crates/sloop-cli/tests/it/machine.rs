@@ -254,16 +254,26 @@ fn machine_lifecycle_from_the_command_line() {
             "1",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: before the folder, the create reads the catalog, checks the image's header
+    // and asks libvirt, which on a loaded host has taken longer than 30 s.
+    let deadline = Instant::now() + Duration::from_secs(180);
     while !folder.exists() && Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut said = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut said).unwrap();
+            panic!("the create ended ({status}) before making its folder: {said}");
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(folder.exists(), "the create got as far as its folder");
+    assert!(
+        folder.exists(),
+        "the create got as far as its folder within 180 s"
+    );
     assert!(
         !folder.join("machine.toml").exists(),
         "killed before the manifest (the create was too quick to interrupt)"

@@ -7,6 +7,7 @@
 
 mod bundle;
 mod cli;
+mod formats;
 mod grid;
 mod machine;
 mod proxy;

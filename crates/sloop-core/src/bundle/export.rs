@@ -99,13 +99,18 @@ pub async fn export(
         _ => return Err(BundleError::Running(name.to_string())),
     }
     let store = crate::image::Store::new(paths);
-    let base_file =
-        store
-            .stored(&manifest.base.sha512)
-            .ok_or_else(|| machine::MachineError::BaseMissing {
-                machine: name.to_string(),
-                path: manifest.base.path.clone(),
-            })?;
+    let base_file = store
+        .runnable(&manifest.base.sha512)
+        // A machine made before runnable bases stands on the certified file itself.
+        .or_else(|| {
+            store
+                .stored(&manifest.base.sha512)
+                .filter(|certified| *certified == manifest.base.path)
+        })
+        .ok_or_else(|| machine::MachineError::BaseMissing {
+            machine: name.to_string(),
+            path: manifest.base.path.clone(),
+        })?;
     let origin =
         store
             .provenance(&manifest.base.sha512)

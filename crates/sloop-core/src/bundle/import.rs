@@ -114,6 +114,22 @@ pub async fn import(
     if pulled_base {
         crate::image::pull(paths, config, &image.sha512, reporter, cancel, now).await?;
     }
+    // Stored before runnable bases were made at pull: made now (at once when it is there).
+    let base_task = task_name(name.as_str());
+    crate::image::base::prepare(
+        &crate::image::Store::new(paths),
+        &crate::image::base::Wanted {
+            sha512: &image.sha512,
+            title: &image.title,
+            listed: image.format.as_deref(),
+            task: &base_task,
+            limit: config.max_image_bytes(),
+        },
+        reporter,
+        cancel,
+    )
+    .await
+    .map_err(crate::image::ImageError::from)?;
 
     // The overlay: copied out of the bundle into a fresh folder of Sloop's, hashed on the way.
     let task = task_name(name.as_str());
@@ -183,8 +199,10 @@ pub async fn import(
     )
     .await
     .map_err(|e| BundleError::overlay(file, e))?;
+    // The overlay stands on the runnable base prepared from the certified file (the same
+    // disk, whatever format the endorser published).
     let base_file = crate::image::Store::new(paths)
-        .stored(&manifest.base.sha512)
+        .runnable(&manifest.base.sha512)
         .ok_or_else(|| super::not_certified(&manifest))?;
     let qemu_img = crate::programs::find_program("qemu-img")
         .ok_or(BundleError::Tool(overlay::CheckError::NoQemuImg))?;
@@ -223,7 +241,7 @@ pub async fn import(
             note: manifest.note.clone(),
         }),
     };
-    let summary = machine::create(paths, config, conn, &create, reporter, now).await?;
+    let summary = machine::create(paths, config, conn, &create, reporter, cancel, now).await?;
     drop(scratch);
     if let Some(identity) = &signed_by
         && let Err(e) = super::remember_signer(paths, identity)

@@ -10,12 +10,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt as _;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::archive::Span;
 use crate::progress::{Meter, Reporter};
+use crate::qemu_img::last_line;
 
 /// How long `qemu-img info` may take on a header-sized read.
 const INFO_WITHIN: Duration = Duration::from_secs(30);
@@ -301,15 +301,6 @@ pub enum CheckError {
     Cancelled,
 }
 
-fn last_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("(no message)")
-        .to_string()
-}
-
 /// The compression type of the overlays this Sloop writes: zstd where QEMU has it.
 pub async fn compression() -> &'static str {
     let Some(qemu_img) = crate::programs::find_program("qemu-img") else {
@@ -352,7 +343,7 @@ pub async fn convert_changes(
     cancel: &CancellationToken,
 ) -> Result<(), CheckError> {
     let qemu_img = crate::programs::find_program("qemu-img").ok_or(CheckError::NoQemuImg)?;
-    let mut child = Command::new(&qemu_img)
+    let child = Command::new(&qemu_img)
         .args(["convert", "-p", "-f", "qcow2", "-O", "qcow2", "-c"])
         // zlib is qcow2's default; a QEMU without zstd does not know the option at all.
         .args(
@@ -378,48 +369,19 @@ pub async fn convert_changes(
         .kill_on_drop(true)
         .spawn()
         .map_err(CheckError::Run)?;
-    let mut stdout = child.stdout.take().ok_or(CheckError::Cancelled)?;
-    let mut stderr = child.stderr.take().ok_or(CheckError::Cancelled)?;
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    // `-p` prints "    (12.34/100%)\r" as it goes.
-    let mut buffer = [0u8; 256];
-    let mut line = Vec::new();
-    loop {
-        let read = tokio::select! {
-            () = cancel.cancelled() => {
-                let _ = child.kill().await;
-                return Err(CheckError::Cancelled);
-            }
-            read = stdout.read(&mut buffer) => read.map_err(CheckError::Run)?,
-        };
-        if read == 0 {
-            break;
-        }
-        for &byte in &buffer[..read] {
-            if byte == b'\r' || byte == b'\n' {
-                if let Some(percent) = parse_percent(&line) {
-                    let done = (job.disk_bytes as f64 * percent / 100.0) as u64;
-                    meter.update(reporter, done.min(job.disk_bytes), false);
-                }
-                line.clear();
-            } else {
-                line.push(byte);
-            }
+    match crate::qemu_img::follow(child, job.disk_bytes, meter, reporter, cancel)
+        .await
+        .map_err(CheckError::Run)?
+    {
+        crate::qemu_img::Ended::Done => {}
+        crate::qemu_img::Ended::Cancelled => return Err(CheckError::Cancelled),
+        crate::qemu_img::Ended::Failed(said) => {
+            return Err(CheckError::QemuImg {
+                step: "copy the machine's changes",
+                said,
+            });
         }
     }
-    let status = child.wait().await.map_err(CheckError::Run)?;
-    let said = errors.await.unwrap_or_default();
-    if !status.success() {
-        return Err(CheckError::QemuImg {
-            step: "copy the machine's changes",
-            said: last_line(&said),
-        });
-    }
-    meter.update(reporter, job.disk_bytes, true);
     rebase_unsafe(
         &qemu_img,
         job.out,
@@ -455,21 +417,9 @@ pub async fn rebase_unsafe(
     }
 }
 
-fn parse_percent(line: &[u8]) -> Option<f64> {
-    let text = std::str::from_utf8(line).ok()?.trim();
-    let inner = text.strip_prefix('(')?.strip_suffix("/100%)")?;
-    inner.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn progress_lines_are_read() {
-        assert_eq!(parse_percent(b"    (12.50/100%)"), Some(12.5));
-        assert_eq!(parse_percent(b"garbage"), None);
-    }
 
     #[test]
     fn a_header_naming_nothing_else_passes_anything_else_is_named() {

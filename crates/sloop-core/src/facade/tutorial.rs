@@ -248,7 +248,10 @@ impl Core {
                     .await?;
                 let request =
                     CreateRequest::new(&t.name, &t.image.sha512, t.machine.into(), work_dir);
-                Ok(machine::create(&self.paths, config, conn, &request, reporter, now).await?)
+                Ok(
+                    machine::create(&self.paths, config, conn, &request, reporter, cancel, now)
+                        .await?,
+                )
             }
         }
     }

@@ -30,6 +30,8 @@ pub enum CheckId {
     WorkShare,
     Proxy,
     TrustAnchors,
+    /// Per stored image: the certified file and its runnable base.
+    Images,
 }
 
 /// How a check came out.
@@ -536,12 +538,14 @@ mod tests {
         let libvirt = &report.checks[0];
         assert_eq!(libvirt.status, CheckStatus::Ok, "{libvirt:?}");
         assert!(libvirt.detail.contains("test:///default"));
-        assert_eq!(report.checks.len(), 8);
+        assert_eq!(report.checks.len(), 9);
         assert_eq!(
             report.checks[7].id,
             CheckId::Proxy,
             "the Core adds the proxy's check"
         );
+        assert_eq!(report.checks[8].id, CheckId::Images, "and the images'");
+        assert_eq!(report.checks[8].detail, "no images stored yet");
         assert!(
             report.acceleration.is_some(),
             "QEMU must run a guest at least under TCG"

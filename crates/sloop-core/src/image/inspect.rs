@@ -1,9 +1,11 @@
 //! An endorsed image is still untrusted as a file: its bytes are the ones the endorser listed,
 //! but what a disk image's header says is read by QEMU, which follows backing files, opens
-//! external data files and believes the virtual size. Before a machine is made on a stored image,
-//! `qemu-img info` reads the header (under a memory and CPU limit, with a timeout), and the image
-//! is refused unless it is the format the list says (or, unsaid, one Sloop runs), stands alone
-//! (no backing file, no external data file) and is no larger than the user's limit.
+//! external data files and extents and believes the virtual size. Before a runnable base is
+//! prepared from a stored image (base.rs), `qemu-img info` reads the header (under a memory and
+//! CPU limit, with a timeout), and the image is refused unless it is the format the list says
+//! (or, unsaid, one qemu-img recognises by its header: a raw image must be listed as raw, since
+//! any bytes probe as raw), stands alone (no backing file, no external data file, a VMDK in one
+//! file) and is no larger than the user's limit.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -18,8 +20,12 @@ const INFO_MEMORY: u64 = 1 << 30;
 const INFO_CPU_SECONDS: u64 = 30;
 const INFO_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The formats a machine can stand on today.
-const RUNNABLE: &[&str] = &["qcow2"];
+/// The disk formats a runnable base is prepared from (qemu-img's names).
+const CONVERTIBLE: &[&str] = &["qcow2", "raw", "vmdk", "vdi", "vhdx", "vpc"];
+
+/// The VMDK kinds that hold their data in the one file: the others (monolithicFlat, the split
+/// and device kinds) name further files, which could be any file on this computer.
+const VMDK_ONE_FILE: &[&str] = &["monolithicSparse", "streamOptimized"];
 
 /// What the header says, once it passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +44,14 @@ pub enum UnsafeImage {
     Timeout(u64),
     #[error("it is a {found} image, but its list says {listed}")]
     NotListedFormat { found: String, listed: String },
-    #[error("it is a {0} image; Sloop runs machines on qcow2 images so far")]
+    #[error(
+        "it is a {0} image, which Sloop cannot run (it runs qcow2, raw, VMDK, VDI, VHD and VHDX disks, OVA archives and ISO images)"
+    )]
     NotRunnable(String),
+    #[error(
+        "its list does not say its format and qemu-img finds no disk header in it; if it is a raw disk, its list must say hv:format RAW"
+    )]
+    UnsaidRaw,
     #[error(
         "it names a backing file ({0}): a certified image must stand alone, so it is not opened"
     )]
@@ -48,6 +60,10 @@ pub enum UnsafeImage {
         "it keeps its data in another file ({0}): a certified image must stand alone, so it is not opened"
     )]
     DataFile(String),
+    #[error(
+        "it is a VMDK of kind {kind} that keeps its data in other files ({files}): a certified image must stand alone, so it is not opened"
+    )]
+    Extents { kind: String, files: String },
     #[error(
         "its header claims a virtual size of {claimed_gib} GiB, more than the limit of {limit_gib} GiB; if that is real, raise max_image_gib in config.toml"
     )]
@@ -76,6 +92,16 @@ struct Specific {
 struct SpecificData {
     #[serde(rename = "data-file")]
     data_file: Option<String>,
+    /// VMDK only.
+    #[serde(rename = "create-type")]
+    create_type: Option<String>,
+    #[serde(default)]
+    extents: Vec<Extent>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Extent {
+    filename: Option<String>,
 }
 
 /// Reads `path`'s header and checks it: `listed` is the list's `hv:format` (any case; `None`
@@ -85,11 +111,30 @@ pub async fn check(
     listed: Option<&str>,
     limit: u64,
 ) -> Result<Inspected, UnsafeImage> {
-    let info = info(path).await?;
+    check_source(&path.to_string_lossy(), listed, limit).await
+}
+
+/// [`check`] for a source qemu-img reads: a path, or a `json:` description (a disk inside an
+/// archive). A source listed as raw is read as raw, never probed.
+pub async fn check_source(
+    source: &str,
+    listed: Option<&str>,
+    limit: u64,
+) -> Result<Inspected, UnsafeImage> {
+    let raw = listed.is_some_and(|l| qemu_name(l) == "raw");
+    let info = info(source, raw.then_some("raw")).await?;
     judge(&info, listed, limit)
 }
 
-async fn info(path: &Path) -> Result<Info, UnsafeImage> {
+/// qemu-img's name for a list's `hv:format`: lower case, VHD is `vpc`.
+pub fn qemu_name(listed: &str) -> String {
+    match listed.to_ascii_lowercase().as_str() {
+        "vhd" => "vpc".to_string(),
+        other => other.to_string(),
+    }
+}
+
+async fn info(source: &str, forced: Option<&str>) -> Result<Info, UnsafeImage> {
     let qemu_img = crate::programs::find_program("qemu-img").ok_or_else(|| {
         UnsafeImage::Unreadable(
             "qemu-img is not installed (sudo apt-get install qemu-utils)".into(),
@@ -107,11 +152,11 @@ async fn info(path: &Path) -> Result<Info, UnsafeImage> {
         }
         None => Command::new(qemu_img),
     };
-    command
-        .args(["info", "--output=json", "--force-share"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    command.args(["info", "--output=json", "--force-share"]);
+    if let Some(format) = forced {
+        command.args(["-f", format]);
+    }
+    command.arg(source).stdin(Stdio::null()).kill_on_drop(true);
     let output = tokio::time::timeout(INFO_TIMEOUT, command.output())
         .await
         .map_err(|_| UnsafeImage::Timeout(INFO_TIMEOUT.as_secs()))?
@@ -130,7 +175,7 @@ async fn info(path: &Path) -> Result<Info, UnsafeImage> {
 fn judge(info: &Info, listed: Option<&str>, limit: u64) -> Result<Inspected, UnsafeImage> {
     let found = info.format.to_ascii_lowercase();
     if let Some(listed) = listed
-        && !listed.eq_ignore_ascii_case(&found)
+        && qemu_name(listed) != found
     {
         return Err(UnsafeImage::NotListedFormat {
             found,
@@ -140,13 +185,27 @@ fn judge(info: &Info, listed: Option<&str>, limit: u64) -> Result<Inspected, Uns
     if let Some(backing) = info.full_backing.as_ref().or(info.backing.as_ref()) {
         return Err(UnsafeImage::Backing(backing.clone()));
     }
-    if let Some(data_file) = info
-        .specific
-        .as_ref()
-        .and_then(|s| s.data.as_ref())
-        .and_then(|d| d.data_file.as_ref())
-    {
+    let specific = info.specific.as_ref().and_then(|s| s.data.as_ref());
+    if let Some(data_file) = specific.and_then(|d| d.data_file.as_ref()) {
         return Err(UnsafeImage::DataFile(data_file.clone()));
+    }
+    if found == "vmdk" {
+        let kind = specific
+            .and_then(|d| d.create_type.clone())
+            .unwrap_or_else(|| "(unsaid)".into());
+        let extents = specific.map_or(0, |d| d.extents.len());
+        if !VMDK_ONE_FILE.contains(&kind.as_str()) || extents != 1 {
+            let files = specific
+                .map(|d| {
+                    d.extents
+                        .iter()
+                        .filter_map(|e| e.filename.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            return Err(UnsafeImage::Extents { kind, files });
+        }
     }
     if info.virtual_size > limit {
         return Err(UnsafeImage::TooLarge {
@@ -154,8 +213,11 @@ fn judge(info: &Info, listed: Option<&str>, limit: u64) -> Result<Inspected, Uns
             limit_gib: limit >> 30,
         });
     }
-    if !RUNNABLE.contains(&found.as_str()) {
+    if !CONVERTIBLE.contains(&found.as_str()) {
         return Err(UnsafeImage::NotRunnable(found));
+    }
+    if found == "raw" && listed.is_none() {
+        return Err(UnsafeImage::UnsaidRaw);
     }
     Ok(Inspected {
         format: found,
@@ -276,9 +338,14 @@ mod tests {
                 listed: "QCOW2".into()
             }
         );
+        assert_eq!(refusal("plain.raw", None).await, UnsafeImage::UnsaidRaw);
+        // Listed as raw, it is read as raw (never probed) and passes.
         assert_eq!(
-            refusal("plain.raw", None).await,
-            UnsafeImage::NotRunnable("raw".into())
+            check(&d.join("plain.raw"), Some("RAW"), 256 * GIB)
+                .await
+                .unwrap()
+                .format,
+            "raw"
         );
         // Bytes that are no image at all probe as raw: not what the list says.
         assert!(matches!(

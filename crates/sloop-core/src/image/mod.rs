@@ -5,9 +5,12 @@
 //! verified list's size and SHA-512, each with `store/<sha512>.json` saying where it came from
 //! and who endorsed it (what a bundle will carry). Downloads grow in `partial/<sha512>.part`
 //! beside it, on the same file system, and are moved into the store only once verified; nothing
-//! else ever reads a partial file. See docs/on-disk-layout.md.
+//! else ever reads a partial file. Beside the store, `bases/` holds the runnable base prepared
+//! from each certified file (base.rs). See docs/on-disk-layout.md.
 
+pub mod base;
 pub mod inspect;
+pub mod ova;
 pub mod pull;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +50,8 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Pull(#[from] pull::PullError),
+    #[error(transparent)]
+    Prepare(#[from] base::PrepareError),
     #[error("image store at {path}")]
     Io {
         path: PathBuf,
@@ -185,6 +190,8 @@ pub struct ImageView {
     /// Why it is not certified.
     pub problem: Option<String>,
     pub local: LocalState,
+    /// The runnable base prepared from the stored file.
+    pub base: base::BaseState,
 }
 
 fn view(store: &Store, image: &CatalogImage, problem: Option<String>) -> ImageView {
@@ -202,6 +209,7 @@ fn view(store: &Store, image: &CatalogImage, problem: Option<String>) -> ImageVi
         certified: image.certified,
         problem,
         local: local_state(store, &image.sha512),
+        base: store.base_state(&image.sha512),
     }
 }
 
@@ -262,9 +270,59 @@ pub fn list(
             certified: false,
             problem: Some("no subscribed catalog lists this image any more".into()),
             local: local_state(&store, &sha512),
+            base: store.base_state(&sha512),
         });
     }
     Ok(out)
+}
+
+/// `sloop doctor`'s look at the stored images: per image, "certified file ✓, runnable base
+/// ready / preparing / refused (why)". A refusal is a warning: other images still run.
+pub fn check(images: &[ImageView]) -> crate::host::Check {
+    use crate::host::{CheckId, CheckStatus};
+    let mut lines = Vec::new();
+    let mut refused = false;
+    for image in images {
+        if !matches!(image.local, LocalState::Stored { .. }) {
+            continue;
+        }
+        let file = if image.certified {
+            "certified file ✓"
+        } else {
+            "file no longer certified"
+        };
+        let base = match &image.base {
+            base::BaseState::Ready { derived, .. } => format!("runnable base ready ({derived})"),
+            base::BaseState::Preparing => "runnable base preparing".to_string(),
+            base::BaseState::Unprepared => {
+                "runnable base not prepared yet (made at the first machine)".to_string()
+            }
+            base::BaseState::Refused { reason } => {
+                refused = true;
+                format!("runnable base refused: {reason}")
+            }
+            base::BaseState::Absent => continue,
+        };
+        lines.push(format!("{} {}: {file}, {base}", image.title, image.version));
+    }
+    let detail = if lines.is_empty() {
+        "no images stored yet".to_string()
+    } else {
+        lines.join("; ")
+    };
+    crate::host::check(
+        CheckId::Images,
+        "Images",
+        if refused {
+            CheckStatus::Warning
+        } else {
+            CheckStatus::Ok
+        },
+        detail,
+        refused.then_some(
+            "machines cannot be made from a refused image; ask its endorser, or remove it (sloop image rm)",
+        ),
+    )
 }
 
 /// The one image `query` names: an identifier or its unique start (at least 4 characters), a
@@ -411,10 +469,35 @@ pub async fn pull_preferring(
         source,
     })?;
     tracing::info!(image = %image.title, sha512 = %&image.sha512[..16], path = %path.display(), "image verified and stored");
+    // The certified file is kept whatever comes next; its runnable base is made now, so that a
+    // machine is quick to create and a file that will not run is refused at once. A refusal is
+    // the returned view's `base` (the pull itself succeeded); only a cancel is an error here.
+    let task = task_name(&image);
+    let prepared = base::prepare(
+        &store,
+        &base::Wanted {
+            sha512: &image.sha512,
+            title: &image.title,
+            listed: image.format.as_deref(),
+            task: &task,
+            limit: config.max_image_bytes(),
+        },
+        reporter,
+        cancel,
+    )
+    .await;
+    match prepared {
+        Ok(_) | Err(base::PrepareError::Refused { .. }) => {}
+        Err(e @ base::PrepareError::Cancelled(_)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(image = %image.title, "the runnable base is made later: {e}");
+        }
+    }
     Ok(ImageView {
         local: LocalState::Stored {
             path: path.display().to_string(),
         },
+        base: store.base_state(&image.sha512),
         ..image
     })
 }
@@ -451,11 +534,13 @@ pub fn remove(
         }
     }
     let store = Store::new(paths);
-    for path in [
+    let mut files = store.base_files(&image.sha512);
+    files.extend([
         store.file(&image.sha512),
         store.provenance_file(&image.sha512),
         store.partial(&image.sha512),
-    ] {
+    ]);
+    for path in files {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -465,6 +550,7 @@ pub fn remove(
     tracing::info!(image = %image.title, "image removed from the store");
     Ok(ImageView {
         local: LocalState::Absent,
+        base: base::BaseState::Absent,
         ..image
     })
 }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 use super::keys::{MachineKeys, public_openssh};
 use super::manifest::{BaseImage, MachineName, Manifest, Resources};
@@ -61,6 +62,7 @@ pub async fn create(
     conn: &Connection,
     request: &CreateRequest,
     reporter: &Reporter,
+    cancel: &CancellationToken,
     now: OffsetDateTime,
 ) -> Result<MachineSummary, MachineError> {
     let name: MachineName = request.name.parse()?;
@@ -76,23 +78,29 @@ pub async fn create(
             reason: chosen.problem.clone().unwrap_or_default(),
         });
     }
-    let LocalState::Stored { path: base_path } = &chosen.local else {
+    let LocalState::Stored { .. } = &chosen.local else {
         return Err(MachineError::NotDownloaded {
             title: chosen.title.clone(),
             identifier: chosen.identifier.clone(),
         });
     };
-    // The bytes are the endorser's; what their header makes QEMU open is checked now.
-    image::inspect::check(
-        Path::new(base_path),
-        chosen.format.as_deref(),
-        config.max_image_bytes(),
+    // The bytes are the endorser's; the runnable base is made from them (once), after their
+    // header was checked.
+    let base_path = image::base::prepare(
+        &image::Store::new(paths),
+        &image::base::Wanted {
+            sha512: &chosen.sha512,
+            title: &chosen.title,
+            listed: chosen.format.as_deref(),
+            task: &task,
+            limit: config.max_image_bytes(),
+        },
+        reporter,
+        cancel,
     )
     .await
-    .map_err(|reason| MachineError::UnsafeImage {
-        title: chosen.title.clone(),
-        reason,
-    })?;
+    .map_err(image::ImageError::from)?;
+    let base_path = base_path.display().to_string();
     let work_dir = match &request.work_dir {
         Some(dir) => Some(check_work_dir(dir)?),
         None => None,
@@ -125,7 +133,7 @@ pub async fn create(
             .map_err(|e| MachineError::Files(dir.clone(), e))?,
         None => {
             disk::create_overlay(
-                Path::new(base_path),
+                Path::new(&base_path),
                 &dir.join(super::OVERLAY),
                 request.resources.disk_gib,
             )
@@ -143,7 +151,7 @@ pub async fn create(
         base: BaseImage {
             sha512: chosen.sha512.clone(),
             title: chosen.title.clone(),
-            path: PathBuf::from(base_path),
+            path: PathBuf::from(&base_path),
         },
         resources: request.resources.clone(),
         ssh_port: super::free_local_port().map_err(|e| MachineError::Files(dir.clone(), e))?,

@@ -112,11 +112,6 @@ pub enum MachineError {
     NotCertified { title: String, reason: String },
     #[error("image {title} is not downloaded yet; pull it first: sloop image pull {identifier}")]
     NotDownloaded { title: String, identifier: String },
-    #[error("image {title} is refused before any machine is made on it: {reason}")]
-    UnsafeImage {
-        title: String,
-        reason: crate::image::inspect::UnsafeImage,
-    },
     #[error("work directory {0}: {1}")]
     WorkDir(PathBuf, String),
     #[error("resources: {0}")]

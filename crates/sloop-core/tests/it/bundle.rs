@@ -158,6 +158,7 @@ async fn export_verify_refuse_and_import_a_bundle() {
             None,
         ),
         &Reporter::silent(),
+        &CancellationToken::new(),
         OffsetDateTime::now_utc(),
     )
     .await

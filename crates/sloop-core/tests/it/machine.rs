@@ -82,12 +82,29 @@ async fn cloud_init_machine_lifecycle_through_the_core() {
         overlay: None,
         origin: None,
     };
-    let created = machine::create(&paths, &config, &conn, &request, &Reporter::silent(), now)
-        .await
-        .unwrap();
+    let created = machine::create(
+        &paths,
+        &config,
+        &conn,
+        &request,
+        &Reporter::silent(),
+        &CancellationToken::new(),
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(created.state, MachineState::Stopped);
     assert!(created.image_certified);
-    let again = machine::create(&paths, &config, &conn, &request, &Reporter::silent(), now).await;
+    let again = machine::create(
+        &paths,
+        &config,
+        &conn,
+        &request,
+        &Reporter::silent(),
+        &CancellationToken::new(),
+        now,
+    )
+    .await;
     assert!(
         matches!(again, Err(machine::MachineError::Exists(_))),
         "{again:?}"

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Progress } from "../../ipc/bindings/Progress";
 import {
+  baseStateLabel,
   catalogStateLabel,
   dateLabel,
   formatBytes,
@@ -119,5 +120,21 @@ describe("labels", () => {
     expect(dateLabel("2026-01-05T09:30:00Z")).toMatch(/2026/);
     expect(dateLabel("soon")).toBe("soon");
     expect(stageLabel("downloading")).toBe("Downloading");
+  });
+});
+
+describe("baseStateLabel", () => {
+  it("says whether the stored file has a runnable base, and why not", () => {
+    expect(baseStateLabel({ kind: "absent" })).toBeNull();
+    expect(
+      baseStateLabel({ kind: "ready", path: "/b", derived: "OVA member a.vmdk, vmdk → qcow2" }),
+    ).toEqual({ label: "Ready to run", tone: "ok", detail: "OVA member a.vmdk, vmdk → qcow2" });
+    expect(baseStateLabel({ kind: "preparing" })?.label).toBe("Preparing");
+    expect(baseStateLabel({ kind: "unprepared" })?.tone).toBe("muted");
+    expect(baseStateLabel({ kind: "refused", reason: "it names a backing file (/x)" })).toEqual({
+      label: "Refused",
+      tone: "missing",
+      detail: "it names a backing file (/x)",
+    });
   });
 });

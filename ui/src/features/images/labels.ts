@@ -3,6 +3,7 @@
 import type { Tone } from "../../components/tone";
 import type { CatalogState } from "../../ipc/bindings/CatalogState";
 import type { ImageView } from "../../ipc/bindings/ImageView";
+import type { BaseState } from "../../ipc/bindings/BaseState";
 import type { LocalState } from "../../ipc/bindings/LocalState";
 import type { Progress } from "../../ipc/bindings/Progress";
 
@@ -93,6 +94,27 @@ export function localStateLabel(local: LocalState, size: number): string | null 
       return "Downloaded";
     case "partial":
       return `Partly downloaded (${formatBytes(local.bytes)} of ${formatBytes(size)})`;
+    case "absent":
+      return null;
+  }
+}
+
+/**
+ * The runnable base made from the certified file: "Ready to run", "Preparing", "Refused",
+ * with its tone and, for a ready one, how it was made; null before the file is here.
+ */
+export function baseStateLabel(
+  base: BaseState,
+): { label: string; tone: Tone; detail: string | null } | null {
+  switch (base.kind) {
+    case "ready":
+      return { label: "Ready to run", tone: "ok", detail: base.derived };
+    case "preparing":
+      return { label: "Preparing", tone: "info", detail: null };
+    case "unprepared":
+      return { label: "Not prepared yet", tone: "muted", detail: null };
+    case "refused":
+      return { label: "Refused", tone: "missing", detail: base.reason };
     case "absent":
       return null;
   }

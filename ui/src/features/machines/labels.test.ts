@@ -135,14 +135,19 @@ describe("the create form", () => {
     certified: true,
     problem: null,
     local: { kind: "stored", path: "/x" },
+    base: { kind: "ready", path: "/x", derived: "as listed (qcow2)" },
     ...over,
   });
 
-  it("offers only certified, downloaded images", () => {
+  it("offers only certified, downloaded images that are not refused", () => {
     const stored = image({});
     const partial = image({ identifier: "id-2", local: { kind: "partial", bytes: 1 } });
     const uncertified = image({ identifier: "id-3", certified: false });
-    expect(usableImages([stored, partial, uncertified])).toEqual([stored]);
+    const refused = image({
+      identifier: "id-4",
+      base: { kind: "refused", reason: "it names a backing file (/etc/hostname)" },
+    });
+    expect(usableImages([stored, partial, uncertified, refused])).toEqual([stored]);
     expect(imageOptionLabel(stored)).toBe("Sloop tiny test image (version 1)");
     expect(imageOptionLabel(image({ version: "" }))).toBe("Sloop tiny test image");
   });

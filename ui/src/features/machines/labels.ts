@@ -150,9 +150,12 @@ export function createProblem(fields: CreateFields): string | null {
   return null;
 }
 
-/** The images a machine can be made from: certified and downloaded. */
+/** The images a machine can be made from: certified, downloaded, and not refused to run. */
 export function usableImages(images: ImageView[]): ImageView[] {
-  return images.filter((image) => image.certified && image.local.kind === "stored");
+  return images.filter(
+    (image) =>
+      image.certified && image.local.kind === "stored" && image.base.kind !== "refused",
+  );
 }
 
 /** "Sloop tiny test image (version 1)". */

@@ -3,4 +3,4 @@
 /**
  * One thing the check looked at.
  */
-export type CheckId = "libvirt" | "emulator" | "acceleration" | "diskTool" | "isoTool" | "workShare" | "proxy" | "trustAnchors";
+export type CheckId = "libvirt" | "emulator" | "acceleration" | "diskTool" | "isoTool" | "workShare" | "proxy" | "trustAnchors" | "images";

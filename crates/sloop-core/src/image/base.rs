@@ -1,0 +1,1026 @@
+//! The runnable base: the qcow2 disk a machine's overlay stands on, prepared once per certified
+//! image.
+//!
+//! The certified file (`store/<sha512>`) stays exactly as the endorser listed it: it is the
+//! provenance anchor everywhere (catalog, manifest, bundle, site). From it Sloop prepares:
+//! - for a qcow2 file as listed: nothing; the file is its own base;
+//! - for an OVA: the one disk its OVF descriptor names, read in place inside the archive;
+//! - for raw, VMDK, VDI, VHD and VHDX disks, and any of these (or qcow2) compressed with gzip,
+//!   bzip2, xz or zstd: a qcow2 copy made by `qemu-img convert`; a compressed file is first
+//!   unpacked into a sparse file beside it (qemu-img reads no pipes).
+//!
+//! Before qemu-img converts anything, the disk's header is checked (inspect.rs). The result is
+//! `bases/<sha512>.qcow2` (read-only), keyed by the certified file's SHA-512, with
+//! `bases/<sha512>.json` saying how it was derived. Everything grows under `.partial` names and
+//! is renamed only when whole, so an interrupted or cancelled preparation leaves nothing that is
+//! used. A refused image gets `bases/<sha512>.refused`, one line with the reason.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use ts_rs::TS;
+
+use super::Store;
+use super::inspect::{self, UnsafeImage};
+use super::ova;
+use crate::progress::{Meter, ProgressUnit, Reporter};
+
+/// How a runnable base was made from its certified file (`bases/<sha512>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Derivation {
+    /// The certified file's SHA-512: the key.
+    pub from_sha512: String,
+    /// The certified file is itself the base (a qcow2 as listed); nothing was made.
+    pub as_listed: bool,
+    /// `gzip`, `bzip2`, `xz` or `zstd`, when the certified file was compressed.
+    pub compression: Option<String>,
+    /// The OVA member the disk was read from.
+    pub member: Option<String>,
+    /// Where that member lies in the (unpacked) archive: offset and length in bytes. A site
+    /// reads the disk there, as Sloop did.
+    #[serde(default)]
+    pub window: Option<[u64; 2]>,
+    /// The disk's format as qemu-img read it.
+    pub format: String,
+    /// The command that made the base, when one did.
+    pub conversion: Option<String>,
+    /// The base file's SHA-512 (the certified file's when as listed).
+    pub sha512: String,
+    pub virtual_size: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub prepared: OffsetDateTime,
+}
+
+impl Derivation {
+    /// One line: "as listed (qcow2)", "xz, raw → qcow2", "OVA member a.vmdk, vmdk → qcow2".
+    pub fn summary(&self) -> String {
+        if self.as_listed {
+            return format!("as listed ({})", self.format);
+        }
+        let mut parts = Vec::new();
+        if let Some(c) = &self.compression {
+            parts.push(format!("unpacked ({c})"));
+        }
+        if let Some(m) = &self.member {
+            parts.push(format!("OVA member {m}"));
+        }
+        parts.push(format!("{} → qcow2", self.format));
+        parts.join(", ")
+    }
+}
+
+/// Whether an image has a runnable base, for the CLI, doctor and the Images view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+#[ts(export)]
+pub enum BaseState {
+    /// The certified file is not on this computer.
+    Absent,
+    /// Certified and stored; the base is made when a machine is first created on it.
+    Unprepared,
+    /// Another Sloop is making it now.
+    Preparing,
+    Ready {
+        path: String,
+        /// How it was derived, in one line.
+        derived: String,
+    },
+    /// The file was checked and is not run, for this reason.
+    Refused { reason: String },
+}
+
+/// A runnable base could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("image {title} is refused before any machine is made on it: {reason}")]
+    Refused { title: String, reason: String },
+    #[error("image {0} is not on this computer; pull it first (sloop image pull)")]
+    NotStored(String),
+    #[error(
+        "the runnable base of image {0} is being prepared by another Sloop; try again when it is done"
+    )]
+    Busy(String),
+    #[error("preparing the runnable base of image {0} was cancelled; nothing of it is kept")]
+    Cancelled(String),
+    #[error("{tool} is not installed; install it: sudo apt-get install {package}")]
+    Tool {
+        tool: &'static str,
+        package: &'static str,
+    },
+    #[error("cannot prepare the runnable base of image {title}: {said}")]
+    Failed { title: String, said: String },
+    #[error("runnable bases at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PrepareError + '_ {
+    move |source| PrepareError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A compression a certified file may carry, told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Bzip2,
+    Xz,
+    Zstd,
+}
+
+impl Compression {
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Self::Gzip)
+        } else if head.starts_with(b"BZh") {
+            Some(Self::Bzip2)
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Some(Self::Xz)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Self::Zstd)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Bzip2 => "bzip2",
+            Self::Xz => "xz",
+            Self::Zstd => "zstd",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Bzip2 => "bzip2",
+            Self::Xz => "xz-utils",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+impl Store {
+    pub fn bases_dir(&self) -> PathBuf {
+        self.root.join("bases")
+    }
+
+    /// The prepared base for the certified file `sha512`, whether or not it is there.
+    pub fn base_file(&self, sha512: &str) -> PathBuf {
+        self.bases_dir().join(format!("{sha512}.qcow2"))
+    }
+
+    fn derivation_file(&self, sha512: &str) -> PathBuf {
+        self.bases_dir().join(format!("{sha512}.json"))
+    }
+
+    fn refused_file(&self, sha512: &str) -> PathBuf {
+        self.bases_dir().join(format!("{sha512}.refused"))
+    }
+
+    fn base_lock(&self, sha512: &str) -> PathBuf {
+        self.bases_dir().join(format!("{sha512}.lock"))
+    }
+
+    /// Every file this store keeps for the base of `sha512` (for removal).
+    pub(super) fn base_files(&self, sha512: &str) -> Vec<PathBuf> {
+        vec![
+            self.base_file(sha512),
+            self.derivation_file(sha512),
+            self.refused_file(sha512),
+            self.base_lock(sha512),
+            self.bases_dir().join(format!("{sha512}.qcow2.partial")),
+            self.bases_dir().join(format!("{sha512}.unpacked.partial")),
+        ]
+    }
+
+    pub fn derivation(&self, sha512: &str) -> Option<Derivation> {
+        std::fs::read(self.derivation_file(sha512))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    }
+
+    /// The file a machine's overlay stands on for the certified image `sha512`, once prepared.
+    pub fn runnable(&self, sha512: &str) -> Option<PathBuf> {
+        let derivation = self.derivation(sha512)?;
+        if derivation.as_listed {
+            self.stored(sha512)
+        } else {
+            let path = self.base_file(sha512);
+            path.is_file().then_some(path)
+        }
+    }
+
+    pub fn base_state(&self, sha512: &str) -> BaseState {
+        if self.stored(sha512).is_none() {
+            return BaseState::Absent;
+        }
+        if let (Some(path), Some(d)) = (self.runnable(sha512), self.derivation(sha512)) {
+            return BaseState::Ready {
+                path: path.display().to_string(),
+                derived: d.summary(),
+            };
+        }
+        if let Ok(file) = File::open(self.base_lock(sha512))
+            && nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock).is_err()
+        {
+            return BaseState::Preparing;
+        }
+        match std::fs::read_to_string(self.refused_file(sha512)) {
+            Ok(reason) => BaseState::Refused {
+                reason: reason.trim().to_string(),
+            },
+            Err(_) => BaseState::Unprepared,
+        }
+    }
+}
+
+/// What to prepare.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    pub sha512: &'a str,
+    pub title: &'a str,
+    /// The list's `hv:format`, when it says.
+    pub listed: Option<&'a str>,
+    /// Progress goes under this task.
+    pub task: &'a str,
+    /// The largest virtual size allowed, in bytes.
+    pub limit: u64,
+}
+
+/// Prepares (or finds) the runnable base of the certified image `wanted`: its path.
+pub async fn prepare(
+    store: &Store,
+    wanted: &Wanted<'_>,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<PathBuf, PrepareError> {
+    if let Some(ready) = store.runnable(wanted.sha512) {
+        return Ok(ready);
+    }
+    let certified = store
+        .stored(wanted.sha512)
+        .ok_or_else(|| PrepareError::NotStored(wanted.title.to_string()))?;
+    let dir = store.bases_dir();
+    crate::paths::ensure_private_dir(&dir).map_err(io(&dir))?;
+    let lock_path = store.base_lock(wanted.sha512);
+    let lock_file = File::create(&lock_path).map_err(io(&lock_path))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| PrepareError::Busy(wanted.title.to_string()))?;
+    // Another Sloop may have finished while this one waited for the lock.
+    if let Some(ready) = store.runnable(wanted.sha512) {
+        return Ok(ready);
+    }
+    let unpacked = dir.join(format!("{}.unpacked.partial", wanted.sha512));
+    let partial = dir.join(format!("{}.qcow2.partial", wanted.sha512));
+    let _ = std::fs::remove_file(&unpacked);
+    let _ = std::fs::remove_file(&partial);
+    let result = make(
+        store, wanted, &certified, &unpacked, &partial, reporter, cancel,
+    )
+    .await;
+    let _ = std::fs::remove_file(&unpacked);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    match result {
+        Err(PrepareError::Refused { reason, .. }) => {
+            let record = store.refused_file(wanted.sha512);
+            let _ = crate::fsutil::write_atomic(&record, reason.as_bytes(), 0o644);
+            tracing::info!(image = %wanted.title, "image refused: {reason}");
+            Err(PrepareError::Refused {
+                title: wanted.title.to_string(),
+                reason,
+            })
+        }
+        Err(e) => Err(e),
+        Ok(derivation) => {
+            let record = store.derivation_file(wanted.sha512);
+            let bytes = serde_json::to_vec_pretty(&derivation).unwrap_or_default();
+            crate::fsutil::write_atomic(&record, &bytes, 0o644).map_err(io(&record))?;
+            let _ = std::fs::remove_file(store.refused_file(wanted.sha512));
+            tracing::info!(image = %wanted.title, derived = %derivation.summary(), "runnable base ready");
+            store
+                .runnable(wanted.sha512)
+                .ok_or_else(|| PrepareError::Failed {
+                    title: wanted.title.to_string(),
+                    said: "the base vanished as it was made".into(),
+                })
+        }
+    }
+}
+
+async fn make(
+    store: &Store,
+    wanted: &Wanted<'_>,
+    certified: &Path,
+    unpacked: &Path,
+    partial: &Path,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<Derivation, PrepareError> {
+    let refused = |reason: String| PrepareError::Refused {
+        title: wanted.title.to_string(),
+        reason,
+    };
+    let listed = wanted.listed.map(|l| l.trim().to_ascii_lowercase());
+    let listed = listed.as_deref();
+    if listed == Some("iso") {
+        return Err(refused(
+            "it is an ISO image; Sloop cannot boot machines from ISO images yet".into(),
+        ));
+    }
+    let mut meter = Meter::new(wanted.task, "checking the image", None, ProgressUnit::Bytes);
+    meter.update(reporter, 0, true);
+
+    // Unpacked first, when compressed: everything after reads the disk inside.
+    let compression = Compression::sniff(&head(certified)?);
+    let disk_file = match compression {
+        Some(c) => {
+            let total = std::fs::metadata(certified).map_err(io(certified))?.len();
+            meter = Meter::new(
+                wanted.task,
+                &format!("unpacking ({})", c.name()),
+                Some(total),
+                ProgressUnit::Bytes,
+            );
+            unpack(c, certified, unpacked, wanted, &mut meter, reporter, cancel).await?;
+            unpacked.to_path_buf()
+        }
+        None => certified.to_path_buf(),
+    };
+
+    // An OVA gives the disk its descriptor names, read where it lies in the archive.
+    let is_ova = ova::is_tar(&head(&disk_file)?);
+    if listed == Some("ova") && !is_ova {
+        return Err(refused(
+            "its list says OVA, but it is not a tar archive".into(),
+        ));
+    }
+    if is_ova && listed.is_some_and(|l| l != "ova") {
+        return Err(refused(format!(
+            "it is an OVA archive, but its list says {}",
+            wanted.listed.unwrap_or_default()
+        )));
+    }
+    let (source, member, expected) = if is_ova {
+        let path = disk_file.clone();
+        let disk = tokio::task::spawn_blocking(move || ova::read(&path))
+            .await
+            .map_err(|e| PrepareError::Failed {
+                title: wanted.title.to_string(),
+                said: e.to_string(),
+            })?
+            .map_err(refused)?;
+        let inner = serde_json::json!({
+            "driver": "raw",
+            "offset": disk.offset,
+            "size": disk.size,
+            "file": {"driver": "file", "filename": disk_file.to_string_lossy()},
+        });
+        let spec = serde_json::json!({
+            "driver": disk.format.clone().unwrap_or_else(|| "vmdk".into()),
+            "file": inner,
+        });
+        // The descriptor's format is what the disk must be; a disk it does not name a format
+        // for is probed through the raw window (never as raw).
+        let source = match &disk.format {
+            Some(_) => format!("json:{spec}"),
+            None => format!("json:{inner}"),
+        };
+        (
+            source,
+            Some((disk.member, [disk.offset, disk.size])),
+            disk.format,
+        )
+    } else {
+        (disk_file.to_string_lossy().into_owned(), None, None)
+    };
+    let (member, window) = member.unzip();
+    let expect = expected.as_deref().or(listed.filter(|l| *l != "ova"));
+    let inspected = inspect::check_source(&source, expect, wanted.limit)
+        .await
+        .map_err(|e: UnsafeImage| refused(e.to_string()))?;
+    if cancel.is_cancelled() {
+        return Err(PrepareError::Cancelled(wanted.title.to_string()));
+    }
+
+    if compression.is_none() && member.is_none() && inspected.format == "qcow2" {
+        return Ok(Derivation {
+            from_sha512: wanted.sha512.to_string(),
+            as_listed: true,
+            compression: None,
+            member: None,
+            window: None,
+            format: inspected.format,
+            conversion: None,
+            sha512: wanted.sha512.to_string(),
+            virtual_size: inspected.virtual_size,
+            prepared: OffsetDateTime::now_utc(),
+        });
+    }
+
+    meter = Meter::new(
+        wanted.task,
+        "making the runnable base",
+        Some(inspected.virtual_size),
+        ProgressUnit::Bytes,
+    );
+    meter.update(reporter, 0, true);
+    // Read with the format the header was checked as: qemu-img never probes again.
+    let (read_format, read_source) = match source.strip_prefix("json:") {
+        Some(_) if member.is_some() && expected.is_none() => {
+            let spec = serde_json::json!({
+                "driver": inspected.format,
+                "file": serde_json::from_str::<serde_json::Value>(&source[5..]).unwrap_or_default(),
+            });
+            (None, format!("json:{spec}"))
+        }
+        Some(_) => (None, source.clone()),
+        None => (Some(inspected.format.clone()), source.clone()),
+    };
+    convert(
+        read_format.as_deref(),
+        &read_source,
+        partial,
+        inspected.virtual_size,
+        &mut meter,
+        reporter,
+        cancel,
+    )
+    .await
+    .map_err(|e| match e {
+        Converted::Cancelled => PrepareError::Cancelled(wanted.title.to_string()),
+        Converted::Failed(said) => PrepareError::Failed {
+            title: wanted.title.to_string(),
+            said,
+        },
+        Converted::NoTool => PrepareError::Tool {
+            tool: "qemu-img",
+            package: "qemu-utils",
+        },
+    })?;
+    meter.stage("checking the runnable base");
+    meter.update(reporter, 0, true);
+    let hashed = partial.to_path_buf();
+    let sha512 = tokio::task::spawn_blocking(move || crate::fsutil::sha512_file(&hashed))
+        .await
+        .map_err(|e| PrepareError::Failed {
+            title: wanted.title.to_string(),
+            said: e.to_string(),
+        })?
+        .map_err(io(partial))?;
+    crate::fsutil::set_mode(partial, 0o444).map_err(io(partial))?;
+    let target = store.base_file(wanted.sha512);
+    std::fs::rename(partial, &target).map_err(io(&target))?;
+    Ok(Derivation {
+        from_sha512: wanted.sha512.to_string(),
+        as_listed: false,
+        compression: compression.map(|c| c.name().to_string()),
+        member,
+        window,
+        conversion: Some(format!("qemu-img convert -f {} -O qcow2", inspected.format)),
+        format: inspected.format,
+        sha512,
+        virtual_size: inspected.virtual_size,
+        prepared: OffsetDateTime::now_utc(),
+    })
+}
+
+fn head(path: &Path) -> Result<Vec<u8>, PrepareError> {
+    let mut buffer = vec![0u8; 512];
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]).map_err(io(path))? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    buffer.truncate(filled);
+    Ok(buffer)
+}
+
+/// Unpacks `from` into `to` with the compression's own tool, fed from here (so progress counts
+/// the certified file's bytes) and written sparse (runs of zeros are skipped, as `xz -d` does).
+async fn unpack(
+    compression: Compression,
+    from: &Path,
+    to: &Path,
+    wanted: &Wanted<'_>,
+    meter: &mut Meter,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<(), PrepareError> {
+    let tool = crate::programs::find_program(compression.name()).ok_or(PrepareError::Tool {
+        tool: compression.name(),
+        package: compression.package(),
+    })?;
+    let total = std::fs::metadata(from).map_err(io(from))?.len();
+    let mut command = std::process::Command::new(tool);
+    command.args(["-d", "-c"]);
+    if compression == Compression::Xz {
+        // xz 5.4 unpacks on every core when the file was packed in blocks (xz -T).
+        command.arg("-T0");
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| PrepareError::Failed {
+            title: wanted.title.to_string(),
+            said: format!("cannot run {}: {e}", compression.name()),
+        })?;
+    let read = Arc::new(AtomicU64::new(0));
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let feeder = {
+        let from = from.to_path_buf();
+        let read = Arc::clone(&read);
+        let cancel = cancel.clone();
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let mut file = File::open(&from)?;
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
+                let n = file.read(&mut buffer)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                stdin.write_all(&buffer[..n])?;
+                read.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let writer = {
+        let to = to.to_path_buf();
+        let cancel = cancel.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+            let mut out = File::create(&to)?;
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut length = 0u64;
+            loop {
+                if cancel.is_cancelled() {
+                    return Ok(false);
+                }
+                let n = read_full(&mut stdout, &mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                write_sparse(&mut out, &buffer[..n])?;
+                length += n as u64;
+            }
+            out.set_len(length)?;
+            out.sync_all()?;
+            Ok(true)
+        })
+    };
+    meter.update(reporter, 0, true);
+    let mut writer = std::pin::pin!(writer);
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(200));
+    let whole = loop {
+        tokio::select! {
+            done = &mut writer => break done,
+            _ = ticks.tick() => {
+                // Progress in bytes of the certified file read so far.
+                meter.update(reporter, read.load(Ordering::Relaxed), false);
+            }
+        }
+    };
+    if cancel.is_cancelled() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(io(from))?;
+    let fed = feeder.join().unwrap_or(Ok(()));
+    let said = errors.join().unwrap_or_default();
+    if cancel.is_cancelled() {
+        return Err(PrepareError::Cancelled(wanted.title.to_string()));
+    }
+    let whole = whole
+        .map_err(|e| PrepareError::Failed {
+            title: wanted.title.to_string(),
+            said: e.to_string(),
+        })?
+        .map_err(io(to))?;
+    if !status.success() || !whole {
+        let said = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(PrepareError::Refused {
+            title: wanted.title.to_string(),
+            reason: format!(
+                "it looks {}-compressed but does not unpack ({})",
+                compression.name(),
+                said.trim()
+            ),
+        });
+    }
+    fed.map_err(io(from))?;
+    meter.update(reporter, total, true);
+    Ok(())
+}
+
+fn read_full(from: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match from.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes `data` at the file's position, seeking over 64 KiB blocks that are all zeros.
+fn write_sparse(out: &mut File, data: &[u8]) -> std::io::Result<()> {
+    const BLOCK: usize = 64 << 10;
+    for chunk in data.chunks(BLOCK) {
+        if chunk.iter().all(|&b| b == 0) {
+            out.seek(SeekFrom::Current(chunk.len() as i64))?;
+        } else {
+            out.write_all(chunk)?;
+        }
+    }
+    Ok(())
+}
+
+enum Converted {
+    Cancelled,
+    Failed(String),
+    NoTool,
+}
+
+/// `qemu-img convert -O qcow2` with progress in bytes of the disk; cancelling kills it.
+async fn convert(
+    format: Option<&str>,
+    source: &str,
+    out: &Path,
+    disk_bytes: u64,
+    meter: &mut Meter,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<(), Converted> {
+    let qemu_img = crate::programs::find_program("qemu-img").ok_or(Converted::NoTool)?;
+    let mut command = Command::new(qemu_img);
+    command.args(["convert", "-p", "-U"]);
+    if let Some(format) = format {
+        command.args(["-f", format]);
+    }
+    let child = command
+        .args(["-O", "qcow2"])
+        .arg(source)
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Converted::Failed(format!("cannot run qemu-img: {e}")))?;
+    match crate::qemu_img::follow(child, disk_bytes, meter, reporter, cancel).await {
+        Ok(crate::qemu_img::Ended::Done) => Ok(()),
+        Ok(crate::qemu_img::Ended::Cancelled) => Err(Converted::Cancelled),
+        Ok(crate::qemu_img::Ended::Failed(said)) => Err(Converted::Failed(said)),
+        Err(e) => Err(Converted::Failed(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sloop_testkit::run_in as run;
+
+    const GIB: u64 = 1 << 30;
+
+    /// Puts `file` in a fresh store as a certified file; its SHA-512.
+    fn certify(store: &Store, file: &Path) -> String {
+        let sha512 = crate::fsutil::sha512_file(file).unwrap();
+        std::fs::create_dir_all(store.store_dir()).unwrap();
+        std::fs::copy(file, store.file(&sha512)).unwrap();
+        sha512
+    }
+
+    async fn prepared(
+        store: &Store,
+        file: &Path,
+        listed: Option<&str>,
+    ) -> Result<PathBuf, PrepareError> {
+        let sha512 = certify(store, file);
+        let wanted = Wanted {
+            sha512: &sha512,
+            title: "Test image",
+            listed,
+            task: "pull:test",
+            limit: 256 * GIB,
+        };
+        prepare(
+            store,
+            &wanted,
+            &Reporter::silent(),
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
+    /// The same disk as the endorser would publish it, in every format and packing Sloop reads,
+    /// made by the real tools: each gives a runnable qcow2 base whose guest-visible bytes are
+    /// the original's (qemu-img compare), keyed by the certified file, with its derivation.
+    #[tokio::test]
+    async fn every_published_form_of_a_disk_gives_the_same_runnable_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let store = Store {
+            root: d.join("images"),
+        };
+        // A 64 MiB disk with data at its start, middle and end.
+        run(
+            d,
+            "qemu-img",
+            &["create", "-q", "-f", "raw", "disk.raw", "64M"],
+        );
+        for (offset, text) in [
+            (0, "start"),
+            (32 << 20, "middle"),
+            ((64 << 20) - 512, "end"),
+        ] {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("disk.raw"))
+                .unwrap();
+            f.seek(SeekFrom::Start(offset)).unwrap();
+            f.write_all(text.repeat(100).as_bytes()).unwrap();
+        }
+        run(
+            d,
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "qcow2",
+                "disk.raw",
+                "disk.qcow2",
+            ],
+        );
+        run(
+            d,
+            "qemu-img",
+            &["convert", "-f", "raw", "-O", "vdi", "disk.raw", "disk.vdi"],
+        );
+        run(
+            d,
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vmdk",
+                "-o",
+                "subformat=streamOptimized",
+                "disk.raw",
+                "disk.vmdk",
+            ],
+        );
+        run(d, "xz", &["-k", "-1", "disk.raw"]);
+        run(d, "gzip", &["-k", "-1", "disk.qcow2"]);
+        std::fs::write(
+            d.join("disk.ovf"),
+            sloop_testkit::virtualbox_ovf("disk.vmdk", 64 << 20, 4096),
+        )
+        .unwrap();
+        run(
+            d,
+            "tar",
+            &["--format=ustar", "-cf", "disk.ova", "disk.ovf", "disk.vmdk"],
+        );
+
+        let cases: [(&str, Option<&str>, &str); 6] = [
+            ("disk.qcow2", Some("QCOW2"), "as listed (qcow2)"),
+            ("disk.vdi", Some("VDI"), "vdi → qcow2"),
+            ("disk.vmdk", None, "vmdk → qcow2"),
+            ("disk.raw.xz", Some("RAW"), "unpacked (xz), raw → qcow2"),
+            (
+                "disk.qcow2.gz",
+                Some("qcow2"),
+                "unpacked (gzip), qcow2 → qcow2",
+            ),
+            (
+                "disk.ova",
+                Some("OVA"),
+                "OVA member disk.vmdk, vmdk → qcow2",
+            ),
+        ];
+        for (file, listed, derived) in cases {
+            let base = prepared(&store, &d.join(file), listed)
+                .await
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            run(
+                d,
+                "qemu-img",
+                &[
+                    "compare",
+                    "-q",
+                    "-f",
+                    "raw",
+                    "-F",
+                    "qcow2",
+                    "disk.raw",
+                    &base.to_string_lossy(),
+                ],
+            );
+            let sha512 = crate::fsutil::sha512_file(&d.join(file)).unwrap();
+            let BaseState::Ready {
+                path,
+                derived: said,
+            } = store.base_state(&sha512)
+            else {
+                panic!("{file}: {:?}", store.base_state(&sha512));
+            };
+            assert_eq!(said, derived, "{file}");
+            assert_eq!(PathBuf::from(path), base);
+            let derivation = store.derivation(&sha512).unwrap();
+            assert_eq!(derivation.from_sha512, sha512);
+            assert_eq!(derivation.virtual_size, 64 << 20);
+            assert_eq!(
+                derivation.sha512,
+                crate::fsutil::sha512_file(&base).unwrap()
+            );
+            if derivation.as_listed {
+                assert_eq!(base, store.file(&sha512), "a qcow2 as listed is not copied");
+            } else {
+                assert_eq!(base, store.base_file(&sha512));
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(
+                    std::fs::metadata(&base).unwrap().permissions().mode() & 0o777,
+                    0o444
+                );
+            }
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(store.bases_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// Refusals are recorded with their reason; a cancelled preparation keeps nothing.
+    #[tokio::test]
+    async fn refused_and_cancelled_preparations_leave_nothing_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let store = Store {
+            root: d.join("images"),
+        };
+        run(
+            d,
+            "qemu-img",
+            &["create", "-q", "-f", "qcow2", "disk.qcow2", "8M"],
+        );
+        run(
+            d,
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "vmdk",
+                "-o",
+                "subformat=monolithicFlat",
+                "flat.vmdk",
+                "1M",
+            ],
+        );
+        std::fs::write(d.join("noise.xz"), b"\xfd7zXZ\0 not really xz").unwrap();
+        // The descriptor names a file on this computer as its data, as a crafted image would.
+        std::fs::write(d.join("secret"), vec![b's'; 1 << 20]).unwrap();
+        let descriptor = std::fs::read_to_string(d.join("flat.vmdk")).unwrap();
+        let secret = d.join("secret");
+        std::fs::write(
+            d.join("flat.vmdk"),
+            descriptor.replace("\"flat-flat.vmdk\"", &format!("\"{}\"", secret.display())),
+        )
+        .unwrap();
+
+        let flat = prepared(&store, &d.join("flat.vmdk"), Some("VMDK"))
+            .await
+            .unwrap_err();
+        assert!(flat.to_string().contains("monolithicFlat"), "{flat}");
+        let sha512 = crate::fsutil::sha512_file(&d.join("flat.vmdk")).unwrap();
+        assert!(
+            matches!(store.base_state(&sha512), BaseState::Refused { reason } if reason.contains("other files"))
+        );
+        assert!(store.runnable(&sha512).is_none());
+
+        let ova_listed_as_qcow2 = prepared(&store, &d.join("disk.qcow2"), Some("OVA"))
+            .await
+            .unwrap_err();
+        assert!(
+            ova_listed_as_qcow2
+                .to_string()
+                .contains("its list says OVA, but it is not a tar archive"),
+            "{ova_listed_as_qcow2}"
+        );
+
+        let noise = prepared(&store, &d.join("noise.xz"), Some("RAW"))
+            .await
+            .unwrap_err();
+        assert!(noise.to_string().contains("does not unpack"), "{noise}");
+
+        run(d, "gzip", &["-k", "disk.qcow2"]);
+        let sha512 = certify(&store, &d.join("disk.qcow2.gz"));
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let wanted = Wanted {
+            sha512: &sha512,
+            title: "Test image",
+            listed: None,
+            task: "pull:test",
+            limit: 256 * GIB,
+        };
+        let cancelled = prepare(&store, &wanted, &Reporter::silent(), &cancel)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(cancelled, PrepareError::Cancelled(_)),
+            "{cancelled}"
+        );
+        assert_eq!(store.base_state(&sha512), BaseState::Unprepared);
+        assert!(!store.base_file(&sha512).exists());
+        assert!(
+            !store
+                .bases_dir()
+                .join(format!("{sha512}.unpacked.partial"))
+                .exists()
+        );
+    }
+
+    #[test]
+    fn compressions_are_told_by_their_first_bytes() {
+        assert_eq!(
+            Compression::sniff(&[0x1f, 0x8b, 8]),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(Compression::sniff(b"BZh91AY"), Some(Compression::Bzip2));
+        assert_eq!(
+            Compression::sniff(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
+            Some(Compression::Xz)
+        );
+        assert_eq!(
+            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(Compression::sniff(b"QFI\xfb"), None);
+        assert_eq!(Compression::sniff(b""), None);
+    }
+
+    #[test]
+    fn sparse_writing_keeps_the_bytes_and_skips_the_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut data = vec![0u8; 1 << 20];
+        data[100] = 1;
+        data[(1 << 20) - 1] = 2;
+        let mut tail = vec![0u8; 3 << 20];
+        tail[5] = 9;
+        {
+            let mut out = File::create(&path).unwrap();
+            write_sparse(&mut out, &data).unwrap();
+            write_sparse(&mut out, &tail).unwrap();
+            out.set_len((4 << 20) as u64).unwrap();
+        }
+        let back = std::fs::read(&path).unwrap();
+        assert_eq!(&back[..1 << 20], &data[..]);
+        assert_eq!(&back[1 << 20..], &tail[..]);
+        use std::os::unix::fs::MetadataExt;
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(allocated < (1 << 20), "{allocated} bytes allocated");
+    }
+}
