@@ -6,8 +6,11 @@
 # libvirt: it starts QEMU itself, and QEMU runs as the same user.
 #
 # Files it expects in the session directory (fixed names; it takes no paths from anyone):
-#   base           the certified base image (qcow2), staged by the CE; may be a symlink into the
-#                  CE cache. Opened read-only, never written.
+#   base           the certified base image, staged by the CE; may be a symlink into the CE
+#                  cache. Opened read-only, never written. A qcow2 disk, or what --base-format,
+#                  --base-unpack and --base-window say: the disk Sloop's machine stands on is
+#                  read from it exactly as Sloop read it (a compressed file is unpacked into
+#                  base.disk here; an OVA's disk is read where it lies in the archive).
 #   overlay.qcow2  the user's changes to the base (qcow2, regular file). Opened read-only.
 #   seed.iso       the cloud-init seed of this run (raw ISO, regular file). Opened read-only.
 #   analysis/      the uploaded inputs; shared into the machine (9p tag "work"); the machine
@@ -21,6 +24,8 @@
 # Arguments (written by Sloop into the job description):
 #   --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS
 #   [--interactive] [--keep-changes] [--relay]
+#   [--base-format qcow2|raw|vmdk|vdi|vpc|vhdx] [--base-unpack gzip|bzip2|xz|zstd]
+#   [--base-window OFFSET:LENGTH]   (the disk's bytes inside the base, for an OVA)
 #
 # Environment (set by the site's ENV/SLOOP-VM runtime environment, all optional):
 #   SLOOP_QEMU, SLOOP_QEMU_IMG  the QEMU programs (else found on PATH)
@@ -100,11 +105,15 @@ usage() {
 # Arguments
 
 base_sum='' overlay_sum='' memory='' cpus='' walltime='' interactive=0 keep=0 relay=0
+base_format=qcow2 base_unpack='' base_window=
 while [ $# -gt 0 ]; do
 	case $1 in
-	--base-sha512 | --overlay-sha512 | --memory | --cpus | --walltime)
+	--base-sha512 | --overlay-sha512 | --memory | --cpus | --walltime | --base-format | --base-unpack | --base-window)
 		[ $# -ge 2 ] || usage "$1 needs a value"
 		case $1 in
+		--base-format) base_format=$2 ;;
+		--base-unpack) base_unpack=$2 ;;
+		--base-window) base_window=$2 ;;
 		--base-sha512) base_sum=$2 ;;
 		--overlay-sha512) overlay_sum=$2 ;;
 		--memory) memory=$2 ;;
@@ -122,6 +131,7 @@ done
 
 is_sha512() { [ ${#1} -eq 128 ] && case $1 in *[!0-9a-f]*) false ;; esac; }
 is_number() { [ -n "$1" ] && [ ${#1} -le 9 ] && case $1 in *[!0-9]*) false ;; esac; }
+is_bytes() { [ -n "$1" ] && [ ${#1} -le 15 ] && case $1 in *[!0-9]*) false ;; esac; }
 
 is_sha512 "$base_sum" || usage "--base-sha512 must be 128 lower-case hex digits"
 is_sha512 "$overlay_sum" || usage "--overlay-sha512 must be 128 lower-case hex digits"
@@ -129,6 +139,13 @@ is_sha512 "$overlay_sum" || usage "--overlay-sha512 must be 128 lower-case hex d
 { is_number "$cpus" && [ "$cpus" -ge 1 ] && [ "$cpus" -le 64 ]; } || usage "--cpus must be 1 to 64"
 is_number "$walltime" || usage "--walltime must be a number of seconds"
 [ "$relay" = 1 ] && [ "$interactive" = 0 ] && usage "--relay is for --interactive runs"
+case $base_format in qcow2 | raw | vmdk | vdi | vpc | vhdx) ;; *) usage "--base-format must be qcow2, raw, vmdk, vdi, vpc or vhdx" ;; esac
+case $base_unpack in '' | gzip | bzip2 | xz | zstd) ;; *) usage "--base-unpack must be gzip, bzip2, xz or zstd" ;; esac
+base_offset='' base_length=''
+if [ -n "$base_window" ]; then
+	base_offset=${base_window%%:*} base_length=${base_window#*:}
+	{ is_bytes "$base_offset" && is_bytes "$base_length"; } || usage "--base-window must be OFFSET:LENGTH in bytes"
+fi
 
 # The machine is shut down cleanly this long before the batch system's limit: 10 % of the
 # wall time, at least 60 s (a clean power-off may take that long), at most 10 min.
@@ -199,7 +216,7 @@ done
 [ -d analysis ] || fail 65 "analysis is not a directory"
 # Leftovers of an earlier attempt of this job (ARC can restart jobs), and a stale exit status
 # that may have come with the inputs: only this run's machine may write one.
-rm -rf run.qcow2 changes.qcow2 monitor.in monitor.out grid sloop-endpoint.json analysis/.sloop/exit-status
+rm -rf base.disk run.qcow2 changes.qcow2 monitor.in monitor.out grid sloop-endpoint.json analysis/.sloop/exit-status
 
 qemu=${SLOOP_QEMU:-$(command -v qemu-system-x86_64)}
 qemu_img=${SLOOP_QEMU_IMG:-$(command -v qemu-img)}
@@ -261,11 +278,33 @@ printf '%s\n' "$info" | grep -q '"corrupt": true' && fail 65 "overlay.qcow2 is m
 size=$(printf '%s\n' "$info" | sed -n 's/^    "virtual-size": \([0-9][0-9]*\),*$/\1/p')
 [ -n "$size" ] || fail 65 "cannot read the virtual size of overlay.qcow2"
 
-info=$(image_info base) || fail 65 "the base image is not a usable qcow2 image: $info"
-printf '%s\n' "$info" | grep -q '^    "format": "qcow2",' || fail 65 "the base image is not a qcow2 image"
+# The base's disk: the certified file itself, or unpacked from it (a compressed image); inside
+# it at a window (an OVA's disk member). QEMU reads it with the format named, never probed.
+disk=base
+if [ -n "$base_unpack" ]; then
+	command -v "$base_unpack" >/dev/null || fail 69 "the tool '$base_unpack' is missing on this node: the base image is $base_unpack-compressed"
+	say "unpacking the base image ($base_unpack)"
+	"$base_unpack" -dc <base >base.disk || fail 65 "the base image does not unpack with $base_unpack"
+	disk=base.disk
+fi
+if [ -n "$base_window" ]; then
+	source="json:{\"driver\":\"$base_format\",\"file\":{\"driver\":\"raw\",\"offset\":$base_offset,\"size\":$base_length,\"file\":{\"driver\":\"file\",\"filename\":\"$disk\"}}}"
+	# shellcheck disable=SC2086 # $limit is empty or a command and its argument
+	info=$($limit timeout 30 "$qemu_img" info --output=json -U "$source" 2>&1) || fail 65 "the base image's disk is not a usable $base_format image: $info"
+	base_nodes="-blockdev driver=file,filename=$disk,node-name=base-file,read-only=on -blockdev driver=raw,file=base-file,offset=$base_offset,size=$base_length,node-name=base-window,read-only=on -blockdev driver=$base_format,file=base-window,node-name=base,read-only=on"
+else
+	# shellcheck disable=SC2086
+	info=$($limit timeout 30 "$qemu_img" info --output=json -f "$base_format" -U "$disk" 2>&1) || fail 65 "the base image is not a usable $base_format image: $info"
+	base_nodes="-blockdev driver=file,filename=$disk,node-name=base-file,read-only=on -blockdev driver=$base_format,file=base-file,node-name=base,read-only=on"
+fi
+printf '%s\n' "$info" | grep -q "^    \"format\": \"$base_format\"," || fail 65 "the base image is not a $base_format image"
 printf '%s\n' "$info" | grep -q '"backing-filename"' && fail 65 "the base image has a backing file of its own: refused"
 printf '%s\n' "$info" | grep -q '"data-file"' && fail 65 "the base image names an external data file: refused"
 printf '%s\n' "$info" | grep -q '"encrypted": true' && fail 65 "the base image is encrypted: refused"
+if [ "$base_format" = vmdk ]; then
+	printf '%s\n' "$info" | grep -Eq '"create-type": "(monolithicSparse|streamOptimized)"' ||
+		fail 65 "the base image is a VMDK that keeps its data in other files: refused"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 4. This run's disk: run.qcow2 holds only this run's writes. Its header names no backing file;
@@ -370,11 +409,10 @@ reader_pid=$!
 
 # start_qemu [NETDEV-EXTRA]: starts QEMU in the background; sets qemu_pid.
 start_qemu() {
-	# shellcheck disable=SC2086 # $pdeath and $accel_args are lists of words
+	# shellcheck disable=SC2086 # $pdeath, $accel_args and $base_nodes are lists of words
 	$pdeath "$qemu" -name sloop-job -machine pc $accel_args \
 		-m "$memory" -smp "$cpus" -nodefaults -no-user-config -display none -no-reboot \
-		-blockdev driver=file,filename=base,node-name=base-file,read-only=on \
-		-blockdev driver=qcow2,file=base-file,node-name=base,read-only=on \
+		$base_nodes \
 		-blockdev driver=file,filename=overlay.qcow2,node-name=ovl-file,read-only=on \
 		-blockdev driver=qcow2,file=ovl-file,backing=base,node-name=ovl,read-only=on \
 		-blockdev driver=file,filename=run.qcow2,node-name=run-file,discard=unmap \

@@ -567,6 +567,94 @@ fn tiny_machine_with_ssh_home(dir: &Path, name: &str) -> (Sloop, FileServer, Pat
     (a, server, home)
 }
 
+/// An endorser's OVA, compressed with xz as some lists publish it: the machine made from it here
+/// runs at the site from the same certified file, which the site reads as Sloop did (unpacked,
+/// then the disk where it lies in the archive); only the changes travel.
+#[test]
+fn a_machine_on_a_compressed_ova_runs_at_the_site_from_the_certified_file() {
+    const NAME: &str = "grid-ova";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ova = d.join("tiny.ova");
+    sloop_testkit::make_ova(&sloop_testkit::test_image(TestImage::Tiny), &ova);
+    let packed = std::process::Command::new("xz")
+        .args(["-1", "-T0"])
+        .arg(&ova)
+        .output()
+        .unwrap();
+    assert!(packed.status.success(), "{packed:?}");
+    let file = d.join("tiny.ova.xz");
+    let server = FileServer::start(
+        &var("SLOOP_TEST_CE_HOSTCERT"),
+        &var("SLOOP_TEST_CE_HOSTKEY"),
+        None,
+        HashMap::from([("tiny.ova.xz".to_string(), file.clone())]),
+    );
+    let (list, anchors) = sloop_testkit::signed_list_of(
+        &[sloop_testkit::Listed {
+            file: &file,
+            url: format!("https://localhost:{}/tiny.ova.xz", server.port),
+            title: "Grid OVA image",
+            identifier: "3c9d2b1a-0e4f-4a5b-8c7d-6e5f4a3b2c1d",
+            format: Some("OVA"),
+        }],
+        d,
+    );
+    let a = user(d, "a", "user");
+    let _cleanup = Cleanup(&a, &[NAME]);
+    let identifier = subscribe(&a, &list, &anchors);
+    a.ok(&["image", "pull", &identifier]);
+    let pulled = server.gets("/tiny.ova.xz");
+    a.ok(&[
+        "machine",
+        "create",
+        NAME,
+        "--image",
+        &identifier,
+        "--vcpus",
+        "1",
+        "--memory",
+        "256",
+        "--disk",
+        "1",
+    ]);
+    let marker = write_marker(&a, NAME);
+    proxy_init(&a, "12h");
+    a.ok(&["site", "add", "test", &ce()["SLOOP_TEST_CE_URL"]]);
+
+    let run = a.json(&[
+        "run",
+        "submit",
+        NAME,
+        "--site",
+        "test",
+        "--command",
+        "cat \"$HOME/marker\"",
+        "--walltime",
+        "20m",
+    ]);
+    let id = run["id"].as_str().unwrap().to_string();
+    let view = wait_run(&a, &id, Duration::from_secs(1200), ended);
+    let logs = a.ok(&["run", "logs", &id]);
+    assert_eq!(view["phase"], "finished", "{view}\n{logs}");
+    assert_eq!(view["exitCode"], 0, "{view}\n{logs}");
+    assert!(logs.contains("unpacking the base image (xz)"), "{logs}");
+    let out = d.join("out");
+    a.ok(&["run", "fetch", &id, "--to", out.to_str().unwrap()]);
+    let said = std::fs::read_to_string(out.join("output/sloop-command.log")).unwrap();
+    assert!(
+        said.contains(&marker),
+        "the change made here ran there: {said}"
+    );
+    assert_eq!(
+        server.gets("/tiny.ova.xz"),
+        pulled + 1,
+        "the site fetched the certified file itself: {:?}",
+        server.requests()
+    );
+    a.ok(&["run", "clean", &id]);
+}
+
 #[test]
 fn a_changed_base_fails_the_job_with_that_reason() {
     const BAD: &str = "grid-bad";

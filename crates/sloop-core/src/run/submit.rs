@@ -354,10 +354,15 @@ pub async fn submit(
         client.put_delegation(&delegation, pem).await?;
         record.delegation_id = Some(delegation.clone());
         let input_names: Vec<String> = inputs.iter().map(|u| u.name.clone()).collect();
+        // The site reads the disk from the certified file as the runnable base was made here.
+        let base_layout = crate::image::Store::new(paths)
+            .derivation(&record.base_sha512)
+            .map_or_else(xrsl::BaseLayout::qcow2, |d| xrsl::BaseLayout::of(&d));
         let description = xrsl::describe(&xrsl::JobSpec {
             name: &format!("sloop-{id}"),
             base_url: &record.base_url,
             base_sha512: &record.base_sha512,
+            base_layout: &base_layout,
             overlay_sha512: &record.overlay_sha512,
             inputs: &input_names,
             cpus: record.resources.cpus,

@@ -34,6 +34,8 @@ pub struct JobSpec<'a> {
     pub name: &'a str,
     pub base_url: &'a str,
     pub base_sha512: &'a str,
+    /// How the machine's disk is read from the base (the runnable base's derivation).
+    pub base_layout: &'a BaseLayout,
     pub overlay_sha512: &'a str,
     /// Session names of the uploaded inputs, each under `analysis/`.
     pub inputs: &'a [String],
@@ -45,6 +47,38 @@ pub struct JobSpec<'a> {
     /// An interactive run reached through a relay: the relay files are uploaded.
     pub relay: bool,
     pub delegation: &'a str,
+}
+
+/// How the site reads the machine's disk from the certified base, as Sloop did here: the
+/// disk's format, the compression to undo first, the window of an OVA's disk member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseLayout {
+    /// qemu-img's name: `qcow2`, `raw`, `vmdk`, `vdi`, `vpc`, `vhdx`.
+    pub format: String,
+    /// `gzip`, `bzip2`, `xz` or `zstd`.
+    pub unpack: Option<String>,
+    /// Offset and length of the disk inside the (unpacked) base.
+    pub window: Option<[u64; 2]>,
+}
+
+impl BaseLayout {
+    /// A qcow2 base as listed: the job's default.
+    pub fn qcow2() -> Self {
+        Self {
+            format: "qcow2".into(),
+            unpack: None,
+            window: None,
+        }
+    }
+
+    /// The layout of a runnable base's derivation.
+    pub fn of(derivation: &crate::image::base::Derivation) -> Self {
+        Self {
+            format: derivation.format.clone(),
+            unpack: derivation.compression.clone(),
+            window: derivation.window,
+        }
+    }
 }
 
 /// Memory QEMU needs beyond the guest's: what the job asks the batch system for on top.
@@ -78,6 +112,16 @@ pub fn describe(spec: &JobSpec<'_>) -> String {
     }
     if spec.relay {
         arguments.push("--relay".into());
+    }
+    let layout = spec.base_layout;
+    if layout.format != "qcow2" {
+        arguments.extend(["--base-format".into(), layout.format.clone()]);
+    }
+    if let Some(unpack) = &layout.unpack {
+        arguments.extend(["--base-unpack".into(), unpack.clone()]);
+    }
+    if let Some([offset, length]) = layout.window {
+        arguments.extend(["--base-window".into(), format!("{offset}:{length}")]);
     }
     let mut x = String::from("&\n");
     let _ = writeln!(x, " (jobname={})", lit(spec.name));
@@ -144,6 +188,7 @@ mod tests {
             name: "sloop-demo-1a2b3c4d",
             base_url: "https://images.example.org/base-\"x\".qcow2",
             base_sha512: "ab",
+            base_layout: &BaseLayout::qcow2(),
             overlay_sha512: "cd",
             inputs: &inputs,
             cpus: 1,
@@ -155,5 +200,37 @@ mod tests {
             delegation: "ec0e18f5ad8a",
         });
         insta::assert_snapshot!(text);
+    }
+
+    /// An OVA base compressed with xz: the job is told the disk's format, the unpacking and
+    /// the member's window; a qcow2 base as listed adds nothing.
+    #[test]
+    fn a_base_that_is_not_qcow2_as_listed_is_described_to_the_job() {
+        let spec = |layout: &BaseLayout| {
+            describe(&JobSpec {
+                name: "n",
+                base_url: "https://i.example.org/b.ova.xz",
+                base_sha512: "ab",
+                base_layout: layout,
+                overlay_sha512: "cd",
+                inputs: &[],
+                cpus: 1,
+                memory_mib: 512,
+                walltime_secs: 60,
+                interactive: false,
+                keep_changes: false,
+                relay: false,
+                delegation: "d",
+            })
+        };
+        let ova = BaseLayout {
+            format: "vmdk".into(),
+            unpack: Some("xz".into()),
+            window: Some([1536, 28_000_000]),
+        };
+        assert!(spec(&ova).contains(
+            r#""--base-format" "vmdk" "--base-unpack" "xz" "--base-window" "1536:28000000")"#
+        ));
+        assert!(!spec(&BaseLayout::qcow2()).contains("\"--base-format\""));
     }
 }
