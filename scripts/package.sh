@@ -76,9 +76,11 @@ cat >"$work/tauri.package.json" <<EOF
         "depends": [
           "libc6", "libgcc-s1", "libssl3", "libvirt0", "libdbus-1-3", "libglib2.0-0",
           "libsoup-3.0-0", "libjavascriptcoregtk-4.1-0", "libcairo2", "libgdk-pixbuf-2.0-0",
-          "libvirt-daemon-system", "$qemu_deb", "qemu-utils", "genisoimage | xorriso", "openssl"
+          "libvirt-daemon-system", "$qemu_deb", "qemu-utils", "genisoimage | xorriso", "openssl",
+          "xz-utils"
         ],
         "recommends": [
+          "bzip2", "zstd",
           "nordugrid-arc-client", "voms-clients", "igtf-policy-classic", "fetch-crl",
           "openssh-client", "xdg-utils", "desktop-file-utils", "shared-mime-info"
         ],
@@ -88,9 +90,10 @@ cat >"$work/tauri.package.json" <<EOF
       "rpm": {
         "depends": [
           "openssl-libs", "libvirt-libs", "dbus-libs", "libvirt-daemon-kvm", "$qemu_rpm",
-          "qemu-img", "(genisoimage or xorriso)", "openssl"
+          "qemu-img", "(genisoimage or xorriso)", "openssl", "xz"
         ],
         "recommends": [
+          "bzip2", "zstd",
           "nordugrid-arc-client", "voms-clients-cpp", "fetch-crl", "openssh-clients",
           "xdg-utils", "desktop-file-utils", "shared-mime-info"
         ],
