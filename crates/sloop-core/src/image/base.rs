@@ -551,6 +551,11 @@ async fn unpack(
     let read = Arc::new(AtomicU64::new(0));
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
+    // A larger pipe: fewer switches between the tool and the writer for gigabytes of output.
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&stdout),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
+    );
     let mut stderr = child.stderr.take().expect("piped");
     let feeder = {
         let from = from.to_path_buf();
@@ -659,8 +664,10 @@ fn read_full(from: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> 
 /// Writes `data` at the file's position, seeking over 64 KiB blocks that are all zeros.
 fn write_sparse(out: &mut File, data: &[u8]) -> std::io::Result<()> {
     const BLOCK: usize = 64 << 10;
+    // Compared as slices (memcmp), many times faster than byte by byte.
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
     for chunk in data.chunks(BLOCK) {
-        if chunk.iter().all(|&b| b == 0) {
+        if chunk == &ZEROS[..chunk.len()] {
             out.seek(SeekFrom::Current(chunk.len() as i64))?;
         } else {
             out.write_all(chunk)?;
