@@ -326,6 +326,26 @@ pub fn signed_list_of(images: &[Listed<'_>], dir: &Path) -> (PathBuf, PathBuf) {
     (path, anchors)
 }
 
+/// Panics unless the qcow2 file `qcow2` holds the same disk as the raw file `raw`
+/// (`qemu-img compare`, which reads both as the guest would).
+pub fn assert_same_disk(raw: &Path, qcow2: &Path) {
+    let dir = raw.parent().unwrap_or(Path::new("/"));
+    run_in(
+        dir,
+        "qemu-img",
+        &[
+            "compare",
+            "-q",
+            "-f",
+            "raw",
+            "-F",
+            "qcow2",
+            &raw.to_string_lossy(),
+            &qcow2.to_string_lossy(),
+        ],
+    );
+}
+
 /// Runs `program` with `args` in `dir`; panics with its stderr when it fails.
 pub fn run_in(dir: &Path, program: &str, args: &[&str]) {
     let out = Command::new(program)

@@ -349,8 +349,14 @@ async fn make(
     let mut meter = Meter::new(wanted.task, "checking the image", None, ProgressUnit::Bytes);
     meter.update(reporter, 0, true);
 
-    // Unpacked first, when compressed: everything after reads the disk inside.
+    // Unpacked first, when compressed: everything after reads the disk inside. A raw disk has
+    // no header to check: it goes straight into the base as it unpacks.
     let compression = Compression::sniff(&head(certified)?);
+    if let Some(c) = compression
+        && listed.is_some_and(|l| inspect::qemu_name(l) == "raw")
+    {
+        return stream_raw(store, wanted, c, certified, partial, reporter, cancel).await;
+    }
     let disk_file = match compression {
         Some(c) => {
             let total = std::fs::metadata(certified).map_err(io(certified))?.len();
@@ -360,7 +366,17 @@ async fn make(
                 Some(total),
                 ProgressUnit::Bytes,
             );
-            unpack(c, certified, unpacked, wanted, &mut meter, reporter, cancel).await?;
+            unpack(
+                c,
+                certified,
+                unpacked,
+                Sink::Sparse,
+                wanted,
+                &mut meter,
+                reporter,
+                cancel,
+            )
+            .await?;
             unpacked.to_path_buf()
         }
         None => certified.to_path_buf(),
@@ -476,10 +492,104 @@ async fn make(
             package: "qemu-utils",
         },
     })?;
+    let conversion = format!("qemu-img convert -f {} -O qcow2", inspected.format);
+    let derivation = Derivation {
+        from_sha512: wanted.sha512.to_string(),
+        as_listed: false,
+        compression: compression.map(|c| c.name().to_string()),
+        member,
+        window,
+        conversion: Some(conversion),
+        format: inspected.format,
+        sha512: String::new(),
+        virtual_size: inspected.virtual_size,
+        prepared: OffsetDateTime::now_utc(),
+    };
+    place(store, wanted, partial, derivation, &mut meter, reporter).await
+}
+
+/// A compressed raw disk: unpacked straight into a qcow2 file (no copy of the raw disk on the
+/// way), which `qemu-img check` then finds clean.
+#[allow(clippy::too_many_arguments)]
+async fn stream_raw(
+    store: &Store,
+    wanted: &Wanted<'_>,
+    compression: Compression,
+    certified: &Path,
+    partial: &Path,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<Derivation, PrepareError> {
+    let total = std::fs::metadata(certified).map_err(io(certified))?.len();
+    let mut meter = Meter::new(
+        wanted.task,
+        &format!("unpacking ({}) into the runnable base", compression.name()),
+        Some(total),
+        ProgressUnit::Bytes,
+    );
+    unpack(
+        compression,
+        certified,
+        partial,
+        Sink::Qcow2,
+        wanted,
+        &mut meter,
+        reporter,
+        cancel,
+    )
+    .await?;
+    let failed = |said: String| PrepareError::Failed {
+        title: wanted.title.to_string(),
+        said,
+    };
+    let qemu_img = crate::programs::find_program("qemu-img").ok_or(PrepareError::Tool {
+        tool: "qemu-img",
+        package: "qemu-utils",
+    })?;
+    let checked = Command::new(qemu_img)
+        .args(["check", "-q", "-f", "qcow2"])
+        .arg(partial)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| failed(format!("cannot run qemu-img: {e}")))?;
+    if !checked.status.success() {
+        return Err(failed(format!(
+            "the qcow2 file made from it is not clean: {}",
+            crate::qemu_img::last_line(&String::from_utf8_lossy(&checked.stderr))
+        )));
+    }
+    let inspected = inspect::check_source(&partial.to_string_lossy(), Some("qcow2"), wanted.limit)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let derivation = Derivation {
+        from_sha512: wanted.sha512.to_string(),
+        as_listed: false,
+        compression: Some(compression.name().to_string()),
+        member: None,
+        window: None,
+        format: "raw".into(),
+        conversion: Some("unpacked straight into qcow2 by Sloop".into()),
+        sha512: String::new(),
+        virtual_size: inspected.virtual_size,
+        prepared: OffsetDateTime::now_utc(),
+    };
+    place(store, wanted, partial, derivation, &mut meter, reporter).await
+}
+
+/// Hashes the finished base, makes it read-only and renames it into place; its derivation.
+async fn place(
+    store: &Store,
+    wanted: &Wanted<'_>,
+    partial: &Path,
+    mut derivation: Derivation,
+    meter: &mut Meter,
+    reporter: &Reporter,
+) -> Result<Derivation, PrepareError> {
     meter.stage("checking the runnable base");
     meter.update(reporter, 0, true);
     let hashed = partial.to_path_buf();
-    let sha512 = tokio::task::spawn_blocking(move || crate::fsutil::sha512_file(&hashed))
+    derivation.sha512 = tokio::task::spawn_blocking(move || crate::fsutil::sha512_file(&hashed))
         .await
         .map_err(|e| PrepareError::Failed {
             title: wanted.title.to_string(),
@@ -489,18 +599,7 @@ async fn make(
     crate::fsutil::set_mode(partial, 0o444).map_err(io(partial))?;
     let target = store.base_file(wanted.sha512);
     std::fs::rename(partial, &target).map_err(io(&target))?;
-    Ok(Derivation {
-        from_sha512: wanted.sha512.to_string(),
-        as_listed: false,
-        compression: compression.map(|c| c.name().to_string()),
-        member,
-        window,
-        conversion: Some(format!("qemu-img convert -f {} -O qcow2", inspected.format)),
-        format: inspected.format,
-        sha512,
-        virtual_size: inspected.virtual_size,
-        prepared: OffsetDateTime::now_utc(),
-    })
+    Ok(derivation)
 }
 
 fn head(path: &Path) -> Result<Vec<u8>, PrepareError> {
@@ -519,10 +618,28 @@ fn head(path: &Path) -> Result<Vec<u8>, PrepareError> {
 
 /// Unpacks `from` into `to` with the compression's own tool, fed from here (so progress counts
 /// the certified file's bytes) and written sparse (runs of zeros are skipped, as `xz -d` does).
+/// What unpacking writes: a sparse copy of the unpacked bytes, or (for a raw disk) a qcow2
+/// file made from them as they come (qcow2.rs), with no copy in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    Sparse,
+    Qcow2,
+}
+
+/// How the writing side of an unpacking ended.
+enum Unpacked {
+    Whole,
+    Cancelled,
+    /// More bytes came than the limit allows: the disk is larger than the user allows.
+    TooLarge(u64),
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn unpack(
     compression: Compression,
     from: &Path,
     to: &Path,
+    sink: Sink,
     wanted: &Wanted<'_>,
     meter: &mut Meter,
     reporter: &Reporter,
@@ -585,24 +702,41 @@ async fn unpack(
     let writer = {
         let to = to.to_path_buf();
         let cancel = cancel.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let limit = wanted.limit;
+        tokio::task::spawn_blocking(move || -> std::io::Result<Unpacked> {
             let mut out = File::create(&to)?;
+            let mut qcow2 = (sink == Sink::Qcow2)
+                .then(|| out.try_clone().map(super::qcow2::StreamWriter::new))
+                .transpose()?;
             let mut buffer = vec![0u8; 1 << 20];
             let mut length = 0u64;
             loop {
                 if cancel.is_cancelled() {
-                    return Ok(false);
+                    return Ok(Unpacked::Cancelled);
                 }
                 let n = read_full(&mut stdout, &mut buffer)?;
                 if n == 0 {
                     break;
                 }
-                write_sparse(&mut out, &buffer[..n])?;
                 length += n as u64;
+                if length > limit {
+                    return Ok(Unpacked::TooLarge(length));
+                }
+                match qcow2.as_mut() {
+                    Some(writer) => writer.write(&buffer[..n])?,
+                    None => write_sparse(&mut out, &buffer[..n])?,
+                }
             }
-            out.set_len(length)?;
-            out.sync_all()?;
-            Ok(true)
+            match qcow2 {
+                Some(writer) => {
+                    writer.finish()?;
+                }
+                None => {
+                    out.set_len(length)?;
+                    out.sync_all()?;
+                }
+            }
+            Ok(Unpacked::Whole)
         })
     };
     meter.update(reporter, 0, true);
@@ -632,7 +766,17 @@ async fn unpack(
             said: e.to_string(),
         })?
         .map_err(io(to))?;
-    if !status.success() || !whole {
+    if let Unpacked::TooLarge(seen) = whole {
+        return Err(PrepareError::Refused {
+            title: wanted.title.to_string(),
+            reason: format!(
+                "it unpacks to more than {} GiB (at least {} GiB), the limit; if that is real, raise max_image_gib in config.toml",
+                wanted.limit >> 30,
+                seen >> 30
+            ),
+        });
+    }
+    if !status.success() || !matches!(whole, Unpacked::Whole) {
         let said = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         return Err(PrepareError::Refused {
             title: wanted.title.to_string(),
@@ -847,20 +991,7 @@ mod tests {
             let base = prepared(&store, &d.join(file), listed)
                 .await
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
-            run(
-                d,
-                "qemu-img",
-                &[
-                    "compare",
-                    "-q",
-                    "-f",
-                    "raw",
-                    "-F",
-                    "qcow2",
-                    "disk.raw",
-                    &base.to_string_lossy(),
-                ],
-            );
+            sloop_testkit::assert_same_disk(&d.join("disk.raw"), &base);
             let sha512 = crate::fsutil::sha512_file(&d.join(file)).unwrap();
             let BaseState::Ready {
                 path,
@@ -873,6 +1004,13 @@ mod tests {
             assert_eq!(PathBuf::from(path), base);
             let derivation = store.derivation(&sha512).unwrap();
             assert_eq!(derivation.from_sha512, sha512);
+            if file == "disk.raw.xz" {
+                assert_eq!(
+                    derivation.conversion.as_deref(),
+                    Some("unpacked straight into qcow2 by Sloop"),
+                    "a compressed raw disk goes straight into the base"
+                );
+            }
             assert_eq!(derivation.virtual_size, 64 << 20);
             assert_eq!(
                 derivation.sha512,
@@ -960,6 +1098,32 @@ mod tests {
             .await
             .unwrap_err();
         assert!(noise.to_string().contains("does not unpack"), "{noise}");
+
+        // A raw disk that unpacks to more than the limit: stopped as soon as it passes it.
+        run(
+            d,
+            "qemu-img",
+            &["create", "-q", "-f", "raw", "big.raw", "8M"],
+        );
+        run(d, "xz", &["-1", "big.raw"]);
+        let sha512 = certify(&store, &d.join("big.raw.xz"));
+        let wanted = Wanted {
+            sha512: &sha512,
+            title: "Big",
+            listed: Some("RAW"),
+            task: "pull:test",
+            limit: 4 << 20,
+        };
+        let big = prepare(
+            &store,
+            &wanted,
+            &Reporter::silent(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(big.to_string().contains("it unpacks to more than"), "{big}");
+        assert!(!store.base_file(&sha512).exists());
 
         run(d, "gzip", &["-k", "disk.qcow2"]);
         let sha512 = certify(&store, &d.join("disk.qcow2.gz"));

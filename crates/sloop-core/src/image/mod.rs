@@ -12,6 +12,7 @@ pub mod base;
 pub mod inspect;
 pub mod ova;
 pub mod pull;
+pub mod qcow2;
 
 use std::path::{Path, PathBuf};
 
