@@ -336,6 +336,13 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       timeout: 60_000,
       timeoutMsg: "the image did not end as Downloaded",
     });
+    // Its runnable base was checked and made at the pull: a qcow2 as listed is its own base.
+    const base = await row.$('[data-testid="image-base-state"]');
+    await browser.waitUntil(async () => (await base.isExisting()) && (await base.getText()) === "Ready to run", {
+      timeout: UI_TIMEOUT,
+      timeoutMsg: "the image's runnable base did not show as ready",
+    });
+    assert.equal(await base.getAttribute("data-tone"), "ok");
     // The core put the verified image (and its provenance) in the read-only store.
     const store = path.join(sloopHome, "data", "images", "store");
     const files = fs.readdirSync(store).sort();
