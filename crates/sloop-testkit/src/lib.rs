@@ -426,25 +426,7 @@ pub fn make_ova(image: &Path, ova: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let disk = "sloop-tiny-disk001.vmdk";
-    let out = Command::new("qemu-img")
-        .args([
-            "convert",
-            "-f",
-            "qcow2",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-        ])
-        .arg(image)
-        .arg(d.join(disk))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stream_optimized_vmdk(image, &d.join(disk));
     let disk_size = std::fs::metadata(d.join(disk)).unwrap().len();
     std::fs::write(
         d.join("sloop-tiny.ovf"),
@@ -472,16 +454,52 @@ pub fn make_ova(image: &Path, ova: &Path) {
         ),
     )
     .unwrap();
-    let out = Command::new("tar")
-        .args(["--format=ustar", "-cf"])
-        .arg(ova)
-        .args(["sloop-tiny.ovf", disk, "sloop-tiny.mf"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_in(
+        d,
+        "tar",
+        &[
+            "--format=ustar",
+            "-cf",
+            &ova.to_string_lossy(),
+            "sloop-tiny.ovf",
+            disk,
+            "sloop-tiny.mf",
+        ],
     );
+}
+
+/// Converts the qcow2 `image` to a streamOptimized VMDK at `out`, as VMware and VirtualBox
+/// export disks.
+pub fn stream_optimized_vmdk(image: &Path, out: &Path) {
+    run_in(
+        Path::new("/"),
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "qcow2",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            &image.to_string_lossy(),
+            &out.to_string_lossy(),
+        ],
+    );
+}
+
+/// Writes a tar at `path` whose members (regular files) are named byte for byte as given, as a
+/// hostile archive would be: the tar crate's own path setters refuse `..`.
+pub fn tar_as_written(path: &Path, members: &[(&str, &[u8])]) {
+    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in members {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.finish().unwrap();
 }

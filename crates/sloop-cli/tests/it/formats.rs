@@ -14,22 +14,6 @@ use sloop_testkit::{
 
 use crate::support::{Cleanup, Sloop, one_vm_at_a_time, test_image};
 
-/// A tar whose members are written byte for byte, as a hostile archive would be (the tar
-/// crate refuses `..` itself).
-fn hostile_ova(path: &Path, members: &[(&str, &[u8])]) {
-    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
-    for (name, data) in members {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        header.set_cksum();
-        builder.append(&header, *data).unwrap();
-    }
-    builder.finish().unwrap();
-}
-
 #[test]
 fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
     let _turn = one_vm_at_a_time();
@@ -39,21 +23,7 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
     let tiny = tiny.to_str().unwrap();
 
     // The same disk as endorsers publish it.
-    run(
-        d,
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "qcow2",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            tiny,
-            "tiny.vmdk",
-        ],
-    );
+    sloop_testkit::stream_optimized_vmdk(Path::new(tiny), &d.join("tiny.vmdk"));
     run(
         d,
         "qemu-img",
@@ -106,7 +76,7 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
         &["create", "-q", "-f", "qcow2", "huge.qcow2", "100T"],
     );
     let ovf = virtualbox_ovf("x", virtual_size(Path::new(tiny)), 4096);
-    hostile_ova(
+    sloop_testkit::tar_as_written(
         &d.join("up.ova"),
         &[
             ("sloop-tiny.ovf", ovf.as_bytes()),

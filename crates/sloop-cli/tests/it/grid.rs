@@ -507,15 +507,32 @@ echo written-at-the-site >"$HOME/from-the-grid"
 /// its own (a URL of its own in the site's cache too). The server must live as long as the runs.
 fn tiny_machine(dir: &Path, name: &str) -> (Sloop, FileServer) {
     let image = sloop_testkit::test_image(TestImage::Tiny);
+    machine_on(dir, name, &image, "tiny.qcow2", "QCOW2")
+}
+
+/// [`tiny_machine`] on the image `file`, served as `served` and listed with `hv:format`
+/// `format`.
+fn machine_on(
+    dir: &Path,
+    name: &str,
+    file: &Path,
+    served: &str,
+    format: &str,
+) -> (Sloop, FileServer) {
     let server = FileServer::start(
         &var("SLOOP_TEST_CE_HOSTCERT"),
         &var("SLOOP_TEST_CE_HOSTKEY"),
         None,
-        HashMap::from([("tiny.qcow2".to_string(), image.clone())]),
+        HashMap::from([(served.to_string(), file.to_path_buf())]),
     );
-    let (list, anchors) = sloop_testkit::signed_list(
-        &image,
-        &format!("https://localhost:{}/tiny.qcow2", server.port),
+    let (list, anchors) = sloop_testkit::signed_list_of(
+        &[sloop_testkit::Listed {
+            file,
+            url: format!("https://localhost:{}/{served}", server.port),
+            title: "Grid test image",
+            identifier: "0b5e7c1a-2d3f-4a6b-9c8d-7e6f5a4b3c2d",
+            format: Some(format),
+        }],
         dir,
     );
     let a = user(dir, "a", "user");
@@ -577,50 +594,11 @@ fn a_machine_on_a_compressed_ova_runs_at_the_site_from_the_certified_file() {
     let d = dir.path();
     let ova = d.join("tiny.ova");
     sloop_testkit::make_ova(&sloop_testkit::test_image(TestImage::Tiny), &ova);
-    let packed = std::process::Command::new("xz")
-        .args(["-1", "-T0"])
-        .arg(&ova)
-        .output()
-        .unwrap();
-    assert!(packed.status.success(), "{packed:?}");
-    let file = d.join("tiny.ova.xz");
-    let server = FileServer::start(
-        &var("SLOOP_TEST_CE_HOSTCERT"),
-        &var("SLOOP_TEST_CE_HOSTKEY"),
-        None,
-        HashMap::from([("tiny.ova.xz".to_string(), file.clone())]),
-    );
-    let (list, anchors) = sloop_testkit::signed_list_of(
-        &[sloop_testkit::Listed {
-            file: &file,
-            url: format!("https://localhost:{}/tiny.ova.xz", server.port),
-            title: "Grid OVA image",
-            identifier: "3c9d2b1a-0e4f-4a5b-8c7d-6e5f4a3b2c1d",
-            format: Some("OVA"),
-        }],
-        d,
-    );
-    let a = user(d, "a", "user");
+    sloop_testkit::run_in(d, "xz", &["-1", "-T0", "tiny.ova"]);
+    let (a, server) = machine_on(d, NAME, &d.join("tiny.ova.xz"), "tiny.ova.xz", "OVA");
     let _cleanup = Cleanup(&a, &[NAME]);
-    let identifier = subscribe(&a, &list, &anchors);
-    a.ok(&["image", "pull", &identifier]);
     let pulled = server.gets("/tiny.ova.xz");
-    a.ok(&[
-        "machine",
-        "create",
-        NAME,
-        "--image",
-        &identifier,
-        "--vcpus",
-        "1",
-        "--memory",
-        "256",
-        "--disk",
-        "1",
-    ]);
     let marker = write_marker(&a, NAME);
-    proxy_init(&a, "12h");
-    a.ok(&["site", "add", "test", &ce()["SLOOP_TEST_CE_URL"]]);
 
     let run = a.json(&[
         "run",

@@ -114,17 +114,12 @@ pub async fn import(
     if pulled_base {
         crate::image::pull(paths, config, &image.sha512, reporter, cancel, now).await?;
     }
-    // Stored before runnable bases were made at pull: made now (at once when it is there).
-    let base_task = task_name(name.as_str());
-    crate::image::base::prepare(
+    // The overlay will stand on the runnable base made from the certified file (the same disk,
+    // whatever format the endorser published); found at once when the pull made it.
+    let task = task_name(name.as_str());
+    let base_file = crate::image::base::prepare(
         &crate::image::Store::new(paths),
-        &crate::image::base::Wanted {
-            sha512: &image.sha512,
-            title: &image.title,
-            listed: image.format.as_deref(),
-            task: &base_task,
-            limit: config.max_image_bytes(),
-        },
+        &crate::image::base::Wanted::for_image(&image, &task, config.max_image_bytes()),
         reporter,
         cancel,
     )
@@ -132,7 +127,6 @@ pub async fn import(
     .map_err(crate::image::ImageError::from)?;
 
     // The overlay: copied out of the bundle into a fresh folder of Sloop's, hashed on the way.
-    let task = task_name(name.as_str());
     let scratch = super::scratch(paths).map_err(|source| BundleError::Write {
         path: paths.data_dir.join("tmp"),
         source,
@@ -199,11 +193,6 @@ pub async fn import(
     )
     .await
     .map_err(|e| BundleError::overlay(file, e))?;
-    // The overlay stands on the runnable base prepared from the certified file (the same
-    // disk, whatever format the endorser published).
-    let base_file = crate::image::Store::new(paths)
-        .runnable(&manifest.base.sha512)
-        .ok_or_else(|| super::not_certified(&manifest))?;
     let qemu_img = crate::programs::find_program("qemu-img")
         .ok_or(BundleError::Tool(overlay::CheckError::NoQemuImg))?;
     overlay::rebase_unsafe(

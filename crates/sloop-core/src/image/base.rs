@@ -61,6 +61,23 @@ pub struct Derivation {
 }
 
 impl Derivation {
+    /// A base made from `wanted`'s file whose disk is `format` (as qemu-img read it); the
+    /// other facts are filled in by who made it.
+    fn new(wanted: &Wanted<'_>, format: &str, virtual_size: u64) -> Self {
+        Self {
+            from_sha512: wanted.sha512.to_string(),
+            as_listed: false,
+            compression: None,
+            member: None,
+            window: None,
+            format: format.to_string(),
+            conversion: None,
+            sha512: String::new(),
+            virtual_size,
+            prepared: OffsetDateTime::now_utc(),
+        }
+    }
+
     /// One line: "as listed (qcow2)", "xz, raw → qcow2", "OVA member a.vmdk, vmdk → qcow2".
     pub fn summary(&self) -> String {
         if self.as_listed {
@@ -124,6 +141,22 @@ pub enum PrepareError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl PrepareError {
+    fn failed(wanted: &Wanted<'_>, said: impl std::fmt::Display) -> Self {
+        Self::Failed {
+            title: wanted.title.to_string(),
+            said: said.to_string(),
+        }
+    }
+
+    fn refused(wanted: &Wanted<'_>, reason: String) -> Self {
+        Self::Refused {
+            title: wanted.title.to_string(),
+            reason,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PrepareError + '_ {
@@ -218,7 +251,10 @@ impl Store {
 
     /// The file a machine's overlay stands on for the certified image `sha512`, once prepared.
     pub fn runnable(&self, sha512: &str) -> Option<PathBuf> {
-        let derivation = self.derivation(sha512)?;
+        self.runnable_of(sha512, &self.derivation(sha512)?)
+    }
+
+    fn runnable_of(&self, sha512: &str, derivation: &Derivation) -> Option<PathBuf> {
         if derivation.as_listed {
             self.stored(sha512)
         } else {
@@ -231,7 +267,9 @@ impl Store {
         if self.stored(sha512).is_none() {
             return BaseState::Absent;
         }
-        if let (Some(path), Some(d)) = (self.runnable(sha512), self.derivation(sha512)) {
+        if let Some(d) = self.derivation(sha512)
+            && let Some(path) = self.runnable_of(sha512, &d)
+        {
             return BaseState::Ready {
                 path: path.display().to_string(),
                 derived: d.summary(),
@@ -262,6 +300,19 @@ pub struct Wanted<'a> {
     pub task: &'a str,
     /// The largest virtual size allowed, in bytes.
     pub limit: u64,
+}
+
+impl<'a> Wanted<'a> {
+    /// The base of the certified image `image`, reported under `task`, no larger than `limit`.
+    pub fn for_image(image: &'a super::ImageView, task: &'a str, limit: u64) -> Self {
+        Self {
+            sha512: &image.sha512,
+            title: &image.title,
+            listed: image.format.as_deref(),
+            task,
+            limit,
+        }
+    }
 }
 
 /// Prepares (or finds) the runnable base of the certified image `wanted`: its path.
@@ -335,10 +386,7 @@ async fn make(
     reporter: &Reporter,
     cancel: &CancellationToken,
 ) -> Result<Derivation, PrepareError> {
-    let refused = |reason: String| PrepareError::Refused {
-        title: wanted.title.to_string(),
-        reason,
-    };
+    let refused = |reason: String| PrepareError::refused(wanted, reason);
     let listed = wanted.listed.map(|l| l.trim().to_ascii_lowercase());
     let listed = listed.as_deref();
     if listed == Some("iso") {
@@ -395,40 +443,44 @@ async fn make(
             wanted.listed.unwrap_or_default()
         )));
     }
-    let (source, member, expected) = if is_ova {
+    // The disk qemu-img reads: the file itself, or (an OVA) a raw window on the archive where
+    // the descriptor's disk lies, with the format the descriptor says (or, unsaid, probed
+    // through the window, never as raw).
+    let (window, member, expected) = if is_ova {
         let path = disk_file.clone();
         let disk = tokio::task::spawn_blocking(move || ova::read(&path))
             .await
-            .map_err(|e| PrepareError::Failed {
-                title: wanted.title.to_string(),
-                said: e.to_string(),
-            })?
+            .map_err(|e| PrepareError::failed(wanted, e))?
             .map_err(refused)?;
-        let inner = serde_json::json!({
+        let window = serde_json::json!({
             "driver": "raw",
             "offset": disk.offset,
             "size": disk.size,
             "file": {"driver": "file", "filename": disk_file.to_string_lossy()},
         });
-        let spec = serde_json::json!({
-            "driver": disk.format.clone().unwrap_or_else(|| "vmdk".into()),
-            "file": inner,
-        });
-        // The descriptor's format is what the disk must be; a disk it does not name a format
-        // for is probed through the raw window (never as raw).
-        let source = match &disk.format {
-            Some(_) => format!("json:{spec}"),
-            None => format!("json:{inner}"),
-        };
         (
-            source,
+            Some(window),
             Some((disk.member, [disk.offset, disk.size])),
             disk.format,
         )
     } else {
-        (disk_file.to_string_lossy().into_owned(), None, None)
+        (None, None, None)
     };
-    let (member, window) = member.unzip();
+    let in_window = |format: Option<&str>| {
+        let window = window.clone().unwrap_or_default();
+        match format {
+            Some(driver) => format!(
+                "json:{}",
+                serde_json::json!({"driver": driver, "file": window})
+            ),
+            None => format!("json:{window}"),
+        }
+    };
+    let source = match &window {
+        Some(_) => in_window(expected.as_deref()),
+        None => disk_file.to_string_lossy().into_owned(),
+    };
+    let (member, window_bytes) = member.unzip();
     let expect = expected.as_deref().or(listed.filter(|l| *l != "ova"));
     let inspected = inspect::check_source(&source, expect, wanted.limit)
         .await
@@ -439,16 +491,9 @@ async fn make(
 
     if compression.is_none() && member.is_none() && inspected.format == "qcow2" {
         return Ok(Derivation {
-            from_sha512: wanted.sha512.to_string(),
             as_listed: true,
-            compression: None,
-            member: None,
-            window: None,
-            format: inspected.format,
-            conversion: None,
             sha512: wanted.sha512.to_string(),
-            virtual_size: inspected.virtual_size,
-            prepared: OffsetDateTime::now_utc(),
+            ..Derivation::new(wanted, &inspected.format, inspected.virtual_size)
         });
     }
 
@@ -460,19 +505,13 @@ async fn make(
     );
     meter.update(reporter, 0, true);
     // Read with the format the header was checked as: qemu-img never probes again.
-    let (read_format, read_source) = match source.strip_prefix("json:") {
-        Some(_) if member.is_some() && expected.is_none() => {
-            let spec = serde_json::json!({
-                "driver": inspected.format,
-                "file": serde_json::from_str::<serde_json::Value>(&source[5..]).unwrap_or_default(),
-            });
-            (None, format!("json:{spec}"))
-        }
-        Some(_) => (None, source.clone()),
-        None => (Some(inspected.format.clone()), source.clone()),
+    let (read_format, read_source) = match &window {
+        Some(_) => (None, in_window(Some(&inspected.format))),
+        None => (Some(inspected.format.as_str()), source.clone()),
     };
     convert(
-        read_format.as_deref(),
+        wanted,
+        read_format,
         &read_source,
         partial,
         inspected.virtual_size,
@@ -480,30 +519,13 @@ async fn make(
         reporter,
         cancel,
     )
-    .await
-    .map_err(|e| match e {
-        Converted::Cancelled => PrepareError::Cancelled(wanted.title.to_string()),
-        Converted::Failed(said) => PrepareError::Failed {
-            title: wanted.title.to_string(),
-            said,
-        },
-        Converted::NoTool => PrepareError::Tool {
-            tool: "qemu-img",
-            package: "qemu-utils",
-        },
-    })?;
-    let conversion = format!("qemu-img convert -f {} -O qcow2", inspected.format);
+    .await?;
     let derivation = Derivation {
-        from_sha512: wanted.sha512.to_string(),
-        as_listed: false,
         compression: compression.map(|c| c.name().to_string()),
         member,
-        window,
-        conversion: Some(conversion),
-        format: inspected.format,
-        sha512: String::new(),
-        virtual_size: inspected.virtual_size,
-        prepared: OffsetDateTime::now_utc(),
+        window: window_bytes,
+        conversion: Some(format!("qemu-img convert -f {} -O qcow2", inspected.format)),
+        ..Derivation::new(wanted, &inspected.format, inspected.virtual_size)
     };
     place(store, wanted, partial, derivation, &mut meter, reporter).await
 }
@@ -538,10 +560,7 @@ async fn stream_raw(
         cancel,
     )
     .await?;
-    let failed = |said: String| PrepareError::Failed {
-        title: wanted.title.to_string(),
-        said,
-    };
+    let failed = |said: String| PrepareError::failed(wanted, said);
     let qemu_img = crate::programs::find_program("qemu-img").ok_or(PrepareError::Tool {
         tool: "qemu-img",
         package: "qemu-utils",
@@ -563,16 +582,9 @@ async fn stream_raw(
         .await
         .map_err(|e| failed(e.to_string()))?;
     let derivation = Derivation {
-        from_sha512: wanted.sha512.to_string(),
-        as_listed: false,
         compression: Some(compression.name().to_string()),
-        member: None,
-        window: None,
-        format: "raw".into(),
         conversion: Some("unpacked straight into qcow2 by Sloop".into()),
-        sha512: String::new(),
-        virtual_size: inspected.virtual_size,
-        prepared: OffsetDateTime::now_utc(),
+        ..Derivation::new(wanted, "raw", inspected.virtual_size)
     };
     place(store, wanted, partial, derivation, &mut meter, reporter).await
 }
@@ -591,10 +603,7 @@ async fn place(
     let hashed = partial.to_path_buf();
     derivation.sha512 = tokio::task::spawn_blocking(move || crate::fsutil::sha512_file(&hashed))
         .await
-        .map_err(|e| PrepareError::Failed {
-            title: wanted.title.to_string(),
-            said: e.to_string(),
-        })?
+        .map_err(|e| PrepareError::failed(wanted, e))?
         .map_err(io(partial))?;
     crate::fsutil::set_mode(partial, 0o444).map_err(io(partial))?;
     let target = store.base_file(wanted.sha512);
@@ -605,19 +614,11 @@ async fn place(
 fn head(path: &Path) -> Result<Vec<u8>, PrepareError> {
     let mut buffer = vec![0u8; 512];
     let mut file = File::open(path).map_err(io(path))?;
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match file.read(&mut buffer[filled..]).map_err(io(path))? {
-            0 => break,
-            n => filled += n,
-        }
-    }
+    let filled = read_full(&mut file, &mut buffer).map_err(io(path))?;
     buffer.truncate(filled);
     Ok(buffer)
 }
 
-/// Unpacks `from` into `to` with the compression's own tool, fed from here (so progress counts
-/// the certified file's bytes) and written sparse (runs of zeros are skipped, as `xz -d` does).
 /// What unpacking writes: a sparse copy of the unpacked bytes, or (for a raw disk) a qcow2
 /// file made from them as they come (qcow2.rs), with no copy in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -634,6 +635,9 @@ enum Unpacked {
     TooLarge(u64),
 }
 
+/// Unpacks `from` into `to` with the compression's own tool, fed from here (so progress counts
+/// the certified file's bytes), into `sink`: sparse (runs of zeros skipped, as `xz -d` does) or
+/// qcow2. Stops at `wanted.limit` bytes.
 #[allow(clippy::too_many_arguments)]
 async fn unpack(
     compression: Compression,
@@ -661,9 +665,8 @@ async fn unpack(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| PrepareError::Failed {
-            title: wanted.title.to_string(),
-            said: format!("cannot run {}: {e}", compression.name()),
+        .map_err(|e| {
+            PrepareError::failed(wanted, format!("cannot run {}: {e}", compression.name()))
         })?;
     let read = Arc::new(AtomicU64::new(0));
     let mut stdin = child.stdin.take().expect("piped");
@@ -751,7 +754,8 @@ async fn unpack(
             }
         }
     };
-    if cancel.is_cancelled() {
+    // A writer that stopped early (cancelled, too large, failed) leaves the tool nobody reads.
+    if !matches!(whole, Ok(Ok(Unpacked::Whole))) {
         let _ = child.kill();
     }
     let status = child.wait().map_err(io(from))?;
@@ -761,31 +765,27 @@ async fn unpack(
         return Err(PrepareError::Cancelled(wanted.title.to_string()));
     }
     let whole = whole
-        .map_err(|e| PrepareError::Failed {
-            title: wanted.title.to_string(),
-            said: e.to_string(),
-        })?
+        .map_err(|e| PrepareError::failed(wanted, e))?
         .map_err(io(to))?;
     if let Unpacked::TooLarge(seen) = whole {
-        return Err(PrepareError::Refused {
-            title: wanted.title.to_string(),
-            reason: format!(
+        return Err(PrepareError::refused(
+            wanted,
+            format!(
                 "it unpacks to more than {} GiB (at least {} GiB), the limit; if that is real, raise max_image_gib in config.toml",
                 wanted.limit >> 30,
                 seen >> 30
             ),
-        });
+        ));
     }
     if !status.success() || !matches!(whole, Unpacked::Whole) {
-        let said = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(PrepareError::Refused {
-            title: wanted.title.to_string(),
-            reason: format!(
+        return Err(PrepareError::refused(
+            wanted,
+            format!(
                 "it looks {}-compressed but does not unpack ({})",
                 compression.name(),
-                said.trim()
+                crate::qemu_img::last_line(&said)
             ),
-        });
+        ));
     }
     fed.map_err(io(from))?;
     meter.update(reporter, total, true);
@@ -820,14 +820,10 @@ fn write_sparse(out: &mut File, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-enum Converted {
-    Cancelled,
-    Failed(String),
-    NoTool,
-}
-
 /// `qemu-img convert -O qcow2` with progress in bytes of the disk; cancelling kills it.
+#[allow(clippy::too_many_arguments)]
 async fn convert(
+    wanted: &Wanted<'_>,
     format: Option<&str>,
     source: &str,
     out: &Path,
@@ -835,8 +831,11 @@ async fn convert(
     meter: &mut Meter,
     reporter: &Reporter,
     cancel: &CancellationToken,
-) -> Result<(), Converted> {
-    let qemu_img = crate::programs::find_program("qemu-img").ok_or(Converted::NoTool)?;
+) -> Result<(), PrepareError> {
+    let qemu_img = crate::programs::find_program("qemu-img").ok_or(PrepareError::Tool {
+        tool: "qemu-img",
+        package: "qemu-utils",
+    })?;
     let mut command = Command::new(qemu_img);
     command.args(["convert", "-p", "-U"]);
     if let Some(format) = format {
@@ -851,12 +850,14 @@ async fn convert(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| Converted::Failed(format!("cannot run qemu-img: {e}")))?;
-    match crate::qemu_img::follow(child, disk_bytes, meter, reporter, cancel).await {
-        Ok(crate::qemu_img::Ended::Done) => Ok(()),
-        Ok(crate::qemu_img::Ended::Cancelled) => Err(Converted::Cancelled),
-        Ok(crate::qemu_img::Ended::Failed(said)) => Err(Converted::Failed(said)),
-        Err(e) => Err(Converted::Failed(e.to_string())),
+        .map_err(|e| PrepareError::failed(wanted, format!("cannot run qemu-img: {e}")))?;
+    match crate::qemu_img::follow(child, disk_bytes, meter, reporter, cancel)
+        .await
+        .map_err(|e| PrepareError::failed(wanted, e))?
+    {
+        crate::qemu_img::Ended::Done => Ok(()),
+        crate::qemu_img::Ended::Cancelled => Err(PrepareError::Cancelled(wanted.title.to_string())),
+        crate::qemu_img::Ended::Failed(said) => Err(PrepareError::failed(wanted, said)),
     }
 }
 

@@ -7,7 +7,6 @@
 //! any bytes probe as raw), stands alone (no backing file, no external data file, a VMDK in one
 //! file) and is no larger than the user's limit.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -104,18 +103,10 @@ struct Extent {
     filename: Option<String>,
 }
 
-/// Reads `path`'s header and checks it: `listed` is the list's `hv:format` (any case; `None`
-/// when the list does not say), `limit` the largest virtual size allowed, in bytes.
-pub async fn check(
-    path: &Path,
-    listed: Option<&str>,
-    limit: u64,
-) -> Result<Inspected, UnsafeImage> {
-    check_source(&path.to_string_lossy(), listed, limit).await
-}
-
-/// [`check`] for a source qemu-img reads: a path, or a `json:` description (a disk inside an
-/// archive). A source listed as raw is read as raw, never probed.
+/// Reads the header of `source` (a path, or a `json:` description of a disk inside an archive)
+/// and checks it: `listed` is the format it must be (a list's `hv:format`, any case; `None` when
+/// unsaid: then probed), `limit` the largest virtual size allowed, in bytes. A source listed as
+/// raw is read as raw, never probed.
 pub async fn check_source(
     source: &str,
     listed: Option<&str>,
@@ -228,20 +219,20 @@ fn judge(info: &Info, listed: Option<&str>, limit: u64) -> Result<Inspected, Uns
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const GIB: u64 = 1 << 30;
 
     fn qemu_img(dir: &Path, args: &[&str]) {
-        let out = std::process::Command::new("qemu-img")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "qemu-img {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        sloop_testkit::run_in(dir, "qemu-img", args);
+    }
+
+    async fn check(
+        path: &Path,
+        listed: Option<&str>,
+        limit: u64,
+    ) -> Result<Inspected, UnsafeImage> {
+        check_source(&path.to_string_lossy(), listed, limit).await
     }
 
     /// Real headers, made by qemu-img: a plain qcow2 passes; one naming a host file as its backing

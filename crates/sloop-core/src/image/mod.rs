@@ -476,13 +476,7 @@ pub async fn pull_preferring(
     let task = task_name(&image);
     let prepared = base::prepare(
         &store,
-        &base::Wanted {
-            sha512: &image.sha512,
-            title: &image.title,
-            listed: image.format.as_deref(),
-            task: &task,
-            limit: config.max_image_bytes(),
-        },
+        &base::Wanted::for_image(&image, &task, config.max_image_bytes()),
         reporter,
         cancel,
     )

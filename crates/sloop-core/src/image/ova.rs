@@ -226,19 +226,7 @@ mod tests {
 
     fn archive(dir: &Path, members: &[(&str, &[u8])]) -> std::path::PathBuf {
         let path = dir.join("test.ova");
-        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
-        for (name, data) in members {
-            let mut header = tar::Header::new_ustar();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_entry_type(tar::EntryType::Regular);
-            // Written byte for byte: the tar crate refuses `..` itself, a hostile archive
-            // does not.
-            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-            header.set_cksum();
-            builder.append(&header, *data).unwrap();
-        }
-        builder.finish().unwrap();
+        sloop_testkit::tar_as_written(&path, members);
         path
     }
 

@@ -88,19 +88,12 @@ pub async fn create(
     // header was checked.
     let base_path = image::base::prepare(
         &image::Store::new(paths),
-        &image::base::Wanted {
-            sha512: &chosen.sha512,
-            title: &chosen.title,
-            listed: chosen.format.as_deref(),
-            task: &task,
-            limit: config.max_image_bytes(),
-        },
+        &image::base::Wanted::for_image(chosen, &task, config.max_image_bytes()),
         reporter,
         cancel,
     )
     .await
     .map_err(image::ImageError::from)?;
-    let base_path = base_path.display().to_string();
     let work_dir = match &request.work_dir {
         Some(dir) => Some(check_work_dir(dir)?),
         None => None,
@@ -133,7 +126,7 @@ pub async fn create(
             .map_err(|e| MachineError::Files(dir.clone(), e))?,
         None => {
             disk::create_overlay(
-                Path::new(&base_path),
+                &base_path,
                 &dir.join(super::OVERLAY),
                 request.resources.disk_gib,
             )
@@ -151,7 +144,7 @@ pub async fn create(
         base: BaseImage {
             sha512: chosen.sha512.clone(),
             title: chosen.title.clone(),
-            path: PathBuf::from(&base_path),
+            path: base_path,
         },
         resources: request.resources.clone(),
         ssh_port: super::free_local_port().map_err(|e| MachineError::Files(dir.clone(), e))?,
