@@ -2,8 +2,9 @@
 # Boots the Sloop test image with plain QEMU (TCG) the way Sloop will, and checks it end to end:
 #
 #   assets/test-image/boot-smoke.sh [IMAGE]
+#   assets/test-image/boot-smoke.sh --live [ISO]
 #
-# (IMAGE defaults to what build.sh builds or has cached.) It makes a qcow2 overlay on the image and
+# (IMAGE and ISO default to what build.sh builds or has cached.) It makes a qcow2 overlay on the image and
 # a NoCloud seed ISO in the format Sloop writes (seed-example/) with a fresh client key and host
 # key, boots with user networking (SSH forwarded from 127.0.0.1), a 9p share (tag "work") and the
 # seed as a read-only virtio disk, then:
@@ -19,13 +20,30 @@
 # and prints timings (QEMU start to first SSH command, ACPI power-off). Exit status 0 on success.
 # SLOOP_SMOKE_KEEP=1 keeps the work directory (serial logs, keys, seed, overlay);
 # SLOOP_SMOKE_MACHINE=pc boots QEMU's default machine instead of q35.
+#
+# --live (or SLOOP_SMOKE_LIVE=1) checks the ISO variant the same way, attached as Sloop's libvirt
+# domain does (machine "pc", the ISO as a read-only IDE CD-ROM hdc, boot from the CD): instead of
+# the overlay, the first virtio disk is a blank 20 GiB qcow2 scratch disk, which the first boot
+# must format (its time is printed) and the second must reuse. Then it boots once more with a
+# disk holding a partition table as the first virtio disk: the initramfs must refuse to format it
+# (FATAL on the console, power off) and leave it untouched.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PATH=$PATH:/usr/sbin:/sbin
 ssh_deadline=${SLOOP_SMOKE_SSH_TIMEOUT:-90} # seconds from QEMU start to give up on SSH
 # q35 boots faster than QEMU's default "pc" under TCG (no ACPI PCI interrupt links to set up).
-machine=${SLOOP_SMOKE_MACHINE:-q35}
+live=${SLOOP_SMOKE_LIVE:-0}
+if [ "${1:-}" = --live ]; then
+	live=1
+	shift
+fi
+if [ "$live" = 1 ]; then
+	# As Sloop's libvirt domain: machine "pc", the CD on IDE.
+	machine=${SLOOP_SMOKE_MACHINE:-pc}
+else
+	machine=${SLOOP_SMOKE_MACHINE:-q35}
+fi
 poweroff_deadline=10
 
 log() { printf 'boot-smoke: %s\n' "$*" >&2; }
@@ -40,7 +58,7 @@ fail() {
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-for t in qemu-system-x86_64 qemu-img genisoimage ssh ssh-keygen base64 awk sha256sum openssl; do
+for t in qemu-system-x86_64 qemu-img genisoimage ssh ssh-keygen base64 awk sha256sum openssl sfdisk dumpe2fs e2fsck; do
 	command -v "$t" >/dev/null 2>&1 || fail "missing tool $t; run scripts/install-deps.sh"
 done
 
@@ -48,6 +66,7 @@ if [ $# -ge 1 ]; then
 	image=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 else
 	image=$("$here/build.sh" | tail -n 1)
+	[ "$live" != 1 ] || image=${image%.qcow2}.iso
 fi
 [ -f "$image" ] || fail "no image at $image"
 
@@ -87,7 +106,9 @@ mkdir -p "$work/seed" "$work/share"
 section() { awk -v k="$1:" '$0 == k { on = 1; next } on && /^[^ ]/ { exit } on { print }' "$here/seed-example/user-data"; }
 bootcmd_items=$(section bootcmd)
 runcmd_items=$(section runcmd)
-[ -n "$bootcmd_items" ] && [ -n "$runcmd_items" ] || fail "no bootcmd/runcmd in seed-example/user-data"
+if [ -z "$bootcmd_items" ] || [ -z "$runcmd_items" ]; then
+	fail "no bootcmd/runcmd in seed-example/user-data"
+fi
 cat >"$work/seed/meta-data" <<EOF
 instance-id: $(q "$instance_id")
 local-hostname: "smoke"
@@ -139,7 +160,14 @@ EOF
 genisoimage -quiet -volid cidata -joliet -rock -o "$work/seed.iso" "$work/seed/user-data" "$work/seed/meta-data"
 printf '[127.0.0.1]:%s %s\n' PORT "$(cut -d' ' -f1,2 "$work/host.pub")" >"$work/known_hosts.in"
 
-qemu-img create -q -f qcow2 -F qcow2 -b "$image" "$work/overlay.qcow2"
+if [ "$live" = 1 ]; then
+	# The scratch disk: blank, as Sloop creates it.
+	qemu-img create -q -f qcow2 "$work/overlay.qcow2" 20G
+	cd_drive=(-drive "file=$image,format=raw,if=ide,index=2,media=cdrom,readonly=on" -boot d)
+else
+	qemu-img create -q -f qcow2 -F qcow2 -b "$image" "$work/overlay.qcow2"
+	cd_drive=()
+fi
 
 # --- QEMU ---------------------------------------------------------------------------------------
 free_port() {
@@ -165,6 +193,7 @@ boot() { # N: starts QEMU, waits for SSH; sets qemu_pid, port, serial, t_start, 
 	qemu-system-x86_64 -machine "$machine" -accel tcg -m 512 -display none -no-reboot \
 		-drive "file=$work/overlay.qcow2,format=qcow2,if=virtio" \
 		-drive "file=$work/seed.iso,format=raw,if=virtio,readonly=on" \
+		"${cd_drive[@]}" \
 		-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" \
 		-device virtio-net-pci,netdev=n0,romfile= \
 		-virtfs "local,path=$work/share,mount_tag=work,security_model=mapped-xattr" \
@@ -230,6 +259,7 @@ grep -qx 'name=smoke' <<<"$out" || fail "/etc/sloop/machine (write_files, b64) i
 [ -e "$work/share/from-guest" ] || fail "/analysis/from-guest did not appear in the shared folder"
 log "9p share: /analysis/from-guest appeared on the host"
 
+# shellcheck disable=SC2016 # the guest's shell expands these
 checks=$(guest 'cat /etc/sloop/escapes; echo; stat -c "%a %U" /etc/sloop/escapes;
 	cat /var/lib/smoke-runcmd-runs /var/lib/smoke-bootcmd-runs | tr "\n" " "; echo;
 	test -e /var/lib/sloop-first-boot-done && echo runcmd-done;
@@ -248,6 +278,20 @@ grep -qx '755 sloop 700 sloop 600 sloop ' <<<"$checks" || fail "home/.ssh modes 
 grep -qx 'ID=sloop-test' <<<"$checks" || fail "/etc/os-release has no ID=sloop-test"
 grep -qx 'analysis owner 1000' <<<"$checks" || fail "/analysis is not owned by uid 1000 (bootcmd's chown)"
 grep -q 'sloop-init: ready' "$serial" || fail "no 'sloop-init: ready' on the serial console"
+if [ "$live" = 1 ]; then
+	grep -q '^sloop-init: initramfs: formatting the blank scratch disk /dev/vda (20480 MiB)' "$serial" ||
+		fail "the first live boot did not format the blank scratch disk /dev/vda"
+	format_time=$(sed -n 's/^sloop-init: initramfs: scratch disk formatted in \([0-9.]*\) s.*/\1/p' "$serial")
+	[ -n "$format_time" ] || fail "no format time on the console"
+	log "live: 20 GiB scratch disk formatted in $format_time s (guest time)"
+	grep 'sloop-init: initramfs: CD ' "$serial" | sed 's/^/    /' >&2
+	mounts=$(guest 'cat /proc/mounts') || fail "cannot read /proc/mounts"
+	printf '%s\n' "$mounts" | grep -E ' / | /run/sloop-live/' | sed 's/^/    guest: /' >&2
+	grep -q '^overlay / overlay rw,.*lowerdir=/live/cd/root-fs,upperdir=/live/scratch/upper' <<<"$mounts" ||
+		fail "the live root is not the overlay of the CD and the scratch disk"
+	grep -q '^/dev/vda /run/sloop-live/scratch ext4 rw' <<<"$mounts" || fail "the scratch disk is not on /run/sloop-live/scratch"
+	grep -q ' /run/sloop-live/cd iso9660 ro' <<<"$mounts" || fail "the CD is not on /run/sloop-live/cd"
+fi
 
 # openssl as the user, on a certificate made on the host.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=sloop-smoke -keyout "$work/cert.key" \
@@ -264,10 +308,13 @@ grep -qxF "$want_end" <<<"$ossl" || fail "openssl x509 -enddate in the guest dif
 [ "$(grep -c . <<<"$ossl")" -eq 5 ] || fail "openssl printed more than expected (warnings?)"
 
 # Profiles: /etc/profile.d/smoke.sh (write_files) then ~/.profile, in login shells only.
+# shellcheck disable=SC2016 # the guest's shell expands these
 guest 'echo "export SMOKE_ORDER=\"\$SMOKE_ORDER,home\"" >> ~/.profile' || fail "cannot append to ~/.profile"
+# shellcheck disable=SC2016 # the guest's shell expands these
 prof=$(guest 'echo "ssh-command: [$SMOKE_ORDER] $(tr "\0" " " </proc/$$/cmdline)"; sh -lc '\''echo "sh-l: [$SMOKE_ORDER]"'\''') ||
 	fail "profile checks failed"
 # No command: dropbear starts the user's shell as for an interactive session (here fed on stdin).
+# shellcheck disable=SC2016,SC2028 # the guest's shell expands these
 session=$(echo 'echo "session: [$SMOKE_ORDER] $(tr "\0" " " </proc/$$/cmdline)"' |
 	ssh "${ssh_opts[@]}" -T -p "$port" sloop@127.0.0.1 2>&1) || fail "session without a command failed: $session"
 prof=$prof$'\n'$session
@@ -290,13 +337,50 @@ grep -qx persistent <<<"$again" || fail "/home/sloop/persist.txt did not survive
 grep -qx 'run boot boot ' <<<"$again" || fail "after the reboot runcmd must not run again and bootcmd must"
 grep -qx share-mounted <<<"$again" || fail "/analysis not mounted on the second boot"
 grep -q 'already set up' "$serial" || fail "sloop-init did not recognise the instance on the second boot"
+if [ "$live" = 1 ]; then
+	! grep -q 'formatting' "$serial" || fail "the second live boot formatted the scratch disk again"
+	grep -q '^sloop-init: initramfs: scratch disk /dev/vda (sloop-scratch) mounted' "$serial" ||
+		fail "the second live boot did not mount the scratch disk"
+fi
 poweroff_acpi 2
 off2=$t_off
+
+if [ "$live" = 1 ]; then
+	# The power-off must leave the scratch disk's filesystem clean and consistent.
+	qemu-img convert -O raw "$work/overlay.qcow2" "$work/scratch.raw"
+	state=$(dumpe2fs -h "$work/scratch.raw" 2>/dev/null | sed -n 's/^Filesystem state: *//p')
+	[ "$state" = clean ] || fail "the scratch disk's filesystem is not clean after the power-off ($state)"
+	e2fsck -fn "$work/scratch.raw" >"$work/e2fsck.log" 2>&1 ||
+		fail "e2fsck found errors on the scratch disk: $(tail -n 5 "$work/e2fsck.log")"
+	log "live: scratch disk clean after the power-off: $(tail -n 1 "$work/e2fsck.log")"
+	rm -f "$work/scratch.raw"
+fi
 
 [ "$(sha256sum "$image" | cut -d' ' -f1)" = "$base_sum" ] || fail "the base image changed"
 
 log "serial console of boot 2:"
 grep 'sloop-init:' "$serial" | sed 's/^/    /' >&2
+
+if [ "$live" = 1 ]; then
+	# A first virtio disk that is not blank (here: an MBR partition table) must never be formatted.
+	truncate -s 64M "$work/data.img"
+	printf 'label: dos\nstart=2048, type=83\n' | sfdisk -q "$work/data.img" >/dev/null || fail "sfdisk failed"
+	qemu-img create -q -f qcow2 -F raw -b "$work/data.img" "$work/data.qcow2" 20G
+	serial=$work/serial.3.log
+	t0=$(now)
+	timeout 120 qemu-system-x86_64 -machine "$machine" -accel tcg -m 512 -display none -no-reboot \
+		-drive "file=$work/data.qcow2,format=qcow2,if=virtio" \
+		-drive "file=$work/seed.iso,format=raw,if=virtio,readonly=on" \
+		"${cd_drive[@]}" -net none -serial "file:$serial" >"$work/qemu.3.log" 2>&1 ||
+		fail "QEMU did not power off by itself with a non-blank disk (exit $?)"
+	grep -q '^sloop-init: FATAL: /dev/vda is not blank' "$serial" || fail "no FATAL for a non-blank /dev/vda"
+	# (compare: the 20 GiB overlay must read as the 64 MiB image followed by zeros)
+	qemu-img compare -q -f raw -F qcow2 "$work/data.img" "$work/data.qcow2" || fail "the non-blank disk was written to"
+	log "live: a non-blank first virtio disk is refused and left untouched ($(elapsed "$t0" "$(now)") s):"
+	grep 'FATAL' "$serial" | sed 's/^/    /' >&2
+fi
+
 log "OK: image $image ($(du -k "$image" | cut -f1) KiB)"
+[ "$live" != 1 ] || log "OK: scratch disk formatted in $format_time s on the first boot; $(du -k "$work/overlay.qcow2" | cut -f1) KiB on the host after two boots"
 log "OK: QEMU start to first SSH command: boot 1 ${ssh1} s, boot 2 ${ssh2} s (TCG, machine $machine)"
 log "OK: ACPI power-off: boot 1 ${off1} s, boot 2 ${off2} s"

@@ -5,16 +5,21 @@
 #   assets/test-image/build.sh [OUTDIR]
 #
 # writes OUTDIR/sloop-test.qcow2 (default OUTDIR: ${SLOOP_DEV_CACHE:-~/.cache/sloop-dev}/images)
-# and prints its absolute path as the last line of stdout; progress goes to stderr.
+# and prints its absolute path as the last line of stdout; progress goes to stderr. The same run
+# writes the ISO variant OUTDIR/sloop-test.iso (same kernel, initramfs and root files), which boots
+# from a read-only CD-ROM and keeps its changes on a blank virtio disk it formats on first boot.
 #
 # The image (512 MiB virtual, a few tens of MiB on disk): an MBR with SYSLINUX, a FAT boot partition
 # (Debian's generic kernel, a busybox initramfs, syslinux.cfg with console=ttyS0) and an ext4 root
 # labelled "sloop-root" with busybox, dropbear, the openssl command-line tool and the
 # contextualisation script sloop-init, which reads a cloud-init NoCloud seed (a disk labelled
-# "cidata"). See README.md.
+# "cidata"). The ISO variant (volume SLOOP_LIVE): ISOLINUX, the same kernel and initramfs (with
+# sloop.live on the command line) and the root file tree as a Rock Ridge directory, /root-fs, which
+# the initramfs makes the lower layer of an overlay root. See README.md.
 #
-# The image is rebuilt only when the recipe changes: a SHA-256 over build.sh, initramfs/ and
-# rootfs/ is kept in OUTDIR/sloop-test.qcow2.stamp (SLOOP_TEST_IMAGE_REBUILD=1 forces a rebuild).
+# The image and the ISO are rebuilt only when the recipe changes (or either is missing): a SHA-256
+# over build.sh, initramfs/ and rootfs/ is kept in OUTDIR/sloop-test.qcow2.stamp
+# (SLOOP_TEST_IMAGE_REBUILD=1 forces a rebuild).
 # Replacing the image changes the base of any overlay made on it: copy the image (or key it by the
 # stamp) before making overlays that must outlive a rebuild.
 set -euo pipefail
@@ -31,6 +36,9 @@ arch=x86_64-linux-gnu
 initramfs_modules=(virtio_pci virtio_blk ext4 crc32c_generic virtio_rng)
 # Carried by the root filesystem (with a modules.dep for busybox modprobe): network, shared folder,
 # the seed (ISO9660 or vfat on a virtio disk), ACPI power button.
+# Loaded by the initramfs in live mode only (sloop.live: the ISO variant): the CD-ROM (IDE on the
+# "pc" machine, SATA on q35), its filesystem, the overlay root.
+live_modules=(ata_piix ahci sr_mod isofs overlay)
 root_modules=("${initramfs_modules[@]}" virtio_net 9p 9pnet_virtio isofs vfat nls_cp437 nls_ascii nls_utf8
 	button evdev)
 
@@ -45,13 +53,15 @@ mkdir -p "$outdir" || die "cannot create the output directory $outdir"
 outdir=$(cd "$outdir" && pwd)
 image=$outdir/sloop-test.qcow2
 stamp=$image.stamp
+iso=$outdir/sloop-test.iso
 
 # --- tools --------------------------------------------------------------------------------------
 declare -A tool_package=(
 	[apt-get]=apt [apt-cache]=apt [dpkg-deb]=dpkg [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs
 	[mkfs.vfat]=dosfstools [mcopy]=mtools [syslinux]=syslinux [sfdisk]=fdisk [qemu-img]=qemu-utils
 	[cpio]=cpio [depmod]=kmod [modprobe]=kmod [gzip]=gzip [sha256sum]=coreutils [flock]=util-linux
-	[truncate]=coreutils [dd]=coreutils [awk]=mawk [find]=findutils
+	[truncate]=coreutils [dd]=coreutils [awk]=mawk [find]=findutils [genisoimage]=genisoimage
+	[touch]=coreutils
 )
 missing=()
 for t in "${!tool_package[@]}"; do
@@ -78,7 +88,7 @@ recipe_hash() {
 hash=$(recipe_hash)
 
 up_to_date() {
-	[ "${SLOOP_TEST_IMAGE_REBUILD:-0}" != 1 ] && [ -f "$image" ] && [ -f "$stamp" ] &&
+	[ "${SLOOP_TEST_IMAGE_REBUILD:-0}" != 1 ] && [ -f "$image" ] && [ -f "$iso" ] && [ -f "$stamp" ] &&
 		[ "$(cat "$stamp")" = "$hash" ]
 }
 
@@ -86,7 +96,7 @@ up_to_date() {
 exec 9>"$outdir/.sloop-test.lock"
 flock 9
 if up_to_date; then
-	log "up to date (recipe ${hash:0:12}): $image"
+	log "up to date (recipe ${hash:0:12}): $image, $iso"
 	echo "$image"
 	exit 0
 fi
@@ -95,9 +105,11 @@ SLOOP_TEST_IMAGE_REBUILD=0
 start=$SECONDS
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sloop-test-image.XXXXXX")
 partial=
+partial_iso=
 cleanup() {
 	rm -rf "$tmp"
 	[ -z "$partial" ] || rm -f "$partial"
+	[ -z "$partial_iso" ] || rm -f "$partial_iso"
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
@@ -112,12 +124,13 @@ kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 	awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
 [ -n "$kernel_pkg" ] || die "cannot resolve linux-image-amd64 to a kernel package (run apt-get update?)"
 kver=${kernel_pkg#linux-image-}
-# dropbear's and openssl's libraries: the packages' dependency closure (small: libc6, libssl3...);
-# only the shared objects the binaries need end up in the image.
+# dropbear's and openssl's libraries (and, for the ISO variant's scratch disk, e2fsprogs'): the
+# packages' dependency closure (small: libc6, libssl3...); only the shared objects the binaries
+# need end up in the image.
 mapfile -t lib_pkgs < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-	--no-breaks --no-replaces --no-enhances dropbear-bin openssl | grep -E '^[a-z0-9][a-z0-9+.-]*$' | sort -u)
-[ ${#lib_pkgs[@]} -gt 2 ] || die "cannot resolve the dependencies of dropbear-bin and openssl (run apt-get update?)"
-pkgs=("$kernel_pkg" busybox-static syslinux-common "${lib_pkgs[@]}")
+	--no-breaks --no-replaces --no-enhances dropbear-bin openssl e2fsprogs | grep -E '^[a-z0-9][a-z0-9+.-]*$' | sort -u)
+[ ${#lib_pkgs[@]} -gt 2 ] || die "cannot resolve the dependencies of dropbear-bin, openssl and e2fsprogs (run apt-get update?)"
+pkgs=("$kernel_pkg" busybox-static syslinux-common isolinux "${lib_pkgs[@]}")
 
 mkdir -p "$tmp/debs" "$tmp/pkg" "$tmp/kernel"
 log "downloading ${#pkgs[@]} packages: ${pkgs[*]}"
@@ -138,8 +151,13 @@ kernel=$tmp/kernel
 [ -f "$kernel/boot/vmlinuz-$kver" ] || die "$kernel_pkg has no /boot/vmlinuz-$kver"
 [ -x "$pkg/bin/busybox" ] || die "busybox-static has no /bin/busybox"
 [ -f "$pkg/usr/lib/syslinux/mbr/mbr.bin" ] || die "syslinux-common has no mbr.bin"
+[ -f "$pkg/usr/lib/syslinux/modules/bios/ldlinux.c32" ] || die "syslinux-common has no modules/bios/ldlinux.c32"
+[ -f "$pkg/usr/lib/ISOLINUX/isolinux.bin" ] || die "isolinux has no /usr/lib/ISOLINUX/isolinux.bin"
 [ -x "$pkg/usr/bin/openssl" ] || die "openssl has no /usr/bin/openssl"
 [ -f "$pkg/etc/ssl/openssl.cnf" ] || die "openssl has no /etc/ssl/openssl.cnf"
+mke2fs=$pkg/sbin/mke2fs
+[ -x "$mke2fs" ] || mke2fs=$pkg/usr/sbin/mke2fs
+[ -x "$mke2fs" ] || die "e2fsprogs has no /sbin/mke2fs"
 
 # --- kernel modules -----------------------------------------------------------------------------
 depmod -b "$kernel" "$kver"
@@ -153,11 +171,12 @@ module_closure() {
 }
 
 # --- initramfs ----------------------------------------------------------------------------------
-log "initramfs: busybox + ${initramfs_modules[*]} (with dependencies)"
+log "initramfs: busybox + ${initramfs_modules[*]}, in live mode + ${live_modules[*]} (with dependencies)"
 initrd=$tmp/initrd
 mkdir -p "$initrd"/{bin,dev,proc,sys,newroot,modules}
 cp "$pkg/bin/busybox" "$initrd/bin/busybox"
-for applet in sh mount umount insmod findfs switch_root usleep sleep poweroff grep mkdir cat head renice; do
+for applet in sh mount umount insmod findfs switch_root usleep sleep poweroff grep mkdir cat head renice \
+	dd tr wc sync; do
 	ln -s busybox "$initrd/bin/$applet"
 done
 install -m 0755 "$here/initramfs/init" "$initrd/init"
@@ -166,6 +185,14 @@ while IFS= read -r ko; do
 	cp "$ko" "$initrd/modules/"
 	basename "$ko" >>"$initrd/modules/order"
 done <"$tmp/initramfs.modules"
+# Live mode's extra modules (those not loaded already), in load order.
+module_closure "${live_modules[@]}" >"$tmp/live.modules"
+: >"$initrd/modules/live.order"
+while IFS= read -r ko; do
+	grep -qxF "$ko" "$tmp/initramfs.modules" && continue
+	cp "$ko" "$initrd/modules/"
+	basename "$ko" >>"$initrd/modules/live.order"
+done <"$tmp/live.modules"
 (cd "$initrd" && find . | sort | cpio --quiet -o -H newc -R 0:0) | gzip -9n >"$tmp/initrd.img"
 
 # --- root filesystem ----------------------------------------------------------------------------
@@ -304,11 +331,53 @@ dd if="$tmp/root.img" of="$tmp/disk.img" bs=1M seek=$((1 + boot_mib)) conv=notru
 
 partial=$outdir/.sloop-test.qcow2.partial.$$
 qemu-img convert -f raw -O qcow2 "$tmp/disk.img" "$partial" || die "qemu-img convert failed"
+
+# --- ISO variant --------------------------------------------------------------------------------
+# The same kernel and initramfs (live mode: sloop.live) and the same root tree, as the plain Rock
+# Ridge directory /root-fs (files owned by 0:0, modes kept): the initramfs mounts it as the lower
+# layer of an overlay root whose upper layer is on the scratch disk. /tools: e2fsprogs' mke2fs with
+# its libraries and dynamic loader, with which the initramfs makes the blank scratch disk a
+# journalled ext4 in a fraction of a second (lazy inode table and journal initialisation; busybox
+# mke2fs only makes ext2, without a journal, and writes every inode table).
+log "ISO: ISOLINUX, vmlinuz-$kver, initramfs, /root-fs ($(du -sk "$root" | cut -f1) KiB)"
+isodir=$tmp/iso
+mkdir -p "$isodir/isolinux"
+cp "$pkg/usr/lib/ISOLINUX/isolinux.bin" "$pkg/usr/lib/syslinux/modules/bios/ldlinux.c32" "$isodir/isolinux/"
+cp "$kernel/boot/vmlinuz-$kver" "$isodir/vmlinuz"
+cp "$tmp/initrd.img" "$isodir/initrd.img"
+mkdir -p "$isodir/tools"
+cp -L "$ldso" "$mke2fs" "$isodir/tools/"
+"$ldso" --inhibit-cache --library-path "$pkg/lib/$arch:$pkg/usr/lib/$arch" --list "$mke2fs" >"$tmp/ldd" ||
+	die "cannot list the libraries of mke2fs: $(cat "$tmp/ldd")"
+while read -r soname arrow path _; do
+	[ "$arrow" = "=>" ] || continue
+	case "$soname" in */*) continue ;; esac
+	case "$path" in
+	"$pkg"/*) cp -L "$path" "$isodir/tools/$soname" ;;
+	*) die "mke2fs needs $soname, which no downloaded package provides (found: $path)" ;;
+	esac
+done <"$tmp/ldd"
+sed 's/^\(  APPEND .*\)$/\1 sloop.live/' "$tmp/syslinux.cfg" >"$isodir/isolinux/isolinux.cfg"
+grep -q '^  APPEND .* sloop\.live$' "$isodir/isolinux/isolinux.cfg" || die "cannot make isolinux.cfg"
+# Reproducible where cheap: fixed file times (the root tree is no longer needed for the disk).
+epoch=${SOURCE_DATE_EPOCH:-1704067200} # 2024-01-01
+find "$isodir" "$root" -exec touch -h -d "@$epoch" {} +
+partial_iso=$outdir/.sloop-test.iso.partial.$$
+# -D: no deep-directory relocation (the module tree is deeper than ISO9660's 8 levels; Linux reads
+# Rock Ridge either way).
+genisoimage -quiet -input-charset utf-8 -o "$partial_iso" -V SLOOP_LIVE -A "Sloop test image ${hash:0:12}" \
+	-R -uid 0 -gid 0 -D -graft-points \
+	-b isolinux/isolinux.bin -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 -boot-info-table \
+	"$isodir" "root-fs/=$root" || die "genisoimage failed"
+
 rm -f "$stamp"
 mv -f "$partial" "$image"
 partial=
+mv -f "$partial_iso" "$iso"
+partial_iso=
 echo "$hash" >"$stamp.new"
 mv -f "$stamp.new" "$stamp"
 
 log "built in $((SECONDS - start)) s: $image ($(du -k "$image" | cut -f1) KiB on disk, ${disk_mib} MiB virtual; kernel $kver)"
+log "ISO variant: $iso ($(du -k "$iso" | cut -f1) KiB)"
 echo "$image"
