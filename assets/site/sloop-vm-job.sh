@@ -11,7 +11,11 @@
 #                  --base-unpack and --base-window say: the disk Sloop's machine stands on is
 #                  read from it exactly as Sloop read it (a compressed file is unpacked into
 #                  base.disk here; an OVA's disk is read where it lies in the archive).
+#                  With --base-format iso it is an ISO 9660 image the machine boots from as a
+#                  read-only CD (µCernVM style).
 #   overlay.qcow2  the user's changes to the base (qcow2, regular file). Opened read-only.
+#                  With --base-format iso: the machine's own disk (no backing file), which its
+#                  guest formatted and keeps its changes on.
 #   seed.iso       the cloud-init seed of this run (raw ISO, regular file). Opened read-only.
 #   analysis/      the uploaded inputs; shared into the machine (9p tag "work"); the machine
 #                  writes its outputs to analysis/output/.
@@ -24,7 +28,7 @@
 # Arguments (written by Sloop into the job description):
 #   --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS
 #   [--interactive] [--keep-changes] [--relay]
-#   [--base-format qcow2|raw|vmdk|vdi|vpc|vhdx] [--base-unpack gzip|bzip2|xz|zstd]
+#   [--base-format qcow2|raw|vmdk|vdi|vpc|vhdx|iso] [--base-unpack gzip|bzip2|xz|zstd]
 #   [--base-window OFFSET:LENGTH]   (the disk's bytes inside the base, for an OVA)
 #
 # Environment (set by the site's ENV/SLOOP-VM runtime environment, all optional):
@@ -139,7 +143,8 @@ is_sha512 "$overlay_sum" || usage "--overlay-sha512 must be 128 lower-case hex d
 { is_number "$cpus" && [ "$cpus" -ge 1 ] && [ "$cpus" -le 64 ]; } || usage "--cpus must be 1 to 64"
 is_number "$walltime" || usage "--walltime must be a number of seconds"
 [ "$relay" = 1 ] && [ "$interactive" = 0 ] && usage "--relay is for --interactive runs"
-case $base_format in qcow2 | raw | vmdk | vdi | vpc | vhdx) ;; *) usage "--base-format must be qcow2, raw, vmdk, vdi, vpc or vhdx" ;; esac
+case $base_format in qcow2 | raw | vmdk | vdi | vpc | vhdx | iso) ;; *) usage "--base-format must be qcow2, raw, vmdk, vdi, vpc, vhdx or iso" ;; esac
+[ "$base_format" = iso ] && [ -n "$base_window" ] && usage "--base-window is not for an ISO image"
 case $base_unpack in '' | gzip | bzip2 | xz | zstd) ;; *) usage "--base-unpack must be gzip, bzip2, xz or zstd" ;; esac
 base_offset='' base_length=''
 if [ -n "$base_window" ]; then
@@ -287,7 +292,13 @@ if [ -n "$base_unpack" ]; then
 	"$base_unpack" -dc <base >base.disk || fail 65 "the base image does not unpack with $base_unpack"
 	disk=base.disk
 fi
-if [ -n "$base_window" ]; then
+if [ "$base_format" = iso ]; then
+	# An ISO is a raw image for QEMU; its first volume descriptor (at 32 KiB) says CD001.
+	[ "$(dd if="$disk" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] || fail 65 "the base image is not an ISO 9660 image"
+	# shellcheck disable=SC2086
+	info=$($limit timeout 30 "$qemu_img" info --output=json -f raw -U "$disk" 2>&1) || fail 65 "the base image is not a readable ISO image: $info"
+	base_nodes="-blockdev driver=file,filename=$disk,node-name=base-file,read-only=on -blockdev driver=raw,file=base-file,node-name=base,read-only=on"
+elif [ -n "$base_window" ]; then
 	source="json:{\"driver\":\"$base_format\",\"file\":{\"driver\":\"raw\",\"offset\":$base_offset,\"size\":$base_length,\"file\":{\"driver\":\"file\",\"filename\":\"$disk\"}}}"
 	# shellcheck disable=SC2086 # $limit is empty or a command and its argument
 	info=$($limit timeout 30 "$qemu_img" info --output=json -U "$source" 2>&1) || fail 65 "the base image's disk is not a usable $base_format image: $info"
@@ -297,7 +308,9 @@ else
 	info=$($limit timeout 30 "$qemu_img" info --output=json -f "$base_format" -U "$disk" 2>&1) || fail 65 "the base image is not a usable $base_format image: $info"
 	base_nodes="-blockdev driver=file,filename=$disk,node-name=base-file,read-only=on -blockdev driver=$base_format,file=base-file,node-name=base,read-only=on"
 fi
-printf '%s\n' "$info" | grep -q "^    \"format\": \"$base_format\"," || fail 65 "the base image is not a $base_format image"
+qemu_format=$base_format
+[ "$base_format" = iso ] && qemu_format=raw
+printf '%s\n' "$info" | grep -q "^    \"format\": \"$qemu_format\"," || fail 65 "the base image is not a $base_format image"
 printf '%s\n' "$info" | grep -q '"backing-filename"' && fail 65 "the base image has a backing file of its own: refused"
 printf '%s\n' "$info" | grep -q '"data-file"' && fail 65 "the base image names an external data file: refused"
 printf '%s\n' "$info" | grep -q '"encrypted": true' && fail 65 "the base image is encrypted: refused"
@@ -309,7 +322,20 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 4. This run's disk: run.qcow2 holds only this run's writes. Its header names no backing file;
 #    the chain base <- overlay.qcow2 <- run.qcow2 is pinned on QEMU's command line below, so no
-#    backing name written in any header is ever followed.
+#    backing name written in any header is ever followed. An ISO base is not in the chain: it is
+#    the CD the machine boots from, and overlay.qcow2 stands alone (its node's backing is null).
+
+if [ "$base_format" = iso ]; then
+	say "the base is an ISO image: the machine boots from it as a read-only CD"
+	# JSON: only that form says "no backing file" (null) rather than naming a node.
+	overlay_node='{"driver":"qcow2","file":"ovl-file","backing":null,"node-name":"ovl","read-only":true}'
+	printf '%s\n' "$(image_info overlay.qcow2)" | grep -q '"backing-filename"' &&
+		fail 65 "overlay.qcow2 names a backing file, but a machine booted from an ISO has a disk of its own: refused"
+	boot_devices="-device ide-cd,drive=base,bootindex=0 -device virtio-blk-pci,drive=run,bootindex=1"
+else
+	overlay_node=driver=qcow2,file=ovl-file,backing=base,node-name=ovl,read-only=on
+	boot_devices="-device virtio-blk-pci,drive=run"
+fi
 
 "$qemu_img" create -q -f qcow2 run.qcow2 "$size" >/dev/null || fail 71 "cannot create run.qcow2"
 
@@ -409,15 +435,15 @@ reader_pid=$!
 
 # start_qemu [NETDEV-EXTRA]: starts QEMU in the background; sets qemu_pid.
 start_qemu() {
-	# shellcheck disable=SC2086 # $pdeath, $accel_args and $base_nodes are lists of words
+	# shellcheck disable=SC2086 # $pdeath, $accel_args, $base_nodes and $boot_devices are lists of words
 	$pdeath "$qemu" -name sloop-job -machine pc $accel_args \
 		-m "$memory" -smp "$cpus" -nodefaults -no-user-config -display none -no-reboot \
 		$base_nodes \
 		-blockdev driver=file,filename=overlay.qcow2,node-name=ovl-file,read-only=on \
-		-blockdev driver=qcow2,file=ovl-file,backing=base,node-name=ovl,read-only=on \
+		-blockdev "$overlay_node" \
 		-blockdev driver=file,filename=run.qcow2,node-name=run-file,discard=unmap \
 		-blockdev driver=qcow2,file=run-file,backing=ovl,node-name=run,discard=unmap \
-		-device virtio-blk-pci,drive=run \
+		$boot_devices \
 		-blockdev driver=file,filename=seed.iso,node-name=seed-file,read-only=on \
 		-blockdev driver=raw,file=seed-file,node-name=seed,read-only=on \
 		-device virtio-blk-pci,drive=seed \

@@ -27,6 +27,7 @@ export function demoMachine(over: Partial<MachineSummary> = {}): MachineSummary 
     workDir: null,
     imageCertified: true,
     proxyAttached: false,
+    layout: "overlay",
     ...over,
   };
 }

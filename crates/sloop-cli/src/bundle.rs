@@ -173,6 +173,9 @@ fn render(report: &BundleReport) -> String {
         m.created_at,
         m.tool,
     );
+    if m.layout == sloop_core::machine::DiskLayout::LiveCd {
+        out.push_str("  layout     boots from the base, an ISO image (read-only CD); the changes are its own disk\n");
+    }
     if !m.note.is_empty() {
         out.push_str(&format!("  note       {}\n", m.note));
     }

@@ -157,7 +157,7 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
                 output::json(&serde_json::json!({ "summary": summary, "manifest": manifest }))?;
             } else {
                 output::text(&format!(
-                    "{}\n  state      {:?}\n  image      {} (SHA-512 {}…){}\n  resources  {} vCPU, {} MiB, {} GiB disk\n  ssh        127.0.0.1:{} as {}\n  workdir    {}\n  folder     {}\n  created    {}\n",
+                    "{}\n  state      {:?}\n  image      {} (SHA-512 {}…){}\n  resources  {} vCPU, {} MiB, {} GiB disk\n  disks      {}\n  ssh        127.0.0.1:{} as {}\n  workdir    {}\n  folder     {}\n  created    {}\n",
                     summary.name,
                     summary.state,
                     summary.image,
@@ -170,6 +170,12 @@ pub async fn run(ctx: &Context, command: MachineCommand) -> anyhow::Result<ExitC
                     manifest.resources.vcpus,
                     manifest.resources.memory_mib,
                     manifest.resources.disk_gib,
+                    match manifest.layout {
+                        machine::DiskLayout::Overlay =>
+                            "an overlay on the image (its changes only)",
+                        machine::DiskLayout::LiveCd =>
+                            "boots from the ISO image (read-only CD); its own disk keeps the changes",
+                    },
                     manifest.ssh_port,
                     manifest.user,
                     summary.work_dir.as_deref().unwrap_or("-"),

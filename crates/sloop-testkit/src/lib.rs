@@ -58,6 +58,22 @@ pub fn test_image(kind: TestImage) -> PathBuf {
     )
 }
 
+/// The tiny test image's ISO variant (µCernVM style: boots from a read-only CD, keeps its
+/// changes on an empty disk it formats), which `build.sh` writes beside the qcow2 in the same run:
+/// `SLOOP_TEST_ISO`, else `sloop-test.iso` beside the tiny image.
+pub fn test_iso() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLOOP_TEST_ISO").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let iso = test_image(TestImage::Tiny).with_file_name("sloop-test.iso");
+    assert!(
+        iso.is_file(),
+        "{} is missing: assets/test-image/build.sh writes it beside the qcow2 (SLOOP_TEST_IMAGE_REBUILD=1 rebuilds)",
+        iso.display()
+    );
+    iso
+}
+
 /// Lower-case hex SHA-512 of a file.
 pub fn sha512_file(path: &Path) -> String {
     let mut file = std::fs::File::open(path).expect("open");

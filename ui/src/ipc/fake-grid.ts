@@ -502,6 +502,7 @@ export class FakeGrid {
         workDir: source?.workDir ?? null,
         imageCertified: true,
         proxyAttached: false,
+        layout: "overlay",
       });
       run.changedMachine = name;
       changedMachine = name;

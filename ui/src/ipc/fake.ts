@@ -434,6 +434,7 @@ export class FakeBackend implements Backend {
       workDir: request.workDir?.trim() || null,
       imageCertified: true,
       proxyAttached: false,
+      layout: "overlay",
     };
     this.machines.push(machine);
     this.imported.set(name, importedProvenance(name, request.file, bundle));
@@ -611,6 +612,7 @@ export class FakeBackend implements Backend {
       workDir: view?.workDir ?? null,
       imageCertified: true,
       proxyAttached: false,
+      layout: "overlay",
     });
     this.emitMachines();
   }
@@ -681,6 +683,7 @@ export class FakeBackend implements Backend {
         workDir,
         imageCertified: true,
         proxyAttached: false,
+        layout: "overlay",
       };
       this.machines.push(machine);
       this.emit({ type: "finished", task, error: null });

@@ -1,7 +1,9 @@
 //! Images as the grid publishes them, through the `sloop` binary: the tiny test image made into
-//! an OVA (with an OVF descriptor as VirtualBox exports it), a VMDK, a VDI and a raw `.xz`,
-//! listed in one signed list with `file://` addresses. Each is pulled (its runnable base made),
-//! gets a machine, boots, and answers in a shell. Crafted files in the same list (a qcow2 naming
+//! an OVA (with an OVF descriptor as VirtualBox exports it), a VMDK, a VDI and a raw `.xz`, and
+//! its ISO variant (µCernVM style, built from the same packages), listed in one signed list with
+//! `file://` addresses. Each is pulled (its runnable base made), gets a machine, boots, and
+//! answers in a shell. The ISO machine boots from the ISO as a read-only CD and keeps its changes
+//! on its own empty disk: they survive a restart and travel in a bundle. Crafted files in the same list (a qcow2 naming
 //! a host file as its backing file, one keeping its data in a host file, an OVA whose disk
 //! member is `../x`, a header claiming 100 TiB) are refused at the pull, with their reason, and
 //! no machine is made from them.
@@ -36,6 +38,7 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
     );
     run(d, "xz", &["-1", "-T0", "tiny.raw"]);
     make_ova(Path::new(tiny), &d.join("tiny.ova"));
+    std::fs::copy(sloop_testkit::test_iso(), d.join("tiny.iso")).unwrap();
     // Crafted files.
     std::fs::write(d.join("host-secret"), "not for any guest\n").unwrap();
     let secret = d.join("host-secret");
@@ -92,6 +95,7 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
         listed("tiny.vmdk", "7d1c0e2a-0002-4b1e-9a01-000000000002", "VMDK"),
         listed("tiny.vdi", "7d1c0e2a-0003-4b1e-9a01-000000000003", "VDI"),
         listed("tiny.raw.xz", "7d1c0e2a-0004-4b1e-9a01-000000000004", "RAW"),
+        listed("tiny.iso", "7d1c0e2a-0009-4b1e-9a01-000000000009", "ISO"),
     ];
     let bad = [
         listed(
@@ -132,7 +136,17 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
         home: d.join("home"),
         env: Vec::new(),
     };
-    let _cleanup = Cleanup(&sloop, &["fmt-ova", "fmt-vmdk", "fmt-vdi", "fmt-rawxz"]);
+    let _cleanup = Cleanup(
+        &sloop,
+        &[
+            "fmt-ova",
+            "fmt-vmdk",
+            "fmt-vdi",
+            "fmt-rawxz",
+            "fmt-iso",
+            "fmt-iso-copy",
+        ],
+    );
     sloop.ok(&[
         "catalog",
         "add",
@@ -181,6 +195,7 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
         "vmdk → qcow2",
         "vdi → qcow2",
         "unpacked (xz), raw → qcow2",
+        "as listed (ISO, booted as a read-only CD)",
     ];
     for ((file, identifier, _), derived) in good.iter().zip(derived) {
         sloop.ok(&["image", "pull", identifier]);
@@ -194,7 +209,12 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
         assert_eq!(image["base"]["kind"], "ready", "{file}: {image}");
         assert_eq!(image["base"]["derived"], derived, "{file}");
         let sha512 = image["sha512"].as_str().unwrap();
-        let base = sloop.home.join(format!("data/images/bases/{sha512}.qcow2"));
+        // An ISO as listed is booted as it is: the certified file.
+        let base = if *file == "tiny.iso" {
+            sloop.home.join(format!("data/images/store/{sha512}"))
+        } else {
+            sloop.home.join(format!("data/images/bases/{sha512}.qcow2"))
+        };
         assert_eq!(image["base"]["path"], base.to_str().unwrap());
         assert!(
             sloop
@@ -229,7 +249,7 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
     // A machine from each, booted, answering in a shell; the guest sees the test image's disk.
     for ((file, identifier, _), name) in
         good.iter()
-            .zip(["fmt-ova", "fmt-vmdk", "fmt-vdi", "fmt-rawxz"])
+            .zip(["fmt-ova", "fmt-vmdk", "fmt-vdi", "fmt-rawxz", "fmt-iso"])
     {
         let started = std::time::Instant::now();
         sloop.launch_tiny(identifier, name, &[]);
@@ -239,7 +259,84 @@ fn images_in_every_published_format_run_and_crafted_ones_are_refused() {
             "{file}: created, booted and answered in {:.1} s",
             started.elapsed().as_secs_f64()
         );
+        if *file == "tiny.iso" {
+            live_cd_machine(&sloop, d, name);
+        }
         sloop.ok(&["machine", "stop", name]);
         sloop.ok(&["machine", "delete", name, "--yes"]);
     }
+}
+
+/// The machine booted from the ISO (running): its root is the CD under an overlay kept on its
+/// own disk, which names no backing file; a change survives a restart, and travels in a bundle
+/// that, imported, boots with it.
+fn live_cd_machine(sloop: &Sloop, d: &Path, name: &str) {
+    let info = sloop.ok(&["machine", "info", name]);
+    assert!(
+        info.contains("boots from the ISO image (read-only CD)"),
+        "{info}"
+    );
+    let disk = sloop
+        .home
+        .join(format!("data/machines/{name}/overlay.qcow2"));
+    let disk_info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let disk_info = String::from_utf8_lossy(&disk_info.stdout);
+    assert!(disk_info.contains("\"virtual-size\""), "{disk_info}");
+    assert!(!disk_info.contains("backing-filename"), "{disk_info}");
+    let mounts = sloop.ok(&["shell", name, "--", "cat", "/proc/mounts"]);
+    assert!(
+        mounts.lines().any(|l| l.starts_with("overlay / overlay")),
+        "{mounts}"
+    );
+    assert!(mounts.contains(" iso9660 "), "{mounts}");
+    sloop.ok(&[
+        "shell",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /home/sloop/live-marker && sync",
+    ]);
+    sloop.ok(&["machine", "stop", name]);
+    sloop.ok(&["machine", "start", name]);
+    let kept = sloop.ok(&["shell", name, "--", "cat", "/home/sloop/live-marker"]);
+    assert_eq!(kept, "kept\n");
+
+    let bundle = d.join("live.sloop");
+    sloop.ok(&[
+        "machine",
+        "export",
+        name,
+        "-o",
+        bundle.to_str().unwrap(),
+        "--stop",
+        "--unsigned",
+    ]);
+    let inspected = sloop.json(&["bundle", "inspect", bundle.to_str().unwrap()]);
+    assert_eq!(inspected["manifest"]["layout"], "live-cd", "{inspected}");
+    assert_eq!(inspected["manifest"]["version"], 2, "{inspected}");
+    sloop.ok(&[
+        "machine",
+        "import",
+        bundle.to_str().unwrap(),
+        "--name",
+        "fmt-iso-copy",
+        "--allow-unsigned",
+    ]);
+    sloop.ok(&["machine", "start", "fmt-iso-copy"]);
+    let copied = sloop.ok(&[
+        "shell",
+        "fmt-iso-copy",
+        "--",
+        "cat",
+        "/home/sloop/live-marker",
+    ]);
+    assert_eq!(copied, "kept\n");
+    sloop.ok(&["machine", "stop", "fmt-iso-copy"]);
+    sloop.ok(&["machine", "delete", "fmt-iso-copy", "--yes"]);
+    sloop.ok(&["machine", "start", name]);
 }

@@ -556,6 +556,47 @@ fn machine_on(
     (a, server)
 }
 
+/// Runs `command` on machine `name` at the test site (with `extra` submit options), waits for
+/// it to finish with exit 0 and fetches the run into `dir/out` (with `extra` too): the command
+/// must have printed `marker`. The run's id, its logs and what the fetch answered.
+fn run_marker_at_site(
+    a: &Sloop,
+    name: &str,
+    marker: &str,
+    command: &str,
+    extra: &[&str],
+    dir: &Path,
+) -> (String, String, serde_json::Value) {
+    let mut submit = vec![
+        "run",
+        "submit",
+        name,
+        "--site",
+        "test",
+        "--command",
+        command,
+        "--walltime",
+        "20m",
+    ];
+    submit.extend_from_slice(extra);
+    let run = a.json(&submit);
+    let id = run["id"].as_str().unwrap().to_string();
+    let view = wait_run(a, &id, Duration::from_secs(1200), ended);
+    let logs = a.ok(&["run", "logs", &id]);
+    assert_eq!(view["phase"], "finished", "{view}\n{logs}");
+    assert_eq!(view["exitCode"], 0, "{view}\n{logs}");
+    let out = dir.join("out");
+    let mut fetch = vec!["run", "fetch", &id, "--to", out.to_str().unwrap()];
+    fetch.extend_from_slice(extra);
+    let fetched = a.json(&fetch);
+    let said = std::fs::read_to_string(out.join("output/sloop-command.log")).unwrap();
+    assert!(
+        said.contains(marker),
+        "the change made here ran there: {said}"
+    );
+    (id, logs, fetched)
+}
+
 /// Writes a marker (returned) into the user's home on machine `name`'s root disk, here: started,
 /// written, stopped.
 fn write_marker(a: &Sloop, name: &str) -> String {
@@ -600,36 +641,66 @@ fn a_machine_on_a_compressed_ova_runs_at_the_site_from_the_certified_file() {
     let pulled = server.gets("/tiny.ova.xz");
     let marker = write_marker(&a, NAME);
 
-    let run = a.json(&[
-        "run",
-        "submit",
-        NAME,
-        "--site",
-        "test",
-        "--command",
-        "cat \"$HOME/marker\"",
-        "--walltime",
-        "20m",
-    ]);
-    let id = run["id"].as_str().unwrap().to_string();
-    let view = wait_run(&a, &id, Duration::from_secs(1200), ended);
-    let logs = a.ok(&["run", "logs", &id]);
-    assert_eq!(view["phase"], "finished", "{view}\n{logs}");
-    assert_eq!(view["exitCode"], 0, "{view}\n{logs}");
+    let (id, logs, _) = run_marker_at_site(&a, NAME, &marker, "cat \"$HOME/marker\"", &[], d);
     assert!(logs.contains("unpacking the base image (xz)"), "{logs}");
-    let out = d.join("out");
-    a.ok(&["run", "fetch", &id, "--to", out.to_str().unwrap()]);
-    let said = std::fs::read_to_string(out.join("output/sloop-command.log")).unwrap();
-    assert!(
-        said.contains(&marker),
-        "the change made here ran there: {said}"
-    );
     assert_eq!(
         server.gets("/tiny.ova.xz"),
         pulled + 1,
         "the site fetched the certified file itself: {:?}",
         server.requests()
     );
+    a.ok(&["run", "clean", &id]);
+}
+
+/// A machine booted from an ISO (µCernVM style) runs at the site the same way: the site boots
+/// the certified ISO as a read-only CD with the machine's own disk (only that travels), and the
+/// run's changes come back as a machine that boots from the ISO here with them.
+#[test]
+fn a_machine_booted_from_an_iso_runs_at_the_site_and_its_changes_come_back() {
+    const NAME: &str = "grid-iso";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let iso = d.join("tiny.iso");
+    std::fs::copy(sloop_testkit::test_iso(), &iso).unwrap();
+    let (a, server) = machine_on(d, NAME, &iso, "tiny.iso", "ISO");
+    let _cleanup = Cleanup(&a, &[NAME]);
+    let pulled = server.gets("/tiny.iso");
+    let marker = write_marker(&a, NAME);
+
+    // The root there is the CD under an overlay, as here.
+    let (id, logs, fetched) = run_marker_at_site(
+        &a,
+        NAME,
+        &marker,
+        "cat \"$HOME/marker\" && echo written-at-the-site >\"$HOME/from-the-grid\" && grep -c ' / overlay ' /proc/mounts",
+        &["--keep-changes"],
+        d,
+    );
+    assert!(
+        logs.contains("the base is an ISO image: the machine boots from it as a read-only CD"),
+        "{logs}"
+    );
+    assert_eq!(
+        server.gets("/tiny.iso"),
+        pulled + 1,
+        "the site fetched the certified ISO itself: {:?}",
+        server.requests()
+    );
+
+    let changed = fetched["changedMachine"].as_str().unwrap().to_string();
+    let names: &'static [&'static str] =
+        Box::leak(vec![&*Box::leak(changed.clone().into_boxed_str())].into_boxed_slice());
+    let _cleanup_changed = Cleanup(&a, names);
+    let _vm = one_vm_at_a_time();
+    let info = a.ok(&["machine", "info", &changed]);
+    assert!(info.contains("boots from the ISO image"), "{info}");
+    a.ok(&["machine", "start", &changed]);
+    let from = a.ok(&["shell", &changed, "--", "cat", "from-the-grid", "marker"]);
+    assert!(
+        from.contains("written-at-the-site") && from.contains(&marker),
+        "{from}"
+    );
+    a.ok(&["machine", "delete", &changed, "--yes"]);
     a.ok(&["run", "clean", &id]);
 }
 

@@ -143,7 +143,7 @@ pub async fn export(
     meter.update(reporter, 0, true);
     overlay::convert_changes(
         &overlay::Conversion {
-            base: &base_file,
+            base: (manifest.layout == machine::DiskLayout::Overlay).then_some(base_file.as_path()),
             overlay: &machine_overlay,
             out: &changes,
             base_sha512: &manifest.base.sha512,
@@ -178,7 +178,7 @@ pub async fn export(
 
     let bundle = BundleManifest {
         format: format::FORMAT.into(),
-        version: format::VERSION,
+        version: format::version_for(manifest.layout),
         machine: name.to_string(),
         base: BaseRef {
             sha512: manifest.base.sha512.clone(),
@@ -194,6 +194,7 @@ pub async fn export(
                 endorser_ca: origin.endorser_ca.clone(),
             },
         },
+        layout: manifest.layout,
         overlay: OverlayRef {
             sha512: digest.sha512,
             size: digest.len,

@@ -7,8 +7,18 @@ use ts_rs::TS;
 
 /// The `format` every manifest carries.
 pub const FORMAT: &str = "sloop-bundle";
-/// The manifest version this Sloop writes and reads.
-pub const VERSION: u32 = 1;
+/// The newest manifest version this Sloop reads. It writes 1 for a machine whose disk is an
+/// overlay (as every Sloop reads) and 2, which adds `layout`, for a machine booted from an ISO
+/// (an older Sloop would take its disk for an overlay: it is told to update instead).
+pub const VERSION: u32 = 2;
+
+/// The version a bundle of a machine with `layout` is written as.
+pub fn version_for(layout: crate::machine::DiskLayout) -> u32 {
+    match layout {
+        crate::machine::DiskLayout::Overlay => 1,
+        crate::machine::DiskLayout::LiveCd => 2,
+    }
+}
 
 /// Member names, in the order Sloop writes them. Nothing else may be in a bundle.
 pub const MANIFEST: &str = "manifest.json";
@@ -33,6 +43,10 @@ pub struct BundleManifest {
     /// The machine's name where it was exported: the default name on import.
     pub machine: String,
     pub base: BaseRef,
+    /// How the machine's disks are laid out (version 2): `live-cd` when the base is an ISO it
+    /// boots from and `overlay` is its own disk, with no backing file. Absent: `overlay`.
+    #[serde(default, skip_serializing_if = "is_overlay")]
+    pub layout: crate::machine::DiskLayout,
     pub overlay: OverlayRef,
     pub resources: BundleResources,
     /// The account Sloop logs in as inside.
@@ -46,6 +60,10 @@ pub struct BundleManifest {
     /// Free text from whoever exported it.
     #[serde(default)]
     pub note: String,
+}
+
+fn is_overlay(layout: &crate::machine::DiskLayout) -> bool {
+    *layout == crate::machine::DiskLayout::Overlay
 }
 
 /// The certified base the overlay stands on, and who certified it.
@@ -156,14 +174,23 @@ impl BundleManifest {
             return Err(ManifestProblem::Format(format));
         }
         match head.version {
-            Some(VERSION) => {}
+            Some(1..=VERSION) => {}
             Some(v) if v > VERSION => return Err(ManifestProblem::Version(v)),
-            _ => return Err(field("version", "must be 1")),
+            _ => return Err(field("version", "must be 1 or 2")),
         }
         let manifest: Self =
             serde_json::from_slice(bytes).map_err(|e| ManifestProblem::Shape(e.to_string()))?;
         manifest.check()?;
         Ok(manifest)
+    }
+
+    /// The backing file the overlay names: the base's SHA-512, or none for the disk of a
+    /// machine booted from an ISO.
+    pub fn overlay_backing(&self) -> Option<&str> {
+        match self.layout {
+            crate::machine::DiskLayout::Overlay => Some(&self.base.sha512),
+            crate::machine::DiskLayout::LiveCd => None,
+        }
     }
 
     /// The manifest's bytes as written (and signed).
@@ -183,6 +210,9 @@ impl BundleManifest {
         }
         if !is_sha512(&self.overlay.sha512) {
             return Err(field("overlay.sha512", "must be 128 lower-case hex digits"));
+        }
+        if self.version < version_for(self.layout) {
+            return Err(field("layout", "needs manifest version 2"));
         }
         for (name, text) in [
             ("base.title", &self.base.title),
@@ -280,7 +310,7 @@ pub(crate) mod tests {
     pub(crate) fn example() -> BundleManifest {
         BundleManifest {
             format: FORMAT.into(),
-            version: VERSION,
+            version: 1,
             machine: "analysis".into(),
             base: BaseRef {
                 sha512: "ab".repeat(64),
@@ -296,6 +326,7 @@ pub(crate) mod tests {
                     endorser_ca: "/DC=org/CN=CA".into(),
                 },
             },
+            layout: crate::machine::DiskLayout::Overlay,
             overlay: OverlayRef {
                 sha512: "cd".repeat(64),
                 size: 12345,
@@ -320,6 +351,45 @@ pub(crate) mod tests {
     fn a_manifest_round_trips() {
         let m = example();
         assert_eq!(BundleManifest::parse(&m.to_bytes()).unwrap(), m);
+    }
+
+    /// A machine booted from an ISO travels as version 2 with its layout; an overlay machine's
+    /// bundle stays version 1 without the field, as older Sloops read it.
+    #[test]
+    fn the_layout_travels_from_version_2() {
+        let overlay = example();
+        assert_eq!(version_for(overlay.layout), 1);
+        let text = String::from_utf8(overlay.to_bytes()).unwrap();
+        assert!(!text.contains("layout"), "{text}");
+        assert_eq!(
+            overlay.overlay_backing(),
+            Some(overlay.base.sha512.as_str())
+        );
+
+        let mut live = example();
+        live.layout = crate::machine::DiskLayout::LiveCd;
+        live.version = version_for(live.layout);
+        assert_eq!(live.version, 2);
+        assert!(
+            String::from_utf8(live.to_bytes())
+                .unwrap()
+                .contains("\"layout\": \"live-cd\"")
+        );
+        assert_eq!(BundleManifest::parse(&live.to_bytes()).unwrap(), live);
+        assert_eq!(live.overlay_backing(), None);
+
+        live.version = 1;
+        assert_eq!(
+            BundleManifest::parse(&live.to_bytes())
+                .unwrap_err()
+                .to_string(),
+            "field layout: needs manifest version 2"
+        );
+        live.version = 3;
+        assert!(matches!(
+            BundleManifest::parse(&live.to_bytes()).unwrap_err(),
+            ManifestProblem::Version(3)
+        ));
     }
 
     #[test]

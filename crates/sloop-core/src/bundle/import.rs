@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::image::LocalState;
 use crate::libvirt::Connection;
 use crate::machine::manifest::{Origin, Resources};
-use crate::machine::{self, CreateRequest, MachineName, MachineSummary};
+use crate::machine::{self, CreateRequest, DiskLayout, MachineName, MachineSummary};
 use crate::paths::Paths;
 use crate::progress::{Meter, ProgressUnit, Reporter};
 
@@ -125,6 +125,26 @@ pub async fn import(
     )
     .await
     .map_err(crate::image::ImageError::from)?;
+    let layout_here = crate::image::Store::new(paths)
+        .derivation(&manifest.base.sha512)
+        .map(|d| d.layout())
+        .unwrap_or_default();
+    if layout_here != manifest.layout {
+        return Err(BundleError::Manifest {
+            file: file.clone(),
+            problem: super::format::ManifestProblem::Field {
+                field: "layout",
+                problem: match manifest.layout {
+                    DiskLayout::LiveCd => {
+                        "says the machine boots from an ISO, but its base is a disk image"
+                    }
+                    DiskLayout::Overlay => {
+                        "says the machine's disk is an overlay, but its base is an ISO image"
+                    }
+                },
+            },
+        });
+    }
 
     // The overlay: copied out of the bundle into a fresh folder of Sloop's, hashed on the way.
     let scratch = super::scratch(paths).map_err(|source| BundleError::Write {
@@ -188,21 +208,24 @@ pub async fn import(
     }
     overlay::check(
         overlay::Location::File(&staged),
-        &manifest.base.sha512,
+        manifest.overlay_backing(),
         manifest.overlay.virtual_size,
     )
     .await
     .map_err(|e| BundleError::overlay(file, e))?;
-    let qemu_img = crate::programs::find_program("qemu-img")
-        .ok_or(BundleError::Tool(overlay::CheckError::NoQemuImg))?;
-    overlay::rebase_unsafe(
-        &qemu_img,
-        &staged,
-        &base_file.to_string_lossy(),
-        "point the overlay at the local base",
-    )
-    .await
-    .map_err(|e| BundleError::overlay(file, e))?;
+    // A live CD machine's disk names no base: it is the machine's own, whole.
+    if manifest.layout == DiskLayout::Overlay {
+        let qemu_img = crate::programs::find_program("qemu-img")
+            .ok_or(BundleError::Tool(overlay::CheckError::NoQemuImg))?;
+        overlay::rebase_unsafe(
+            &qemu_img,
+            &staged,
+            &base_file.to_string_lossy(),
+            "point the overlay at the local base",
+        )
+        .await
+        .map_err(|e| BundleError::overlay(file, e))?;
+    }
     if cancel.is_cancelled() {
         return Err(BundleError::Cancelled);
     }

@@ -265,14 +265,19 @@ async fn examined(
     } else {
         match overlay::check(
             overlay::Location::Member(file, opened.members.overlay),
-            &manifest.base.sha512,
+            manifest.overlay_backing(),
             manifest.overlay.virtual_size,
         )
         .await
         {
             Ok(()) => BundleCheck::pass(format!(
-                "SHA-512 and size match; qcow2, {} compressed, names only its base",
-                manifest.overlay.compression
+                "SHA-512 and size match; qcow2, {} compressed, {}",
+                manifest.overlay.compression,
+                match manifest.layout {
+                    crate::machine::DiskLayout::Overlay => "names only its base",
+                    crate::machine::DiskLayout::LiveCd =>
+                        "the disk of a machine booted from its ISO, naming no other file",
+                }
             )),
             Err(error @ CheckError::Problem(_)) => failed(BundleError::overlay(file, error)),
             Err(other) => return Err(BundleError::overlay(file, other)),

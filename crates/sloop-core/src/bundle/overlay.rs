@@ -206,9 +206,11 @@ pub enum Location<'a> {
 
 /// Checks the overlay's header ([`parse_header`]), then asks `qemu-img info` (which opens no
 /// backing file) whether QEMU reads it the same way.
+/// `backing` is the base's SHA-512 the overlay must name, or `None` for the disk of a machine
+/// booted from an ISO, which must name no backing file at all.
 pub async fn check(
     location: Location<'_>,
-    base_sha512: &str,
+    backing: Option<&str>,
     virtual_size: u64,
 ) -> Result<(), CheckError> {
     let (path, offset, len) = match location {
@@ -216,7 +218,10 @@ pub async fn check(
         Location::Member(path, span) => (path, span.offset, span.len),
     };
     let first = read_head(path, offset, len).map_err(CheckError::Io)?;
-    let header = parse_header(&first, base_sha512)?;
+    let header = match backing {
+        Some(base_sha512) => parse_header(&first, base_sha512)?,
+        None => parse_unbacked(&first)?,
+    };
     if header.virtual_size != virtual_size {
         return Err(OverlayProblem::VirtualSize {
             found: header.virtual_size,
@@ -275,7 +280,7 @@ pub async fn check(
     if info["encrypted"].as_bool() == Some(true) {
         return Err(OverlayProblem::Encrypted.into());
     }
-    if info["backing-filename"].as_str() != Some(base_sha512) {
+    if info["backing-filename"].as_str() != backing {
         return Err(OverlayProblem::ForeignBacking(
             info["backing-filename"].as_str().unwrap_or("").to_string(),
         )
@@ -320,8 +325,9 @@ pub async fn compression() -> &'static str {
 /// A copy of a machine's changes, for [`convert_changes`].
 #[derive(Debug, Clone, Copy)]
 pub struct Conversion<'a> {
-    /// The certified base file.
-    pub base: &'a Path,
+    /// The runnable base the overlay stands on; `None` for the disk of a machine booted from an
+    /// ISO, which has no backing file and is copied whole (it holds only the machine's changes).
+    pub base: Option<&'a Path>,
     /// The machine's overlay on it.
     pub overlay: &'a Path,
     /// The new file: the changes alone.
@@ -357,10 +363,19 @@ pub async fn convert_changes(
                 .into_iter()
                 .flatten(),
         )
-        .arg("-F")
-        .arg("qcow2")
-        .arg("-B")
-        .arg(job.base)
+        .args(
+            job.base
+                .map(|base| {
+                    [
+                        "-F".into(),
+                        "qcow2".into(),
+                        "-B".into(),
+                        base.as_os_str().to_owned(),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .arg(job.overlay)
         .arg(job.out)
         .stdin(Stdio::null())
@@ -381,6 +396,9 @@ pub async fn convert_changes(
                 said,
             });
         }
+    }
+    if job.base.is_none() {
+        return Ok(());
     }
     rebase_unsafe(
         &qemu_img,

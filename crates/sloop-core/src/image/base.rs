@@ -7,7 +7,10 @@
 //! - for an OVA: the one disk its OVF descriptor names, read in place inside the archive;
 //! - for raw, VMDK, VDI, VHD and VHDX disks, and any of these (or qcow2) compressed with gzip,
 //!   bzip2, xz or zstd: a qcow2 copy made by `qemu-img convert`; a compressed file is first
-//!   unpacked into a sparse file beside it (qemu-img reads no pipes).
+//!   unpacked into a sparse file beside it (qemu-img reads no pipes);
+//! - for an ISO 9660 image (µCernVM style): nothing, or (compressed) the unpacked ISO in
+//!   `bases/<sha512>.iso`. It is not a disk to stand on: machines boot from it as a read-only CD
+//!   and keep their changes on an empty disk of their own ([`DiskLayout::LiveCd`]).
 //!
 //! Before qemu-img converts anything, the disk's header is checked (inspect.rs). The result is
 //! `bases/<sha512>.qcow2` (read-only), keyed by the certified file's SHA-512, with
@@ -32,6 +35,7 @@ use super::Store;
 use super::inspect::{self, UnsafeImage};
 use super::ova;
 use crate::progress::{Meter, ProgressUnit, Reporter};
+use crate::types::DiskLayout;
 
 /// How a runnable base was made from its certified file (`bases/<sha512>.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +53,7 @@ pub struct Derivation {
     /// reads the disk there, as Sloop did.
     #[serde(default)]
     pub window: Option<[u64; 2]>,
-    /// The disk's format as qemu-img read it.
+    /// The disk's format as qemu-img read it, or `iso` for an ISO 9660 image.
     pub format: String,
     /// The command that made the base, when one did.
     pub conversion: Option<String>,
@@ -78,10 +82,18 @@ impl Derivation {
         }
     }
 
-    /// One line: "as listed (qcow2)", "xz, raw → qcow2", "OVA member a.vmdk, vmdk → qcow2".
+    /// One line: "as listed (qcow2)", "xz, raw → qcow2", "OVA member a.vmdk, vmdk → qcow2",
+    /// "as listed (ISO, booted as a read-only CD)".
     pub fn summary(&self) -> String {
+        let result = match self.layout() {
+            DiskLayout::LiveCd => "ISO, booted as a read-only CD".to_string(),
+            DiskLayout::Overlay => format!("{} → qcow2", self.format),
+        };
         if self.as_listed {
-            return format!("as listed ({})", self.format);
+            return match self.layout() {
+                DiskLayout::LiveCd => format!("as listed ({result})"),
+                DiskLayout::Overlay => format!("as listed ({})", self.format),
+            };
         }
         let mut parts = Vec::new();
         if let Some(c) = &self.compression {
@@ -90,8 +102,18 @@ impl Derivation {
         if let Some(m) = &self.member {
             parts.push(format!("OVA member {m}"));
         }
-        parts.push(format!("{} → qcow2", self.format));
+        parts.push(result);
         parts.join(", ")
+    }
+
+    /// How machines on this base lay out their disks: an ISO is booted as a CD, with an empty
+    /// disk of the machine's own; every other base is a disk to stand an overlay on.
+    pub fn layout(&self) -> DiskLayout {
+        if self.format == ISO {
+            DiskLayout::LiveCd
+        } else {
+            DiskLayout::Overlay
+        }
     }
 }
 
@@ -219,6 +241,11 @@ impl Store {
         self.bases_dir().join(format!("{sha512}.qcow2"))
     }
 
+    /// The unpacked ISO for the compressed certified ISO `sha512`, whether or not it is there.
+    fn base_iso(&self, sha512: &str) -> PathBuf {
+        self.bases_dir().join(format!("{sha512}.iso"))
+    }
+
     fn derivation_file(&self, sha512: &str) -> PathBuf {
         self.bases_dir().join(format!("{sha512}.json"))
     }
@@ -235,6 +262,7 @@ impl Store {
     pub(super) fn base_files(&self, sha512: &str) -> Vec<PathBuf> {
         vec![
             self.base_file(sha512),
+            self.base_iso(sha512),
             self.derivation_file(sha512),
             self.refused_file(sha512),
             self.base_lock(sha512),
@@ -258,7 +286,10 @@ impl Store {
         if derivation.as_listed {
             self.stored(sha512)
         } else {
-            let path = self.base_file(sha512);
+            let path = match derivation.layout() {
+                DiskLayout::LiveCd => self.base_iso(sha512),
+                DiskLayout::Overlay => self.base_file(sha512),
+            };
             path.is_file().then_some(path)
         }
     }
@@ -389,11 +420,6 @@ async fn make(
     let refused = |reason: String| PrepareError::refused(wanted, reason);
     let listed = wanted.listed.map(|l| l.trim().to_ascii_lowercase());
     let listed = listed.as_deref();
-    if listed == Some("iso") {
-        return Err(refused(
-            "it is an ISO image; Sloop cannot boot machines from ISO images yet".into(),
-        ));
-    }
     let mut meter = Meter::new(wanted.task, "checking the image", None, ProgressUnit::Bytes);
     meter.update(reporter, 0, true);
 
@@ -429,6 +455,44 @@ async fn make(
         }
         None => certified.to_path_buf(),
     };
+
+    // An ISO is booted as it is: checked for what it claims, never converted.
+    let is_iso = is_iso9660(&disk_file)?;
+    if listed == Some(ISO) && !is_iso {
+        return Err(refused(
+            "its list says ISO, but it is not an ISO 9660 image".into(),
+        ));
+    }
+    if is_iso {
+        if let Some(other) = listed.filter(|l| *l != ISO) {
+            return Err(refused(format!(
+                "it is an ISO 9660 image, but its list says {other}"
+            )));
+        }
+        let size = std::fs::metadata(&disk_file).map_err(io(&disk_file))?.len();
+        if size > wanted.limit {
+            return Err(refused(format!(
+                "it is an ISO image of {} GiB, more than the limit of {} GiB; if that is real, raise max_image_gib in config.toml",
+                size.div_ceil(1 << 30),
+                wanted.limit >> 30
+            )));
+        }
+        let derivation = Derivation::new(wanted, ISO, size);
+        return match compression {
+            None => Ok(Derivation {
+                as_listed: true,
+                sha512: wanted.sha512.to_string(),
+                ..derivation
+            }),
+            Some(c) => {
+                let derivation = Derivation {
+                    compression: Some(c.name().to_string()),
+                    ..derivation
+                };
+                place(store, wanted, &disk_file, derivation, &mut meter, reporter).await
+            }
+        };
+    }
 
     // An OVA gives the disk its descriptor names, read where it lies in the archive.
     let is_ova = ova::is_tar(&head(&disk_file)?);
@@ -606,9 +670,24 @@ async fn place(
         .map_err(|e| PrepareError::failed(wanted, e))?
         .map_err(io(partial))?;
     crate::fsutil::set_mode(partial, 0o444).map_err(io(partial))?;
-    let target = store.base_file(wanted.sha512);
+    let target = match derivation.layout() {
+        DiskLayout::LiveCd => store.base_iso(wanted.sha512),
+        DiskLayout::Overlay => store.base_file(wanted.sha512),
+    };
     std::fs::rename(partial, &target).map_err(io(&target))?;
     Ok(derivation)
+}
+
+/// The `format` of an ISO 9660 image in a derivation (qemu-img would call it raw).
+pub const ISO: &str = "iso";
+
+/// Whether `path` is an ISO 9660 image: its first volume descriptor, at 32 KiB, says `CD001`.
+fn is_iso9660(path: &Path) -> Result<bool, PrepareError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut descriptor = [0u8; 6];
+    file.seek(SeekFrom::Start(32 * 1024)).map_err(io(path))?;
+    let filled = read_full(&mut file, &mut descriptor).map_err(io(path))?;
+    Ok(filled == descriptor.len() && &descriptor[1..] == b"CD001")
 }
 
 fn head(path: &Path) -> Result<Vec<u8>, PrepareError> {
@@ -896,6 +975,96 @@ mod tests {
             &CancellationToken::new(),
         )
         .await
+    }
+
+    /// An ISO is booted as it is (µCernVM style): as listed it is its own base, compressed it
+    /// is unpacked once into `bases/<sha512>.iso`; either way machines boot it as a CD. A list
+    /// that says otherwise than the file is reported, not guessed past.
+    #[tokio::test]
+    async fn an_iso_is_booted_as_listed_and_unpacked_once_when_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let store = Store {
+            root: d.join("images"),
+        };
+        std::fs::create_dir(d.join("cd")).unwrap();
+        std::fs::write(d.join("cd/hello.txt"), "live\n").unwrap();
+        let tool = crate::host::iso_tool().expect("an ISO 9660 tool (genisoimage or xorriso)");
+        let mut args: Vec<&str> = Vec::new();
+        if tool.ends_with("xorriso") {
+            args.extend(["-as", "mkisofs"]);
+        }
+        args.extend(["-quiet", "-R", "-V", "SLOOP_LIVE", "-o", "live.iso", "cd"]);
+        run(d, tool.to_str().unwrap(), &args);
+        run(d, "gzip", &["-k", "live.iso"]);
+        run(
+            d,
+            "qemu-img",
+            &["create", "-q", "-f", "qcow2", "disk.qcow2", "64M"],
+        );
+
+        // Unsaid or said ISO: the certified file itself, as listed.
+        for listed in [None, Some("iso"), Some("ISO")] {
+            let store = Store {
+                root: d.join(format!("images-{listed:?}")),
+            };
+            let base = prepared(&store, &d.join("live.iso"), listed).await.unwrap();
+            let sha512 = crate::fsutil::sha512_file(&d.join("live.iso")).unwrap();
+            assert_eq!(base, store.file(&sha512));
+            let derivation = store.derivation(&sha512).unwrap();
+            assert!(derivation.as_listed);
+            assert_eq!(derivation.format, ISO);
+            assert_eq!(derivation.layout(), DiskLayout::LiveCd);
+            assert_eq!(
+                derivation.summary(),
+                "as listed (ISO, booted as a read-only CD)"
+            );
+        }
+
+        // Compressed: unpacked once, read-only, hashed.
+        let base = prepared(&store, &d.join("live.iso.gz"), Some("iso"))
+            .await
+            .unwrap();
+        let sha512 = crate::fsutil::sha512_file(&d.join("live.iso.gz")).unwrap();
+        assert_eq!(base, store.base_iso(&sha512));
+        assert_eq!(
+            std::fs::read(&base).unwrap(),
+            std::fs::read(d.join("live.iso")).unwrap()
+        );
+        let derivation = store.derivation(&sha512).unwrap();
+        assert_eq!(derivation.layout(), DiskLayout::LiveCd);
+        assert_eq!(
+            derivation.sha512,
+            crate::fsutil::sha512_file(&d.join("live.iso")).unwrap()
+        );
+        assert_eq!(
+            derivation.summary(),
+            "unpacked (gzip), ISO, booted as a read-only CD"
+        );
+        assert!(std::fs::metadata(&base).unwrap().permissions().readonly());
+
+        // The list and the file disagree: refused, with both named.
+        let refused = |e: PrepareError| match e {
+            PrepareError::Refused { reason, .. } => reason,
+            other => panic!("not refused: {other}"),
+        };
+        let store = Store {
+            root: d.join("images-wrong"),
+        };
+        let said_raw = prepared(&store, &d.join("live.iso"), Some("raw"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused(said_raw),
+            "it is an ISO 9660 image, but its list says raw"
+        );
+        let said_iso = prepared(&store, &d.join("disk.qcow2"), Some("iso"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused(said_iso),
+            "its list says ISO, but it is not an ISO 9660 image"
+        );
     }
 
     /// The same disk as the endorser would publish it, in every format and packing Sloop reads,

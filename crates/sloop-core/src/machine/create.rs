@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::{MachineKeys, public_openssh};
-use super::manifest::{BaseImage, MachineName, Manifest, Resources};
+use super::manifest::{BaseImage, DiskLayout, MachineName, Manifest, Resources};
 use super::seed::{self, Seed, WriteFile};
 use super::{MachineError, MachineSummary, disk, lifecycle};
 use crate::config::Config;
@@ -35,7 +35,8 @@ pub struct CreateRequest {
     /// Shared read-write at /analysis.
     pub work_dir: Option<PathBuf>,
     /// Changes from a bundle: a checked overlay whose backing file is already the base in the
-    /// store, moved in (same file system) instead of a new, empty one.
+    /// store (or, for a machine booted from an ISO, its checked disk with no backing file),
+    /// moved in (same file system) instead of a new, empty one.
     pub overlay: Option<PathBuf>,
     /// The bundle it came from, recorded in the manifest.
     pub origin: Option<super::manifest::Origin>,
@@ -86,14 +87,19 @@ pub async fn create(
     };
     // The bytes are the endorser's; the runnable base is made from them (once), after their
     // header was checked.
+    let store = image::Store::new(paths);
     let base_path = image::base::prepare(
-        &image::Store::new(paths),
+        &store,
         &image::base::Wanted::for_image(chosen, &task, config.max_image_bytes()),
         reporter,
         cancel,
     )
     .await
     .map_err(image::ImageError::from)?;
+    let layout = store
+        .derivation(&chosen.sha512)
+        .map(|d| d.layout())
+        .unwrap_or_default();
     let work_dir = match &request.work_dir {
         Some(dir) => Some(check_work_dir(dir)?),
         None => None,
@@ -124,14 +130,19 @@ pub async fn create(
     match &request.overlay {
         Some(ready) => fs_err::rename(ready, dir.join(super::OVERLAY))
             .map_err(|e| MachineError::Files(dir.clone(), e))?,
-        None => {
-            disk::create_overlay(
-                &base_path,
-                &dir.join(super::OVERLAY),
-                request.resources.disk_gib,
-            )
-            .await?
-        }
+        None => match layout {
+            DiskLayout::Overlay => {
+                disk::create_overlay(
+                    &base_path,
+                    &dir.join(super::OVERLAY),
+                    request.resources.disk_gib,
+                )
+                .await?
+            }
+            DiskLayout::LiveCd => {
+                disk::create_empty(&dir.join(super::OVERLAY), request.resources.disk_gib).await?
+            }
+        },
     }
 
     meter.stage("writing the seed");
@@ -146,6 +157,7 @@ pub async fn create(
             title: chosen.title.clone(),
             path: base_path,
         },
+        layout,
         resources: request.resources.clone(),
         ssh_port: super::free_local_port().map_err(|e| MachineError::Files(dir.clone(), e))?,
         work_dir,

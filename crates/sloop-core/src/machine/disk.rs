@@ -1,5 +1,6 @@
 //! A machine's disk: a qcow2 overlay whose backing file is the read-only certified base.
-//! The base is never written; the overlay holds only the user's changes.
+//! The base is never written; the overlay holds only the user's changes. A machine booted from
+//! an ISO ([`super::DiskLayout::LiveCd`]) has an empty qcow2 disk instead, with no backing file.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -29,37 +30,70 @@ pub enum DiskError {
 pub async fn create_overlay(base: &Path, overlay: &Path, size_gib: u32) -> Result<(), DiskError> {
     let qemu_img = crate::programs::find_program("qemu-img").ok_or(DiskError::NoQemuImg)?;
     let partial = overlay.with_extension("qcow2.partial");
-    let output = Command::new(&qemu_img)
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(base)
-        .arg(&partial)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(DiskError::Run)?;
-    if !output.status.success() {
-        let _ = std::fs::remove_file(&partial);
-        return Err(DiskError::QemuImg(
-            String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        ));
+    let made = qemu_img_on(&qemu_img, &partial, |c| {
+        c.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(base)
+            .arg(&partial);
+    })
+    .await?;
+    if let Err(message) = made {
+        return Err(gone(&partial, message));
     }
     // Growing to the requested size; a base larger than that keeps its own size.
-    let grown = Command::new(&qemu_img)
-        .args(["resize", "-q", "-f", "qcow2"])
-        .arg(&partial)
-        .arg(format!("{size_gib}G"))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(DiskError::Run)?;
-    if !grown.status.success() {
-        let message = String::from_utf8_lossy(&grown.stderr);
-        if !message.contains("shrink") {
-            let _ = std::fs::remove_file(&partial);
-            return Err(DiskError::QemuImg(message.trim().to_string()));
-        }
+    let grown = qemu_img_on(&qemu_img, &partial, |c| {
+        c.args(["resize", "-q", "-f", "qcow2"])
+            .arg(&partial)
+            .arg(format!("{size_gib}G"));
+    })
+    .await?;
+    if let Err(message) = grown
+        && !message.contains("shrink")
+    {
+        return Err(gone(&partial, message));
     }
     place(&partial, overlay)
+}
+
+/// Creates the empty disk of a machine booted from an ISO: qcow2, `size_gib` large, no backing
+/// file (the guest formats it). Written under a temporary name and renamed, like an overlay.
+pub async fn create_empty(disk: &Path, size_gib: u32) -> Result<(), DiskError> {
+    let qemu_img = crate::programs::find_program("qemu-img").ok_or(DiskError::NoQemuImg)?;
+    let partial = disk.with_extension("qcow2.partial");
+    let made = qemu_img_on(&qemu_img, &partial, |c| {
+        c.args(["create", "-q", "-f", "qcow2"])
+            .arg(&partial)
+            .arg(format!("{size_gib}G"));
+    })
+    .await?;
+    if let Err(message) = made {
+        return Err(gone(&partial, message));
+    }
+    place(&partial, disk)
+}
+
+/// Runs qemu-img with the arguments `args` gives it: `Err(what it said)` when it failed.
+async fn qemu_img_on(
+    qemu_img: &Path,
+    partial: &Path,
+    args: impl FnOnce(&mut Command),
+) -> Result<Result<(), String>, DiskError> {
+    let mut command = Command::new(qemu_img);
+    args(&mut command);
+    let output = command.stdin(Stdio::null()).output().await.map_err(|e| {
+        let _ = std::fs::remove_file(partial);
+        DiskError::Run(e)
+    })?;
+    Ok(if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    })
+}
+
+/// Removes the unfinished disk; the error qemu-img's words make.
+fn gone(partial: &Path, message: String) -> DiskError {
+    let _ = std::fs::remove_file(partial);
+    DiskError::QemuImg(message)
 }
 
 /// Renames the finished overlay into place; a failure names the rename, not qemu-img.

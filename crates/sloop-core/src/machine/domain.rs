@@ -45,7 +45,10 @@ pub struct DomainSpec<'a> {
     pub acceleration: Acceleration,
     pub vcpus: u32,
     pub memory_mib: u32,
+    /// The machine's disk (vda): an overlay on the base, or a live CD machine's own disk.
     pub overlay: &'a Path,
+    /// A live CD machine's base: an ISO attached read-only as the IDE CD it boots from.
+    pub live_cd: Option<&'a Path>,
     pub seed: &'a Path,
     pub share: Option<Share<'a>>,
     pub network: Network,
@@ -99,7 +102,11 @@ impl DomainSpec<'_> {
         let _ = writeln!(x, "  </metadata>");
         let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", self.memory_mib);
         let _ = writeln!(x, "  <vcpu>{}</vcpu>", self.vcpus);
-        x.push_str("  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n    <boot dev='hd'/>\n  </os>\n");
+        x.push_str("  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n");
+        if self.live_cd.is_some() {
+            x.push_str("    <boot dev='cdrom'/>\n");
+        }
+        x.push_str("    <boot dev='hd'/>\n  </os>\n");
         x.push_str("  <features>\n    <acpi/>\n    <apic/>\n  </features>\n");
         if self.acceleration == Acceleration::Kvm {
             x.push_str("  <cpu mode='host-passthrough'/>\n");
@@ -117,6 +124,13 @@ impl DomainSpec<'_> {
             "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>\n    </disk>\n",
             path(self.seed)
         );
+        if let Some(iso) = self.live_cd {
+            let _ = write!(
+                x,
+                "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <target dev='hdc' bus='ide'/>\n      <readonly/>\n    </disk>\n",
+                path(iso)
+            );
+        }
         if let Some(share) = &self.share {
             match share.kind {
                 ShareKind::NineP => {
@@ -190,6 +204,15 @@ mod tests {
     use std::path::PathBuf;
 
     fn spec(network: Network, share: ShareKind, acceleration: Acceleration) -> String {
+        spec_on(network, share, acceleration, None)
+    }
+
+    fn spec_on(
+        network: Network,
+        share: ShareKind,
+        acceleration: Acceleration,
+        live_cd: Option<&Path>,
+    ) -> String {
         let dir = PathBuf::from("/home/u/.local/share/sloop/machines/demo");
         let work = PathBuf::from("/home/u/work & play");
         DomainSpec {
@@ -200,6 +223,7 @@ mod tests {
             vcpus: 2,
             memory_mib: 1024,
             overlay: &dir.join("overlay.qcow2"),
+            live_cd,
             seed: &dir.join("seed.iso"),
             share: Some(Share {
                 source: &work,
@@ -231,6 +255,19 @@ mod tests {
         ));
     }
 
+    /// A machine booted from an ISO: the ISO is a read-only IDE CD, booted before the disk.
+    #[test]
+    fn live_cd_slirp_9p_tcg() {
+        insta::assert_snapshot!(spec_on(
+            Network::Slirp { ssh_port: 40022 },
+            ShareKind::NineP,
+            Acceleration::Tcg,
+            Some(Path::new(
+                "/home/u/.local/share/sloop/images/bases/ab12.iso"
+            )),
+        ));
+    }
+
     /// libvirt's own parser accepts the SLIRP form, and accepts passt exactly when
     /// `choose_network`'s version gate says it may be used (test driver: no QEMU needed).
     #[tokio::test]
@@ -252,6 +289,13 @@ mod tests {
             Acceleration::Tcg,
         );
         assert_eq!(define(slirp).await.unwrap(), "sloop-demo");
+        let live = spec_on(
+            Network::Slirp { ssh_port: 40022 },
+            ShareKind::NineP,
+            Acceleration::Tcg,
+            Some(Path::new("/srv/live.iso")),
+        );
+        assert_eq!(define(live).await.unwrap(), "sloop-demo");
         let version = conn.run(|c| c.lib_version()).await.unwrap();
         let passt = define(spec(
             Network::Passt { ssh_port: 40022 },

@@ -73,12 +73,15 @@ pub struct BaseImage {
     pub path: PathBuf,
 }
 
+pub use crate::types::DiskLayout;
+
 /// What the machine may use of the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     pub vcpus: u32,
     pub memory_mib: u32,
-    /// The overlay's virtual size; at least the base's.
+    /// The disk's virtual size: an overlay's at least the base's; a live CD machine's empty
+    /// disk this large.
     pub disk_gib: u32,
 }
 
@@ -103,6 +106,10 @@ pub struct Manifest {
     /// The account Sloop logs in as.
     pub user: String,
     pub base: BaseImage,
+    /// How the machine's disks are laid out (absent in manifests of machines made before ISO
+    /// images: an overlay).
+    #[serde(default)]
+    pub layout: DiskLayout,
     pub resources: Resources,
     /// Host port on 127.0.0.1 forwarded to the guest's SSH port.
     pub ssh_port: u16,
@@ -229,6 +236,7 @@ mod tests {
                 title: "Test".into(),
                 path: "/x/base".into(),
             },
+            layout: DiskLayout::LiveCd,
             resources: Resources::default(),
             ssh_port: 40022,
             work_dir: Some("/home/u/work".into()),
@@ -241,6 +249,15 @@ mod tests {
         std::fs::create_dir(dir.path().join("half-made")).unwrap();
         m.save(&machine_dir).unwrap();
         assert_eq!(Manifest::load(&machine_dir).unwrap(), m);
+        // A manifest from before ISO images has no layout: its disk is an overlay.
+        let old = std::fs::read_to_string(file_in(&machine_dir))
+            .unwrap()
+            .replace("layout = \"live-cd\"\n", "");
+        assert!(!old.contains("layout"), "{old}");
+        assert_eq!(
+            toml::from_str::<Manifest>(&old).unwrap().layout,
+            DiskLayout::Overlay
+        );
         assert_eq!(load_all(dir.path()).unwrap(), vec![m]);
         assert_eq!(load_all(&dir.path().join("none")).unwrap(), vec![]);
     }

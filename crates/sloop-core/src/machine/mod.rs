@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use ts_rs::TS;
 
 pub use create::{CreateRequest, create};
-pub use manifest::{MachineName, Manifest};
+pub use manifest::{DiskLayout, MachineName, Manifest};
 pub use power::{force_off, start, stop};
 
 use crate::config::Config;
@@ -87,6 +87,8 @@ pub struct MachineSummary {
     pub image_certified: bool,
     /// Whether the user's grid proxy follows the machine (`sloop proxy attach`).
     pub proxy_attached: bool,
+    /// How its disks are laid out: an overlay on its base, or booted from an ISO.
+    pub layout: DiskLayout,
 }
 
 /// A machine operation failed.
@@ -339,6 +341,7 @@ async fn summarize(
         work_dir: manifest.work_dir.as_ref().map(|p| p.display().to_string()),
         image_certified: certified.contains(&manifest.base.sha512),
         proxy_attached: manifest.proxy_attached,
+        layout: manifest.layout,
     })
 }
 

@@ -74,6 +74,8 @@ pub(super) async fn define(
         vcpus: manifest.resources.vcpus,
         memory_mib: manifest.resources.memory_mib,
         overlay: &overlay,
+        live_cd: (manifest.layout == super::DiskLayout::LiveCd)
+            .then_some(manifest.base.path.as_path()),
         seed: &seed_path,
         share: share.as_ref().map(|(source, kind)| Share {
             source,

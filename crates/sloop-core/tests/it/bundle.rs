@@ -617,6 +617,7 @@ async fn an_unsigned_bundle_needs_the_users_word() {
                 endorser_ca: "/CN=y".into(),
             },
         },
+        layout: Default::default(),
         overlay: bundle::format::OverlayRef {
             sha512: sha512_file(&overlay),
             size: std::fs::metadata(&overlay).unwrap().len(),

@@ -97,6 +97,7 @@ async fn boot_login_shutdown(kind: TestImage, boot_budget: Duration) {
             TestImage::Cloud => 1024,
         },
         overlay: &overlay,
+        live_cd: None,
         seed: &seed_path,
         share: Some(Share {
             source: &shared,

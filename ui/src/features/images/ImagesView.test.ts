@@ -239,6 +239,7 @@ describe("ImagesView", () => {
           workDir: null,
           imageCertified: true,
           proxyAttached: false,
+          layout: "overlay",
         },
       ],
     });

@@ -62,7 +62,7 @@ describe("MachinesView", () => {
           memoryMib: 2048,
           workDir: "/home/ada/work",
         }),
-        machine({ name: "spare", sshPort: 2223, imageCertified: false }),
+        machine({ name: "spare", sshPort: 2223, imageCertified: false, layout: "live-cd" }),
       ],
     });
     renderWith(MachinesView, backend);
@@ -80,6 +80,10 @@ describe("MachinesView", () => {
       "1 vCPU · 512 MiB memory",
     );
     expect(first.queryByTestId("machine-image-uncertified")).toBeNull();
+    expect(first.queryByTestId("machine-live-cd")).toBeNull();
+    expect(within(cards[1]!).getByTestId("machine-live-cd")).toHaveTextContent(
+      "Boots from the ISO image",
+    );
     expect(within(cards[1]!).getByTestId("machine-image-uncertified")).toHaveTextContent(
       "No longer certified",
     );

@@ -14,6 +14,7 @@ const running: MachineSummary = {
   workDir: null,
   imageCertified: true,
   proxyAttached: false,
+  layout: "overlay",
 };
 
 function setup(machine: MachineSummary = running) {
