@@ -44,6 +44,8 @@ sloop=$target_dir/$profile/sloop
 say "building the demo image (cached when its recipe is unchanged)"
 demo=$(assets/test-image/build.sh | tail -n 1)
 [ -f "$demo" ] || { say "the test-image recipe printed no image"; exit 1; }
+demo_live=${demo%/*}/sloop-test.iso
+[ -f "$demo_live" ] || { say "the test-image recipe wrote no ISO variant beside $demo"; exit 1; }
 
 # What the package needs at run time. The bundler adds WebKitGTK and GTK itself, not the other
 # libraries the binaries link (readelf -d): those are listed here, with the tools Sloop runs.
@@ -60,7 +62,8 @@ files=$(
   "/usr/share/zsh/vendor-completions/_sloop": "$work/completions/_sloop",
   "/usr/share/fish/vendor_completions.d/sloop.fish": "$work/completions/sloop.fish",
   "/usr/share/mime/packages/sloop.xml": "$here/assets/package/sloop-mime.xml",
-  "/usr/share/sloop/demo/sloop-demo.qcow2": "$demo"
+  "/usr/share/sloop/demo/sloop-demo.qcow2": "$demo",
+  "/usr/share/sloop/demo/sloop-demo-live.iso": "$demo_live"
 }
 EOF
 )

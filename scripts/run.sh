@@ -22,6 +22,10 @@ if [ -z "${SLOOP_DEMO_IMAGE:-}" ]; then
   SLOOP_DEMO_IMAGE=$(assets/test-image/build.sh | tail -n 1)
 fi
 export SLOOP_DEMO_IMAGE
+# The same recipe writes the ISO variant (µCernVM style) beside it: the demo lists both.
+if [ -z "${SLOOP_DEMO_LIVE_ISO:-}" ] && [ -f "${SLOOP_DEMO_IMAGE%/*}/sloop-test.iso" ]; then
+  export SLOOP_DEMO_LIVE_ISO=${SLOOP_DEMO_IMAGE%/*}/sloop-test.iso
+fi
 target/debug/sloop catalog add --demo || echo "run: the demo catalog could not be set up; the app's Images view says why" >&2
 
 if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then

@@ -324,7 +324,7 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo CA",
     );
 
-    const row = await browser.$('[data-testid="image-row"]');
+    const row = await browser.$('[data-testid="image-row"][aria-label="Sloop tiny test image"]');
     await row.waitForDisplayed({ timeout: UI_TIMEOUT });
     assert.ok(await (await row.$('[data-testid="image-certified"]')).isDisplayed());
     assert.match(await (await row.$('[data-testid="image-size"]')).getText(), /^\d+(\.\d)? MB$/);
@@ -895,6 +895,104 @@ describe("the app window", { timeout: 1_500_000 }, () => {
       });
     } finally {
       fs.rmSync(course, { recursive: true, force: true });
+    }
+  });
+
+  const live =
+    "downloads the demo's live ISO, makes a machine booted from it, whose root is the CD under an overlay on its own disk, and deletes it";
+  it(live, { timeout: 600_000 }, async () => {
+    let created = false;
+    try {
+      await show("images");
+      const row = await browser.$('[data-testid="image-row"][aria-label="Sloop tiny live ISO"]');
+      await row.waitForDisplayed({ timeout: UI_TIMEOUT });
+      await (await row.$('[data-testid="image-download"]')).click();
+      const base = await row.$('[data-testid="image-base-state"]');
+      await browser.waitUntil(async () => (await base.isExisting()) && (await base.getText()) === "Ready to run", {
+        timeout: 60_000,
+        timeoutMsg: "the ISO's runnable base did not show as ready",
+      });
+      assert.match(await row.getText(), /booted as a read-only CD/);
+      await screenshot("images-live-iso");
+
+      await show("machines");
+      await (await byTestId("machine-new")).click();
+      await (await byTestId("machine-create-form")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      const image = await byTestId("machine-create-image");
+      await image.waitForDisplayed({ timeout: UI_TIMEOUT });
+      const iso = await browser.execute(() => {
+        const options = document.querySelectorAll('[data-testid="machine-create-image"] option');
+        const iso = Array.from(options).find((o) => o.textContent.includes("Sloop tiny live ISO"));
+        return iso ? iso.value : null;
+      });
+      assert.ok(iso, "the create form does not offer the live ISO");
+      await image.selectByAttribute("value", iso);
+      for (const [id, value] of [
+        ["machine-create-name", "e2e-live"],
+        ["machine-create-vcpus", "1"],
+        ["machine-create-memory", "256"],
+        ["machine-create-disk", "1"],
+      ]) {
+        await (await byTestId(id)).setValue(value);
+      }
+      await (await byTestId("machine-create-submit")).click();
+      const card = await machineCard("e2e-live");
+      await card.waitForDisplayed({ timeout: 60_000, timeoutMsg: "no card for the new machine e2e-live" });
+      created = true;
+      await waitForMachine("e2e-live", "Stopped", UI_TIMEOUT, "create");
+      assert.match(
+        await (await card.$('[data-testid="machine-live-cd"]')).getText(),
+        /Boots from the ISO image; its own disk keeps the changes/,
+      );
+
+      await (await card.$('[data-testid="machine-start"]')).click();
+      await waitForMachine("e2e-live", "Running", BOOT_TIMEOUT, "start");
+      await (await card.$('[data-testid="machine-open"]')).click();
+      await (await byTestId("machine-detail")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      await (await byTestId("machine-tab-terminal")).click();
+      await (await byTestId("machine-terminal")).waitForDisplayed({ timeout: UI_TIMEOUT });
+      await browser.waitUntil(
+        async () => (await (await byTestId("machine-terminal-status")).getAttribute("data-status")) === "open",
+        { timeout: 60_000, timeoutMsg: "the live machine's terminal did not connect" },
+      );
+      await browser.waitUntil(async () => (await terminalRows()).some((row) => row.trim() !== ""), {
+        timeout: 30_000,
+        timeoutMsg: "the live machine's terminal showed no prompt",
+      });
+      await browser.execute(() =>
+        document.querySelector('[data-testid="machine-terminal"] .xterm-helper-textarea')?.focus(),
+      );
+      // The root file system: the CD's tree under an overlay kept on the machine's own disk.
+      await typeLine("grep -q '^overlay / overlay' /proc/mounts && grep -q ' iso9660 ' /proc/mounts && echo live-root-ok");
+      await browser.waitUntil(async () => (await terminalRows()).map((row) => row.trim()).includes("live-root-ok"), {
+        timeout: 30_000,
+        timeoutMsg: "the live machine's root is not an overlay on the CD",
+      });
+      await screenshot("machine-live-iso");
+      await (await byTestId("machine-back")).click();
+
+      await (await (await machineCard("e2e-live")).$('[data-testid="machine-stop"]')).click();
+      await waitForMachine("e2e-live", "Stopped", STOP_TIMEOUT, "stop");
+      await (await (await machineCard("e2e-live")).$('[data-testid="machine-delete"]')).click();
+      await (await byTestId("machine-delete-confirm")).click();
+      await browser.waitUntil(async () => !(await (await machineCard("e2e-live")).isExisting()), {
+        timeout: 60_000,
+        timeoutMsg: "the card of e2e-live did not go",
+      });
+      created = false;
+    } finally {
+      if (created) {
+        for (const command of ["destroy", "undefine"]) {
+          try {
+            execFileSync("virsh", ["-q", "-c", libvirtUri, command, "sloop-e2e-live"], {
+              stdio: "ignore",
+              timeout: 30_000,
+            });
+          } catch {
+            // Not running, or not defined.
+          }
+        }
+      }
     }
   });
 

@@ -120,6 +120,9 @@ if [ -z "${SLOOP_DEMO_IMAGE:-}" ]; then
   SLOOP_DEMO_IMAGE=${SLOOP_TEST_IMAGE:-$("$root/assets/test-image/build.sh" | tail -n 1)}
 fi
 export SLOOP_DEMO_IMAGE
+# Its ISO variant, which the same recipe writes beside it: the demo lists both.
+export SLOOP_DEMO_LIVE_ISO=${SLOOP_DEMO_LIVE_ISO:-${SLOOP_DEMO_IMAGE%/*}/sloop-test.iso}
+[ -f "$SLOOP_DEMO_LIVE_ISO" ] || { echo "e2e: no $SLOOP_DEMO_LIVE_ISO (assets/test-image/build.sh writes it)" >&2; exit 1; }
 
 # The app inherits this environment through tauri-driver and WebKitWebDriver.
 sloop_home=$(mktemp -d -t sloop-e2e.XXXXXX)

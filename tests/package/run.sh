@@ -42,7 +42,7 @@ rm -f "$artefacts"/*.png "$artefacts"/*.log
 if [ -f "$rpm" ] && command -v rpm >/dev/null; then
   listed=$(rpm -qpl "$rpm" 2>/dev/null)
   for file in /usr/bin/sloop /usr/bin/sloop-app /usr/share/applications/Sloop.desktop \
-    /usr/share/mime/packages/sloop.xml /usr/share/sloop/demo/sloop-demo.qcow2 /usr/share/man/man1/sloop.1.gz; do
+    /usr/share/mime/packages/sloop.xml /usr/share/sloop/demo/sloop-demo.qcow2 /usr/share/sloop/demo/sloop-demo-live.iso /usr/share/man/man1/sloop.1.gz; do
     grep -qx "$file" <<<"$listed" || fail "the .rpm has no $file"
   done
   rpm -qp --requires "$rpm" 2>/dev/null | grep -qx libvirt-daemon-kvm || fail "the .rpm does not require libvirt"
@@ -135,6 +135,7 @@ say "sloop doctor --json answers ($(grep -o '"ready": [a-z]*' <<<"$doctor"))"
 as_user sloop catalog add --demo >"$artefacts/demo.log" 2>&1 || fail "sloop catalog add --demo failed: $(tail -n 1 "$artefacts/demo.log")"
 images=$(as_user sloop image list) || fail "sloop image list failed"
 grep -qi "demo" <<<"$images" || fail "sloop image list does not show the demo image: $images"
+grep -q "Sloop tiny live ISO" <<<"$images" || fail "sloop image list does not show the demo's live ISO: $images"
 # Something of the user's to keep: the image in the store and a machine made on it (not started:
 # libvirt's session daemon for the user defines it; the test root runs no guest).
 identifier=$(as_user sloop --json image list | sed -n 's/.*"identifier": "\([^"]*\)".*/\1/p' | head -n 1)

@@ -25,7 +25,9 @@ pub async fn run(ctx: &Context, command: CatalogCommand) -> anyhow::Result<ExitC
                     Some(image) => image,
                     None => catalog::demo::default_image()?,
                 };
-                catalog::demo::ensure(ctx.paths(), ctx.config(), &image, now).await?
+                let live = catalog::demo::default_live();
+                catalog::demo::ensure(ctx.paths(), ctx.config(), &image, live.as_deref(), now)
+                    .await?
             } else {
                 let request = AddRequest {
                     source: source.unwrap_or_default(),

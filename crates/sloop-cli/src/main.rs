@@ -131,7 +131,8 @@ pub(crate) enum CatalogCommand {
         #[arg(long)]
         demo: bool,
         /// The image the demo catalog is built from (default: $SLOOP_DEMO_IMAGE, else the one the
-        /// package installs).
+        /// package installs). Its ISO variant, listed beside it when there is one, is
+        /// $SLOOP_DEMO_LIVE_ISO, else the one the package installs.
         #[arg(long, requires = "demo")]
         image: Option<std::path::PathBuf>,
     },

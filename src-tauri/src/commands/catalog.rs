@@ -33,7 +33,8 @@ pub async fn catalog_add(
 pub async fn catalog_add_demo(state: State<'_, AppState>) -> Result<CatalogView, IpcError> {
     let config = state.config()?;
     let image = catalog::demo::default_image()?;
-    Ok(catalog::demo::ensure(state.paths(), config, &image, state.now()).await?)
+    let live = catalog::demo::default_live();
+    Ok(catalog::demo::ensure(state.paths(), config, &image, live.as_deref(), state.now()).await?)
 }
 
 /// Fetches a catalog's list again.

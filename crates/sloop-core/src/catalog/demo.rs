@@ -29,17 +29,20 @@ const ENDORSER_DN: &str = "/DC=invalid/DC=sloop/O=Sloop Demo/CN=Sloop Demo Endor
 const VALID_DAYS: i64 = 365;
 const LIST_FILE: &str = "sloop-demo.image_list";
 const IMAGE_FILE: &str = "sloop-demo.qcow2";
+const LIVE_FILE: &str = "sloop-demo-live.iso";
 
 fn demo_dir(paths: &Paths) -> PathBuf {
     paths.data_dir.join("demo")
 }
 
-/// Subscribes to the demo catalog, building it from `image` first when it is missing, expired or
-/// no longer verifies. Leaves a working demo catalog alone.
+/// Subscribes to the demo catalog, building it from `image` (and, when given, the ISO variant
+/// `live`, listed beside it) first when it is missing, expired or no longer verifies. Leaves a
+/// working demo catalog alone.
 pub async fn ensure(
     paths: &Paths,
     config: &Config,
     image: &Path,
+    live: Option<&Path>,
     now: OffsetDateTime,
 ) -> Result<CatalogView, CatalogError> {
     let subscribed = super::subscriptions(paths)?
@@ -53,7 +56,7 @@ pub async fn ensure(
         tracing::info!(state = ?view.state, "rebuilding the demo catalog");
         super::remove(paths, NAME)?;
     }
-    let mirror = build(paths, image, now).await?;
+    let mirror = build(paths, image, live, now).await?;
     super::add(
         paths,
         config,
@@ -71,7 +74,12 @@ pub async fn ensure(
 }
 
 /// Builds the mirror folder and returns it.
-async fn build(paths: &Paths, image: &Path, now: OffsetDateTime) -> Result<PathBuf, CatalogError> {
+async fn build(
+    paths: &Paths,
+    image: &Path,
+    live: Option<&Path>,
+    now: OffsetDateTime,
+) -> Result<PathBuf, CatalogError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| CatalogError::Demo(format!("{what}: {e}"));
     let dir = demo_dir(paths);
     let ca_dir = dir.join("ca");
@@ -85,11 +93,19 @@ async fn build(paths: &Paths, image: &Path, now: OffsetDateTime) -> Result<PathB
         }
         ensure_private_dir(sub).map_err(|e| failed("cannot create the demo folders", &e))?;
     }
-    let image = image.to_path_buf();
-    let target = mirror.join(IMAGE_FILE);
-    let (sha512, size) = tokio::task::spawn_blocking(move || copy_hashing(&image, &target))
-        .await
-        .map_err(|e| failed("copying the demo image", &e))??;
+    let copied = |from: &Path, name: &str| {
+        let (from, to) = (from.to_path_buf(), mirror.join(name));
+        async move {
+            tokio::task::spawn_blocking(move || copy_hashing(&from, &to))
+                .await
+                .map_err(|e| failed("copying the demo image", &e))?
+        }
+    };
+    let disk = copied(image, IMAGE_FILE).await?;
+    let live = match live {
+        Some(iso) => Some(copied(iso, LIVE_FILE).await?),
+        None => None,
+    };
 
     let start = now.unix_timestamp() - 3600;
     let end = now.unix_timestamp() + VALID_DAYS * 86_400;
@@ -118,7 +134,7 @@ async fn build(paths: &Paths, image: &Path, now: OffsetDateTime) -> Result<PathB
     pki::install_anchor(&ca_dir, &ca.certificate)
         .map_err(|e| failed("installing the demo CA", &e))?;
 
-    let list = list_document(&sha512, size, now, end);
+    let list = list_document(&disk, live.as_ref(), now, end);
     let content =
         serde_json::to_string_pretty(&list).map_err(|e| failed("writing the demo list", &e))?;
     let signed = pki::sign_smime(content.as_bytes(), &endorser)
@@ -131,18 +147,59 @@ async fn build(paths: &Paths, image: &Path, now: OffsetDateTime) -> Result<PathB
     Ok(mirror)
 }
 
-/// The demo list, in hepixvmitrust's shape.
-fn list_document(sha512: &str, size: u64, now: OffsetDateTime, end: i64) -> serde_json::Value {
-    let expires = OffsetDateTime::from_unix_timestamp(end).unwrap_or(now);
-    // An identifier tied to the bytes: the same image gets the same identifier on every build.
-    let image_identifier = format!(
+/// An identifier tied to the bytes: the same image gets the same identifier on every build.
+fn identifier_of(sha512: &str) -> String {
+    format!(
         "{}-{}-4{}-8{}-{}",
         &sha512[0..8],
         &sha512[8..12],
         &sha512[13..16],
         &sha512[17..20],
         &sha512[20..32]
-    );
+    )
+}
+
+/// The demo list, in hepixvmitrust's shape: the disk image (SHA-512 and size), and the ISO
+/// variant when there is one.
+fn list_document(
+    (sha512, size): &(String, u64),
+    live: Option<&(String, u64)>,
+    now: OffsetDateTime,
+    end: i64,
+) -> serde_json::Value {
+    let expires = OffsetDateTime::from_unix_timestamp(end).unwrap_or(now);
+    let mut images = vec![serde_json::json!({ "hv:image": {
+        "dc:description": "A tiny Linux (busybox, dropbear SSH) that boots in seconds, even without KVM.",
+        "dc:identifier": identifier_of(sha512),
+        "dc:title": "Sloop tiny test image",
+        "hv:format": "QCOW2",
+        "hv:hypervisor": "QEMU,KVM",
+        "hv:size": size,
+        "hv:uri": format!("https://sloop.invalid/demo/{IMAGE_FILE}"),
+        "hv:version": "1",
+        "sl:arch": "x86_64",
+        "sl:checksum:sha512": sha512,
+        "sl:comments": "Built from Debian packages by assets/test-image/build.sh",
+        "sl:os": "Linux",
+        "sl:osversion": "Debian 12 kernel, busybox userland"
+    } })];
+    if let Some((sha512, size)) = live {
+        images.push(serde_json::json!({ "hv:image": {
+            "dc:description": "The same tiny Linux as an ISO, µCernVM style: boots from a read-only CD and keeps its changes on an empty disk of its own.",
+            "dc:identifier": identifier_of(sha512),
+            "dc:title": "Sloop tiny live ISO",
+            "hv:format": "ISO",
+            "hv:hypervisor": "QEMU,KVM",
+            "hv:size": size,
+            "hv:uri": format!("https://sloop.invalid/demo/{LIVE_FILE}"),
+            "hv:version": "1",
+            "sl:arch": "x86_64",
+            "sl:checksum:sha512": sha512,
+            "sl:comments": "Built from Debian packages by assets/test-image/build.sh",
+            "sl:os": "Linux",
+            "sl:osversion": "Debian 12 kernel, busybox userland"
+        } }));
+    }
     serde_json::json!({
         "hv:imagelist": {
             "dc:date:created": rfc3339(now),
@@ -157,21 +214,7 @@ fn list_document(sha512: &str, size: u64, now: OffsetDateTime, end: i64) -> serd
                 "hv:dn": ENDORSER_DN,
                 "hv:email": "demo@sloop.invalid"
             } },
-            "hv:images": [ { "hv:image": {
-                "dc:description": "A tiny Linux (busybox, dropbear SSH) that boots in seconds, even without KVM.",
-                "dc:identifier": image_identifier,
-                "dc:title": "Sloop tiny test image",
-                "hv:format": "QCOW2",
-                "hv:hypervisor": "QEMU,KVM",
-                "hv:size": size,
-                "hv:uri": format!("https://sloop.invalid/demo/{IMAGE_FILE}"),
-                "hv:version": "1",
-                "sl:arch": "x86_64",
-                "sl:checksum:sha512": sha512,
-                "sl:comments": "Built from Debian packages by assets/test-image/build.sh",
-                "sl:os": "Linux",
-                "sl:osversion": "Debian 12 kernel, busybox userland"
-            } } ],
+            "hv:images": images,
             "hv:uri": format!("https://sloop.invalid/demo/{LIST_FILE}"),
             "hv:version": "1"
         }
@@ -211,19 +254,37 @@ pub const IMAGE_ENV: &str = "SLOOP_DEMO_IMAGE";
 /// (`/usr/bin` → `/usr/share/sloop/demo/…`): the package carries the tiny test image there.
 pub const INSTALLED_IMAGE: &str = "../share/sloop/demo/sloop-demo.qcow2";
 
+/// Names the demo's ISO variant, listed beside the disk image (optional).
+pub const LIVE_ENV: &str = "SLOOP_DEMO_LIVE_ISO";
+
+/// Where an installed Sloop finds the demo's ISO variant (beside [`INSTALLED_IMAGE`]).
+pub const INSTALLED_LIVE: &str = "../share/sloop/demo/sloop-demo-live.iso";
+
+/// The demo's ISO variant, if any: the one `SLOOP_DEMO_LIVE_ISO` names, else the one installed
+/// beside the running binary (see [`INSTALLED_LIVE`]).
+pub fn default_live() -> Option<PathBuf> {
+    named_or_installed(LIVE_ENV, INSTALLED_LIVE)
+}
+
 /// The demo image: the one `SLOOP_DEMO_IMAGE` names, else the one installed beside the running
 /// binary (see [`INSTALLED_IMAGE`]).
 pub fn default_image() -> Result<PathBuf, CatalogError> {
-    if let Some(path) = std::env::var_os(IMAGE_ENV).filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join(INSTALLED_IMAGE)))
-        .filter(|path| path.is_file())
+    named_or_installed(IMAGE_ENV, INSTALLED_IMAGE)
         .ok_or_else(|| {
             CatalogError::Demo(format!(
                 "no demo image: install Sloop's package (it carries one), or set {IMAGE_ENV} to a qcow2 image (scripts/run.sh sets it to the tiny test image)"
             ))
         })
+}
+
+/// The file the variable `env` names, else `installed` (relative to the running binary's folder)
+/// when it is there.
+fn named_or_installed(env: &str, installed: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(installed)))
+        .filter(|path| path.is_file())
 }

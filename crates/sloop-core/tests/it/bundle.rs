@@ -42,7 +42,7 @@ async fn home(dir: &Path, anchors: &Path, base: &Path) -> (Paths, Config) {
         ca_dir: Some(anchors.to_path_buf()),
         ..Config::default()
     };
-    catalog::demo::ensure(&paths, &config, base, OffsetDateTime::now_utc())
+    catalog::demo::ensure(&paths, &config, base, None, OffsetDateTime::now_utc())
         .await
         .unwrap();
     (paths, config)

@@ -1024,7 +1024,7 @@ async fn catalog_mirror_folder_and_the_demo_work_offline() {
     // The demo: built from a local image, trusted through its own anchors only.
     let demo_image = grid.dir.path().join("tiny.qcow2");
     std::fs::write(&demo_image, image_bytes(123_456)).unwrap();
-    let demo = catalog::demo::ensure(&grid.paths, &grid.config, &demo_image, grid.now)
+    let demo = catalog::demo::ensure(&grid.paths, &grid.config, &demo_image, None, grid.now)
         .await
         .unwrap();
     assert_eq!(demo.state, CatalogState::Verified);
@@ -1082,7 +1082,7 @@ async fn catalog_mirror_folder_and_the_demo_work_offline() {
         "the anchor back"
     );
     // Ensuring it again leaves it alone.
-    let again = catalog::demo::ensure(&grid.paths, &grid.config, &demo_image, grid.now)
+    let again = catalog::demo::ensure(&grid.paths, &grid.config, &demo_image, None, grid.now)
         .await
         .unwrap();
     assert_eq!(again.images[0].identifier, demo.images[0].identifier);
@@ -1098,4 +1098,24 @@ async fn catalog_mirror_folder_and_the_demo_work_offline() {
     )
     .await
     .unwrap();
+
+    // Built again with the ISO variant beside the disk image: both listed, the ISO as ISO.
+    catalog::remove(&grid.paths, "demo").unwrap();
+    let live = grid.dir.path().join("tiny.iso");
+    std::fs::write(&live, image_bytes(65_432)).unwrap();
+    let both = catalog::demo::ensure(
+        &grid.paths,
+        &grid.config,
+        &demo_image,
+        Some(&live),
+        grid.now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(both.state, CatalogState::Verified);
+    assert_eq!(both.images.len(), 2);
+    assert_eq!(both.images[0].identifier, demo_id);
+    assert_eq!(both.images[1].title, "Sloop tiny live ISO");
+    assert_eq!(both.images[1].format.as_deref(), Some("ISO"));
+    assert_eq!(both.images[1].sha512, sha512(&image_bytes(65_432)));
 }

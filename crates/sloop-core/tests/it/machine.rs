@@ -51,7 +51,7 @@ async fn cloud_init_machine_lifecycle_through_the_core() {
     std::fs::write(work.join("input.txt"), "data from the host\n").unwrap();
 
     let base_image = test_image(TestImage::Cloud);
-    let demo = catalog::demo::ensure(&paths, &config, &base_image, now)
+    let demo = catalog::demo::ensure(&paths, &config, &base_image, None, now)
         .await
         .unwrap();
     let identifier = demo.images[0].identifier.clone();
