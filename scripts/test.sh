@@ -57,6 +57,9 @@ step "cargo clippy"                cargo clippy --workspace --all-targets --lock
 step "no unused dependencies"      cargo machete
 step "dependency licences, sources" cargo deny --offline --log-level error check bans licenses sources
 step "site scripts (shellcheck)"   shellcheck assets/site/sloop-vm-job.sh assets/site/ENV/SLOOP-VM scripts/arc-ce.sh
+step "test image scripts (shellcheck)" shellcheck assets/test-image/build.sh assets/test-image/boot-smoke.sh \
+  assets/test-image/initramfs/init assets/test-image/rootfs/etc/init.d/rcS \
+  assets/test-image/rootfs/etc/init.d/rcK assets/test-image/rootfs/usr/sbin/sloop-init
 step "guest seed reader (awk)"      assets/test-image/test-yaml.sh
 step "build test image (tiny)"     image SLOOP_TEST_IMAGE build.sh
 step "build test image (cloud-init)" image SLOOP_TEST_CLOUD_IMAGE build-cloud.sh

@@ -102,7 +102,7 @@ fail() {
 }
 
 usage() {
-	fail 64 "$* (usage: sloop-vm-job.sh --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS [--interactive] [--keep-changes] [--relay])"
+	fail 64 "$* (usage: sloop-vm-job.sh --base-sha512 HEX --overlay-sha512 HEX --memory MIB --cpus N --walltime SECONDS [--interactive] [--keep-changes] [--relay] [--base-format F] [--base-unpack TOOL] [--base-window OFFSET:LENGTH])"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ qemu=${SLOOP_QEMU:-$(command -v qemu-system-x86_64)}
 qemu_img=${SLOOP_QEMU_IMG:-$(command -v qemu-img)}
 { [ -n "$qemu" ] && [ -x "$qemu" ]; } || fail 69 "QEMU (qemu-system-x86_64) not found on this node; the site must install it or set SLOOP_QEMU in ENV/SLOOP-VM"
 { [ -n "$qemu_img" ] && [ -x "$qemu_img" ]; } || fail 69 "qemu-img not found on this node; the site must install it or set SLOOP_QEMU_IMG"
-for t in sha512sum timeout mkfifo cmp; do
+for t in sha512sum timeout mkfifo cmp head tail tr; do
 	command -v "$t" >/dev/null || fail 69 "the tool '$t' is missing on this node"
 done
 relay_user='' relay_host='' relay_sshport=''
@@ -246,6 +246,9 @@ fi
 "$qemu" -machine help 2>/dev/null | grep -q '^pc ' || fail 69 "$qemu has no 'pc' machine type"
 "$qemu" -device help 2>/dev/null | grep -q '"virtio-9p-pci"' || fail 69 "$qemu has no 9p support (virtio-9p-pci)"
 "$qemu" -netdev help 2>/dev/null | grep -qx 'user' || fail 69 "$qemu has no user-mode networking (-netdev user)"
+if [ "$base_format" = iso ]; then
+	"$qemu" -device help 2>/dev/null | grep -q '"ide-cd"' || fail 69 "$qemu has no IDE CD-ROM (ide-cd): the machine boots from an ISO image"
+fi
 
 # qemu-img runs under a time limit and, where prlimit exists, a memory limit: the overlay is the
 # user's file and is read before it is trusted.
@@ -276,6 +279,7 @@ fi
 # 3. Image checks (the JSON of qemu-img info; top-level keys are indented by 4 spaces)
 
 info=$(image_info overlay.qcow2) || fail 65 "overlay.qcow2 is not a usable qcow2 image: $info"
+overlay_info=$info
 printf '%s\n' "$info" | grep -q '^    "format": "qcow2",' || fail 65 "overlay.qcow2 is not a qcow2 image"
 printf '%s\n' "$info" | grep -q '"data-file"' && fail 65 "overlay.qcow2 names an external data file: refused"
 printf '%s\n' "$info" | grep -q '"encrypted": true' && fail 65 "overlay.qcow2 is encrypted: refused"
@@ -294,7 +298,7 @@ if [ -n "$base_unpack" ]; then
 fi
 if [ "$base_format" = iso ]; then
 	# An ISO is a raw image for QEMU; its first volume descriptor (at 32 KiB) says CD001.
-	[ "$(dd if="$disk" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] || fail 65 "the base image is not an ISO 9660 image"
+	[ "$(tail -c +32770 "$disk" 2>/dev/null | head -c 5 | tr -d '\000')" = CD001 ] || fail 65 "the base image is not an ISO 9660 image"
 	# shellcheck disable=SC2086
 	info=$($limit timeout 30 "$qemu_img" info --output=json -f raw -U "$disk" 2>&1) || fail 65 "the base image is not a readable ISO image: $info"
 	base_nodes="-blockdev driver=file,filename=$disk,node-name=base-file,read-only=on -blockdev driver=raw,file=base-file,node-name=base,read-only=on"
@@ -308,6 +312,7 @@ else
 	info=$($limit timeout 30 "$qemu_img" info --output=json -f "$base_format" -U "$disk" 2>&1) || fail 65 "the base image is not a usable $base_format image: $info"
 	base_nodes="-blockdev driver=file,filename=$disk,node-name=base-file,read-only=on -blockdev driver=$base_format,file=base-file,node-name=base,read-only=on"
 fi
+# (An ISO was read as raw above: its check is the CD001 signature.)
 qemu_format=$base_format
 [ "$base_format" = iso ] && qemu_format=raw
 printf '%s\n' "$info" | grep -q "^    \"format\": \"$qemu_format\"," || fail 65 "the base image is not a $base_format image"
@@ -329,7 +334,7 @@ if [ "$base_format" = iso ]; then
 	say "the base is an ISO image: the machine boots from it as a read-only CD"
 	# JSON: only that form says "no backing file" (null) rather than naming a node.
 	overlay_node='{"driver":"qcow2","file":"ovl-file","backing":null,"node-name":"ovl","read-only":true}'
-	printf '%s\n' "$(image_info overlay.qcow2)" | grep -q '"backing-filename"' &&
+	printf '%s\n' "$overlay_info" | grep -q '"backing-filename"' &&
 		fail 65 "overlay.qcow2 names a backing file, but a machine booted from an ISO has a disk of its own: refused"
 	boot_devices="-device ide-cd,drive=base,bootindex=0 -device virtio-blk-pci,drive=run,bootindex=1"
 else

@@ -704,6 +704,70 @@ fn a_machine_booted_from_an_iso_runs_at_the_site_and_its_changes_come_back() {
     a.ok(&["run", "clean", &id]);
 }
 
+/// The VM job itself, run as a site would run it (no CE needed: these refusals come before QEMU
+/// starts): with `--base-format iso` a base without an ISO 9660 signature is refused, and so is
+/// a machine disk that names a backing file (a host file here), each with exit 65 and its reason.
+#[test]
+fn the_site_job_refuses_a_false_iso_and_a_live_disk_naming_a_backing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let job = sloop_testkit::repo_root().join("assets/site/sloop-vm-job.sh");
+    let run_job = |base: &Path, disk_args: &[&str]| {
+        let session = tempfile::tempdir_in(d).unwrap();
+        let s = session.path();
+        std::fs::copy(base, s.join("base")).unwrap();
+        let mut create = vec!["create", "-q", "-f", "qcow2"];
+        create.extend_from_slice(disk_args);
+        create.extend(["overlay.qcow2", "1G"]);
+        sloop_testkit::run_in(s, "qemu-img", &create);
+        std::fs::write(s.join("seed.iso"), b"seed").unwrap();
+        std::fs::create_dir(s.join("analysis")).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(&job)
+            .args([
+                "--base-sha512",
+                &sloop_testkit::sha512_file(&s.join("base")),
+            ])
+            .args([
+                "--overlay-sha512",
+                &sloop_testkit::sha512_file(&s.join("overlay.qcow2")),
+            ])
+            .args(["--memory", "256", "--cpus", "1", "--walltime", "600"])
+            .args(["--base-format", "iso"])
+            .current_dir(s)
+            .output()
+            .unwrap();
+        let status = std::fs::read_to_string(s.join("sloop-status")).unwrap_or_default();
+        (
+            out.status.code(),
+            status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let iso = sloop_testkit::test_iso();
+    let disk = sloop_testkit::test_image(TestImage::Tiny);
+
+    let (code, status, stderr) = run_job(&disk, &[]);
+    assert_eq!(code, Some(65), "{status}");
+    assert!(
+        status.contains("reason=the base image is not an ISO 9660 image"),
+        "{status}"
+    );
+    assert!(
+        stderr.is_empty(),
+        "nothing but the job's own lines: {stderr}"
+    );
+
+    let (code, status, _) = run_job(&iso, &["-F", "raw", "-b", "/etc/hostname"]);
+    assert_eq!(code, Some(65), "{status}");
+    assert!(
+        status.contains(
+            "reason=overlay.qcow2 names a backing file, but a machine booted from an ISO has a disk of its own: refused"
+        ),
+        "{status}"
+    );
+}
+
 #[test]
 fn a_changed_base_fails_the_job_with_that_reason() {
     const BAD: &str = "grid-bad";

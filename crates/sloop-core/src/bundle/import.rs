@@ -117,7 +117,7 @@ pub async fn import(
     // The overlay will stand on the runnable base made from the certified file (the same disk,
     // whatever format the endorser published); found at once when the pull made it.
     let task = task_name(name.as_str());
-    let base_file = crate::image::base::prepare(
+    let base = crate::image::base::prepare(
         &crate::image::Store::new(paths),
         &crate::image::base::Wanted::for_image(&image, &task, config.max_image_bytes()),
         reporter,
@@ -125,11 +125,7 @@ pub async fn import(
     )
     .await
     .map_err(crate::image::ImageError::from)?;
-    let layout_here = crate::image::Store::new(paths)
-        .derivation(&manifest.base.sha512)
-        .map(|d| d.layout())
-        .unwrap_or_default();
-    if layout_here != manifest.layout {
+    if base.layout != manifest.layout {
         return Err(BundleError::Manifest {
             file: file.clone(),
             problem: super::format::ManifestProblem::Field {
@@ -220,7 +216,7 @@ pub async fn import(
         overlay::rebase_unsafe(
             &qemu_img,
             &staged,
-            &base_file.to_string_lossy(),
+            &base.path.to_string_lossy(),
             "point the overlay at the local base",
         )
         .await

@@ -50,10 +50,15 @@ pub async fn ensure(
         .any(|(name, _)| name == NAME);
     if subscribed {
         let view = super::load(paths, config, NAME, now)?;
-        if view.state == CatalogState::Verified {
+        // A demo built before its ISO variant was there is built again with it.
+        let lists_live = view
+            .images
+            .iter()
+            .any(|i| i.format.as_deref() == Some("ISO"));
+        if view.state == CatalogState::Verified && (live.is_none() || lists_live) {
             return Ok(view);
         }
-        tracing::info!(state = ?view.state, "rebuilding the demo catalog");
+        tracing::info!(state = ?view.state, lists_live, "rebuilding the demo catalog");
         super::remove(paths, NAME)?;
     }
     let mirror = build(paths, image, live, now).await?;
@@ -96,9 +101,10 @@ async fn build(
     let copied = |from: &Path, name: &str| {
         let (from, to) = (from.to_path_buf(), mirror.join(name));
         async move {
+            let what = format!("copying {}", from.display());
             tokio::task::spawn_blocking(move || copy_hashing(&from, &to))
                 .await
-                .map_err(|e| failed("copying the demo image", &e))?
+                .map_err(|e| failed(&what, &e))?
         }
     };
     let disk = copied(image, IMAGE_FILE).await?;
@@ -262,8 +268,15 @@ pub const INSTALLED_LIVE: &str = "../share/sloop/demo/sloop-demo-live.iso";
 
 /// The demo's ISO variant, if any: the one `SLOOP_DEMO_LIVE_ISO` names, else the one installed
 /// beside the running binary (see [`INSTALLED_LIVE`]).
+/// The ISO is optional: one named but missing is left out of the demo (with a warning).
 pub fn default_live() -> Option<PathBuf> {
-    named_or_installed(LIVE_ENV, INSTALLED_LIVE)
+    let live = named_or_installed(LIVE_ENV, INSTALLED_LIVE)?;
+    if live.is_file() {
+        Some(live)
+    } else {
+        tracing::warn!(path = %live.display(), "{LIVE_ENV} names no file: the demo lists no ISO");
+        None
+    }
 }
 
 /// The demo image: the one `SLOOP_DEMO_IMAGE` names, else the one installed beside the running

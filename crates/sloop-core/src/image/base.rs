@@ -282,6 +282,15 @@ impl Store {
         self.runnable_of(sha512, &self.derivation(sha512)?)
     }
 
+    /// The runnable base of `sha512` with its layout, when it is ready.
+    pub fn runnable_base(&self, sha512: &str) -> Option<Runnable> {
+        let derivation = self.derivation(sha512)?;
+        Some(Runnable {
+            path: self.runnable_of(sha512, &derivation)?,
+            layout: derivation.layout(),
+        })
+    }
+
     fn runnable_of(&self, sha512: &str, derivation: &Derivation) -> Option<PathBuf> {
         if derivation.as_listed {
             self.stored(sha512)
@@ -311,9 +320,14 @@ impl Store {
         {
             return BaseState::Preparing;
         }
+        // A refusal by older checks (say, "no ISO images yet") is not this Sloop's: the file
+        // is checked again when a machine is made on it.
         match std::fs::read_to_string(self.refused_file(sha512)) {
-            Ok(reason) => BaseState::Refused {
-                reason: reason.trim().to_string(),
+            Ok(record) => match record.split_once('\n') {
+                Some((REFUSED_BY, reason)) => BaseState::Refused {
+                    reason: reason.trim().to_string(),
+                },
+                _ => BaseState::Unprepared,
             },
             Err(_) => BaseState::Unprepared,
         }
@@ -346,14 +360,21 @@ impl<'a> Wanted<'a> {
     }
 }
 
-/// Prepares (or finds) the runnable base of the certified image `wanted`: its path.
+/// A prepared base: where it is, and how machines on it lay out their disks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runnable {
+    pub path: PathBuf,
+    pub layout: DiskLayout,
+}
+
+/// Prepares (or finds) the runnable base of the certified image `wanted`.
 pub async fn prepare(
     store: &Store,
     wanted: &Wanted<'_>,
     reporter: &Reporter,
     cancel: &CancellationToken,
-) -> Result<PathBuf, PrepareError> {
-    if let Some(ready) = store.runnable(wanted.sha512) {
+) -> Result<Runnable, PrepareError> {
+    if let Some(ready) = store.runnable_base(wanted.sha512) {
         return Ok(ready);
     }
     let certified = store
@@ -366,7 +387,7 @@ pub async fn prepare(
     let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|_| PrepareError::Busy(wanted.title.to_string()))?;
     // Another Sloop may have finished while this one waited for the lock.
-    if let Some(ready) = store.runnable(wanted.sha512) {
+    if let Some(ready) = store.runnable_base(wanted.sha512) {
         return Ok(ready);
     }
     let unpacked = dir.join(format!("{}.unpacked.partial", wanted.sha512));
@@ -384,7 +405,8 @@ pub async fn prepare(
     match result {
         Err(PrepareError::Refused { reason, .. }) => {
             let record = store.refused_file(wanted.sha512);
-            let _ = crate::fsutil::write_atomic(&record, reason.as_bytes(), 0o644);
+            let text = format!("{REFUSED_BY}\n{reason}\n");
+            let _ = crate::fsutil::write_atomic(&record, text.as_bytes(), 0o644);
             tracing::info!(image = %wanted.title, "image refused: {reason}");
             Err(PrepareError::Refused {
                 title: wanted.title.to_string(),
@@ -399,7 +421,7 @@ pub async fn prepare(
             let _ = std::fs::remove_file(store.refused_file(wanted.sha512));
             tracing::info!(image = %wanted.title, derived = %derivation.summary(), "runnable base ready");
             store
-                .runnable(wanted.sha512)
+                .runnable_base(wanted.sha512)
                 .ok_or_else(|| PrepareError::Failed {
                     title: wanted.title.to_string(),
                     said: "the base vanished as it was made".into(),
@@ -464,6 +486,13 @@ async fn make(
         ));
     }
     if is_iso {
+        // An ISO starts with 32 KiB of zeros (or a hybrid MBR), never a disk format's magic: a
+        // file that is both is refused, not guessed at.
+        if let Some(format) = inspect::disk_magic(&head(&disk_file)?) {
+            return Err(refused(format!(
+                "it is an ISO 9660 image and also looks like a {format} disk: refused as ambiguous"
+            )));
+        }
         if let Some(other) = listed.filter(|l| *l != ISO) {
             return Err(refused(format!(
                 "it is an ISO 9660 image, but its list says {other}"
@@ -645,6 +674,30 @@ async fn stream_raw(
     let inspected = inspect::check_source(&partial.to_string_lossy(), Some("qcow2"), wanted.limit)
         .await
         .map_err(|e| failed(e.to_string()))?;
+    // An ISO listed as raw is reported, as it is uncompressed: its volume descriptor read back
+    // through the qcow2 file just made (qemu-io prints the bytes in hex, then as text).
+    let is_iso = match crate::programs::find_program("qemu-io") {
+        Some(qemu_io) => Command::new(qemu_io)
+            .args(["-r", "-f", "qcow2", "-c", "read -v 32768 8"])
+            .arg(partial)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .is_ok_and(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .is_some_and(|l| l.starts_with("00008000:  01 43 44 30 30 31 "))
+            }),
+        None => false,
+    };
+    if is_iso {
+        return Err(PrepareError::refused(
+            wanted,
+            "it is an ISO 9660 image, but its list says raw".into(),
+        ));
+    }
     let derivation = Derivation {
         compression: Some(compression.name().to_string()),
         conversion: Some("unpacked straight into qcow2 by Sloop".into()),
@@ -677,6 +730,10 @@ async fn place(
     std::fs::rename(partial, &target).map_err(io(&target))?;
     Ok(derivation)
 }
+
+/// The first line of a refusal record: which checks refused it. A new check, or a format newly
+/// run, makes a new one; records of other checks are not believed.
+const REFUSED_BY: &str = "refused by Sloop's image checks, version 2";
 
 /// The `format` of an ISO 9660 image in a derivation (qemu-img would call it raw).
 pub const ISO: &str = "iso";
@@ -975,6 +1032,7 @@ mod tests {
             &CancellationToken::new(),
         )
         .await
+        .map(|base| base.path)
     }
 
     /// An ISO is booted as it is (µCernVM style): as listed it is its own base, compressed it
@@ -1058,6 +1116,27 @@ mod tests {
             refused(said_raw),
             "it is an ISO 9660 image, but its list says raw"
         );
+        // Compressed, the same: found in the disk it unpacked into, which is not kept.
+        let said_raw = prepared(&store, &d.join("live.iso.gz"), Some("raw"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused(said_raw),
+            "it is an ISO 9660 image, but its list says raw"
+        );
+        let gz = crate::fsutil::sha512_file(&d.join("live.iso.gz")).unwrap();
+        assert!(store.runnable(&gz).is_none());
+        assert_eq!(
+            std::fs::read_dir(store.bases_dir())
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with(&gz) && !name.ends_with(".refused") && !name.ends_with(".lock")
+                })
+                .count(),
+            0
+        );
         let said_iso = prepared(&store, &d.join("disk.qcow2"), Some("iso"))
             .await
             .unwrap_err();
@@ -1065,6 +1144,66 @@ mod tests {
             refused(said_iso),
             "its list says ISO, but it is not an ISO 9660 image"
         );
+
+        // A qcow2 naming a host file as its backing file, with an ISO's signature where a CD
+        // keeps it: neither opened as a disk nor booted as a CD, unsaid or said.
+        run(
+            d,
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                "/etc/hostname",
+                "both.img",
+                "64M",
+            ],
+        );
+        let mut both = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("both.img"))
+            .unwrap();
+        both.seek(SeekFrom::Start(32 * 1024)).unwrap();
+        both.write_all(b"\x01CD001\x01").unwrap();
+        drop(both);
+        for listed in [None, Some("iso"), Some("qcow2")] {
+            let store = Store {
+                root: d.join(format!("images-both-{listed:?}")),
+            };
+            let error = prepared(&store, &d.join("both.img"), listed)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused(error),
+                "it is an ISO 9660 image and also looks like a qcow2 disk: refused as ambiguous",
+                "{listed:?}"
+            );
+            let sha512 = crate::fsutil::sha512_file(&d.join("both.img")).unwrap();
+            assert!(store.runnable(&sha512).is_none());
+            assert!(matches!(
+                store.base_state(&sha512),
+                BaseState::Refused { .. }
+            ));
+        }
+
+        // A refusal recorded by older checks (before ISO images ran) is not believed: the image
+        // is unprepared, and checked again when a machine is made on it.
+        let sha512 = crate::fsutil::sha512_file(&d.join("live.iso")).unwrap();
+        let store = Store {
+            root: d.join("images-old-refusal"),
+        };
+        certify(&store, &d.join("live.iso"));
+        std::fs::create_dir_all(store.bases_dir()).unwrap();
+        std::fs::write(
+            store.refused_file(&sha512),
+            "it is an ISO image; Sloop cannot boot machines from ISO images yet",
+        )
+        .unwrap();
+        assert_eq!(store.base_state(&sha512), BaseState::Unprepared);
     }
 
     /// The same disk as the endorser would publish it, in every format and packing Sloop reads,

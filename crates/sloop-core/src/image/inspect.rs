@@ -118,6 +118,21 @@ pub async fn check_source(
 }
 
 /// qemu-img's name for a list's `hv:format`: lower case, VHD is `vpc`.
+/// The disk format whose magic bytes `head` (a file's first bytes) starts with, if any.
+pub fn disk_magic(head: &[u8]) -> Option<&'static str> {
+    const MAGICS: [(&[u8], &str); 5] = [
+        (b"QFI\xfb", "qcow2"),
+        (b"KDMV", "VMDK"),
+        (b"<<< ", "VDI"),
+        (b"conectix", "VHD"),
+        (b"vhdxfile", "VHDX"),
+    ];
+    MAGICS
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map(|(_, name)| *name)
+}
+
 pub fn qemu_name(listed: &str) -> String {
     match listed.to_ascii_lowercase().as_str() {
         "vhd" => "vpc".to_string(),

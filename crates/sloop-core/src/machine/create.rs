@@ -88,7 +88,7 @@ pub async fn create(
     // The bytes are the endorser's; the runnable base is made from them (once), after their
     // header was checked.
     let store = image::Store::new(paths);
-    let base_path = image::base::prepare(
+    let base = image::base::prepare(
         &store,
         &image::base::Wanted::for_image(chosen, &task, config.max_image_bytes()),
         reporter,
@@ -96,10 +96,7 @@ pub async fn create(
     )
     .await
     .map_err(image::ImageError::from)?;
-    let layout = store
-        .derivation(&chosen.sha512)
-        .map(|d| d.layout())
-        .unwrap_or_default();
+    let layout = base.layout;
     let work_dir = match &request.work_dir {
         Some(dir) => Some(check_work_dir(dir)?),
         None => None,
@@ -133,7 +130,7 @@ pub async fn create(
         None => match layout {
             DiskLayout::Overlay => {
                 disk::create_overlay(
-                    &base_path,
+                    &base.path,
                     &dir.join(super::OVERLAY),
                     request.resources.disk_gib,
                 )
@@ -155,7 +152,7 @@ pub async fn create(
         base: BaseImage {
             sha512: chosen.sha512.clone(),
             title: chosen.title.clone(),
-            path: base_path,
+            path: base.path,
         },
         layout,
         resources: request.resources.clone(),

@@ -114,10 +114,17 @@ impl DomainSpec<'_> {
         x.push_str("  <clock offset='utc'/>\n");
         x.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n");
         x.push_str("  <devices>\n");
+        // A live CD machine's disk has no backing file: libvirt is told so, and follows no
+        // backing name its header might carry.
         let _ = write!(
             x,
-            "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n",
-            path(self.overlay)
+            "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file='{}'/>\n{}      <target dev='vda' bus='virtio'/>\n    </disk>\n",
+            path(self.overlay),
+            if self.live_cd.is_some() {
+                "      <backingStore/>\n"
+            } else {
+                ""
+            }
         );
         let _ = write!(
             x,

@@ -204,6 +204,7 @@ pub async fn submit(
         .parse()
         .map_err(machine::MachineError::from)?;
     let manifest = machine::load(paths, &name)?;
+    let base_layout = site_layout(paths, &manifest)?;
     if let Some(command) = &request.command
         && command.trim().is_empty()
     {
@@ -354,10 +355,6 @@ pub async fn submit(
         client.put_delegation(&delegation, pem).await?;
         record.delegation_id = Some(delegation.clone());
         let input_names: Vec<String> = inputs.iter().map(|u| u.name.clone()).collect();
-        // The site reads the disk from the certified file as the runnable base was made here.
-        let base_layout = crate::image::Store::new(paths)
-            .derivation(&record.base_sha512)
-            .map_or_else(xrsl::BaseLayout::qcow2, |d| xrsl::BaseLayout::of(&d));
         let description = xrsl::describe(&xrsl::JobSpec {
             name: &format!("sloop-{id}"),
             base_url: &record.base_url,
@@ -505,6 +502,26 @@ async fn take_back(client: &ArcClient, job: &str) -> bool {
     let killed = client.act("kill", &[job]).await;
     let cleaned = client.act("clean", &[job]).await;
     matches!((killed, cleaned), (Ok(_), Ok(_)))
+}
+
+/// How the site reads the machine's base: from the certified file as the runnable base was made
+/// here, laid out as the machine's manifest (and so its bundle) says; the two must agree.
+fn site_layout(
+    paths: &Paths,
+    manifest: &machine::manifest::Manifest,
+) -> Result<xrsl::BaseLayout, RunError> {
+    let derivation = crate::image::Store::new(paths).derivation(&manifest.base.sha512);
+    match (derivation, manifest.layout) {
+        (Some(d), layout) if d.layout() == layout => Ok(xrsl::BaseLayout::of(&d)),
+        // A machine made before runnable bases stands on a qcow2 as listed.
+        (None, machine::DiskLayout::Overlay) => Ok(xrsl::BaseLayout::qcow2()),
+        (_, layout) => Err(RunError::Invalid(format!(
+            "machine {}'s disk layout ({}) does not match its base image's runnable base here; make the base again with `sloop image pull {}`",
+            manifest.name,
+            layout.as_str(),
+            &manifest.base.sha512[..16]
+        ))),
+    }
 }
 
 /// The run's bundle (signed with the proxy) and seed, in the run's folder.

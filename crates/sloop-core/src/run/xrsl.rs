@@ -232,5 +232,17 @@ mod tests {
             r#""--base-format" "vmdk" "--base-unpack" "xz" "--base-window" "1536:28000000")"#
         ));
         assert!(!spec(&BaseLayout::qcow2()).contains("\"--base-format\""));
+        // A compressed ISO (µCernVM style): booted as a CD there, after unpacking.
+        let iso = BaseLayout {
+            format: "iso".into(),
+            unpack: Some("gzip".into()),
+            window: None,
+        };
+        let text = spec(&iso);
+        assert!(
+            text.contains(r#""--base-format" "iso" "--base-unpack" "gzip")"#),
+            "{text}"
+        );
+        assert!(!text.contains("--base-window"), "{text}");
     }
 }

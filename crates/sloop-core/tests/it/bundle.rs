@@ -671,4 +671,77 @@ async fn an_unsigned_bundle_needs_the_users_word() {
         "{refused}"
     );
     assert!(!paths.machine_dir("unsigned").exists());
+
+    // A bundle of a machine booted from an ISO (version 2, live-cd): its disk must name no
+    // backing file, not even the base's SHA-512, and its base here must be an ISO.
+    let live = BundleManifest {
+        version: 2,
+        layout: sloop_core::machine::DiskLayout::LiveCd,
+        ..manifest.clone()
+    };
+    let backed = forge(
+        dir.path(),
+        "live-backed.sloop",
+        &describing(&live, &overlay),
+        None,
+        &overlay,
+    );
+    let report = bundle::examine(
+        &paths,
+        &config,
+        &backed,
+        &Reporter::silent(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(!report.overlay.ok, "{report:?}");
+    assert!(
+        report.overlay.detail.contains("names backing file"),
+        "{report:?}"
+    );
+    let own = dir.path().join("own.qcow2");
+    qemu(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", own.to_str().unwrap(), "16M"],
+    );
+    let unbacked = forge(
+        dir.path(),
+        "live.sloop",
+        &describing(&live, &own),
+        None,
+        &own,
+    );
+    let report = bundle::examine(
+        &paths,
+        &config,
+        &unbacked,
+        &Reporter::silent(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(report.overlay.ok, "{report:?}");
+    let refused = import::import(
+        &paths,
+        &config,
+        &conn,
+        &ImportRequest {
+            file: unbacked,
+            allow_unsigned: true,
+            ..ImportRequest::default()
+        },
+        None,
+        &Reporter::silent(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().ends_with(
+            "manifest.json: field layout: says the machine boots from an ISO, but its base is a disk image"
+        ),
+        "{refused}"
+    );
+    assert!(!paths.machine_dir("unsigned").exists());
 }

@@ -1099,8 +1099,8 @@ async fn catalog_mirror_folder_and_the_demo_work_offline() {
     .await
     .unwrap();
 
-    // Built again with the ISO variant beside the disk image: both listed, the ISO as ISO.
-    catalog::remove(&grid.paths, "demo").unwrap();
+    // Given its ISO variant, the working demo is built again with it: both listed, the ISO as
+    // ISO; then it is left alone again.
     let live = grid.dir.path().join("tiny.iso");
     std::fs::write(&live, image_bytes(65_432)).unwrap();
     let both = catalog::demo::ensure(
@@ -1118,4 +1118,14 @@ async fn catalog_mirror_folder_and_the_demo_work_offline() {
     assert_eq!(both.images[1].title, "Sloop tiny live ISO");
     assert_eq!(both.images[1].format.as_deref(), Some("ISO"));
     assert_eq!(both.images[1].sha512, sha512(&image_bytes(65_432)));
+    let still = catalog::demo::ensure(
+        &grid.paths,
+        &grid.config,
+        &demo_image,
+        Some(&live),
+        grid.now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(still.checked, both.checked);
 }
