@@ -168,43 +168,46 @@ fn identifier_of(sha512: &str) -> String {
 /// The demo list, in hepixvmitrust's shape: the disk image (SHA-512 and size), and the ISO
 /// variant when there is one.
 fn list_document(
-    (sha512, size): &(String, u64),
+    disk: &(String, u64),
     live: Option<&(String, u64)>,
     now: OffsetDateTime,
     end: i64,
 ) -> serde_json::Value {
     let expires = OffsetDateTime::from_unix_timestamp(end).unwrap_or(now);
-    let mut images = vec![serde_json::json!({ "hv:image": {
-        "dc:description": "A tiny Linux (busybox, dropbear SSH) that boots in seconds, even without KVM.",
-        "dc:identifier": identifier_of(sha512),
-        "dc:title": "Sloop tiny test image",
-        "hv:format": "QCOW2",
-        "hv:hypervisor": "QEMU,KVM",
-        "hv:size": size,
-        "hv:uri": format!("https://sloop.invalid/demo/{IMAGE_FILE}"),
-        "hv:version": "1",
-        "sl:arch": "x86_64",
-        "sl:checksum:sha512": sha512,
-        "sl:comments": "Built from Debian packages by assets/test-image/build.sh",
-        "sl:os": "Linux",
-        "sl:osversion": "Debian 12 kernel, busybox userland"
-    } })];
-    if let Some((sha512, size)) = live {
-        images.push(serde_json::json!({ "hv:image": {
-            "dc:description": "The same tiny Linux as an ISO, µCernVM style: boots from a read-only CD and keeps its changes on an empty disk of its own.",
+    // Both demo images are the same tiny Linux, built by the same recipe.
+    let entry =
+        |(sha512, size): &(String, u64), title: &str, format: &str, file: &str, about: &str| {
+            serde_json::json!({ "hv:image": {
+            "dc:description": about,
             "dc:identifier": identifier_of(sha512),
-            "dc:title": "Sloop tiny live ISO",
-            "hv:format": "ISO",
+            "dc:title": title,
+            "hv:format": format,
             "hv:hypervisor": "QEMU,KVM",
             "hv:size": size,
-            "hv:uri": format!("https://sloop.invalid/demo/{LIVE_FILE}"),
+            "hv:uri": format!("https://sloop.invalid/demo/{file}"),
             "hv:version": "1",
             "sl:arch": "x86_64",
             "sl:checksum:sha512": sha512,
             "sl:comments": "Built from Debian packages by assets/test-image/build.sh",
             "sl:os": "Linux",
             "sl:osversion": "Debian 12 kernel, busybox userland"
-        } }));
+        } })
+        };
+    let mut images = vec![entry(
+        disk,
+        "Sloop tiny test image",
+        "QCOW2",
+        IMAGE_FILE,
+        "A tiny Linux (busybox, dropbear SSH) that boots in seconds, even without KVM.",
+    )];
+    if let Some(live) = live {
+        images.push(entry(
+            live,
+            "Sloop tiny live ISO",
+            "ISO",
+            LIVE_FILE,
+            "The same tiny Linux as an ISO, µCernVM style: boots from a read-only CD and keeps its changes on an empty disk of its own.",
+        ));
     }
     serde_json::json!({
         "hv:imagelist": {

@@ -479,6 +479,7 @@ async fn make(
     };
 
     // An ISO is booted as it is: checked for what it claims, never converted.
+    let disk_head = head(&disk_file)?;
     let is_iso = is_iso9660(&disk_file)?;
     if listed == Some(ISO) && !is_iso {
         return Err(refused(
@@ -488,7 +489,7 @@ async fn make(
     if is_iso {
         // An ISO starts with 32 KiB of zeros (or a hybrid MBR), never a disk format's magic: a
         // file that is both is refused, not guessed at.
-        if let Some(format) = inspect::disk_magic(&head(&disk_file)?) {
+        if let Some(format) = inspect::disk_magic(&disk_head) {
             return Err(refused(format!(
                 "it is an ISO 9660 image and also looks like a {format} disk: refused as ambiguous"
             )));
@@ -524,7 +525,7 @@ async fn make(
     }
 
     // An OVA gives the disk its descriptor names, read where it lies in the archive.
-    let is_ova = ova::is_tar(&head(&disk_file)?);
+    let is_ova = ova::is_tar(&disk_head);
     if listed == Some("ova") && !is_ova {
         return Err(refused(
             "its list says OVA, but it is not a tar archive".into(),

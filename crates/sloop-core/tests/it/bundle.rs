@@ -65,6 +65,19 @@ fn proxy_identity(user: &GridUser) -> sign::SigningIdentity {
     sign::identity(&proxy, &credentials, None, OffsetDateTime::now_utc()).unwrap()
 }
 
+/// What `bundle::examine` reports of `file` (it must be readable as a bundle).
+async fn examined(paths: &Paths, config: &Config, file: &Path) -> bundle::BundleReport {
+    bundle::examine(
+        paths,
+        config,
+        file,
+        &Reporter::silent(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
 async fn verify(paths: &Paths, config: &Config, file: &Path) -> Result<String, String> {
     bundle::verify(
         paths,
@@ -637,15 +650,7 @@ async fn an_unsigned_bundle_needs_the_users_word() {
         note: String::new(),
     };
     let file = forge(dir.path(), "unsigned.sloop", &manifest, None, &overlay);
-    let report = bundle::examine(
-        &paths,
-        &config,
-        &file,
-        &Reporter::silent(),
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = examined(&paths, &config, &file).await;
     assert!(
         !report.verified && !report.signature.ok && report.overlay.ok && report.base.ok,
         "{report:?}"
@@ -686,15 +691,7 @@ async fn an_unsigned_bundle_needs_the_users_word() {
         None,
         &overlay,
     );
-    let report = bundle::examine(
-        &paths,
-        &config,
-        &backed,
-        &Reporter::silent(),
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = examined(&paths, &config, &backed).await;
     assert!(!report.overlay.ok, "{report:?}");
     assert!(
         report.overlay.detail.contains("names backing file"),
@@ -712,15 +709,7 @@ async fn an_unsigned_bundle_needs_the_users_word() {
         None,
         &own,
     );
-    let report = bundle::examine(
-        &paths,
-        &config,
-        &unbacked,
-        &Reporter::silent(),
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = examined(&paths, &config, &unbacked).await;
     assert!(report.overlay.ok, "{report:?}");
     let refused = import::import(
         &paths,
